@@ -1,0 +1,62 @@
+# license-notifications: every set-up step lives here, so a fresh clone needs only `make demo` / `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell scripts/find-python 3.13)
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+# Tools with conflicting pins (aws-sam-cli pins boto3/click) get environments of their own.
+SAM_VENV := .tools/sam
+SAM      := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help venv demo test lint validate build clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "no Python 3.13 found (see scripts/find-python)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements/dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .venv (Python 3.13) with the app and dev tools
+
+$(SAM): 
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(SAM_VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python aws-sam-cli==$(SAM_VERSION)
+
+demo: venv  ## run the main job on the embedded local stack (moto + local license-manager, LMS, Braze)
+	$(BIN)/license-notifications-demo
+
+test: venv $(SAM)  ## lint, validate the template, run the test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(SAM) validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/pytest
+
+lint: venv  ## ruff only
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+validate: venv $(SAM)  ## sam validate --lint and cfn-lint
+	$(SAM) validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+build: $(SAM)  ## sam build (needs python3.13 on PATH; see README)
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
+
+lock:  ## re-resolve requirements/dev.lock from pyproject.toml
+	$(UV) pip compile --quiet --python-version 3.13 --extra dev pyproject.toml -o requirements/dev.lock
+
+clean:  ## remove environments and build output
+	rm -rf $(VENV) .tools .aws-sam .pytest_cache .ruff_cache

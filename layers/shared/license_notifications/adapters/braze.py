@@ -1,0 +1,109 @@
+"""Braze REST API (contract section 4): alias creation and API-triggered campaign sends.
+
+Braze has no idempotency key: every accepted trigger is delivered. Callers must make sure a trigger is
+sent once (the ledger does); this client only refuses requests Braze would reject and retries only what
+Braze says is transient (429 until X-RateLimit-Reset, 5xx, timeouts, connection errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from license_notifications.adapters.http import HttpClient
+from license_notifications.errors import MalformedResponseError
+
+SERVICE = "braze"
+MAX_ALIASES_PER_REQUEST = 50
+MAX_RECIPIENTS_PER_REQUEST = 50
+LEARNER_ALIAS_LABEL = "Enterprise"
+
+
+@dataclass(frozen=True)
+class UserAlias:
+    alias_name: str
+    alias_label: str = LEARNER_ALIAS_LABEL
+
+    def as_json(self) -> dict[str, str]:
+        return {"alias_name": self.alias_name, "alias_label": self.alias_label}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Exactly one identifier: an alias (with ``attributes``, so Braze can create the profile) or an external id."""
+
+    user_alias: UserAlias | None = None
+    external_user_id: str | None = None
+    trigger_properties: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.user_alias is None) == (self.external_user_id is None):
+            raise ValueError("a Braze recipient needs exactly one of user_alias or external_user_id")
+        if self.user_alias is not None and not self.attributes:
+            raise ValueError("an alias recipient needs attributes (send_to_existing_only is false)")
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.user_alias is not None:
+            body["user_alias"] = self.user_alias.as_json()
+            body["send_to_existing_only"] = False
+            body["attributes"] = dict(self.attributes or {})
+        else:
+            body["external_user_id"] = self.external_user_id
+            if self.attributes:
+                body["attributes"] = dict(self.attributes)
+        if self.trigger_properties:
+            body["trigger_properties"] = dict(self.trigger_properties)
+        return body
+
+
+class BrazeClient:
+    def __init__(self, http: HttpClient, base_url: str):
+        self._http = http
+        self._base = base_url.rstrip("/")
+
+    @property
+    def request_count(self) -> int:
+        return self._http.request_count
+
+    def create_aliases(self, aliases: Sequence[UserAlias]) -> None:
+        """``POST /users/alias/new``, at most 50 aliases a request (one request per 50)."""
+        unique = list(dict.fromkeys(aliases))
+        for start in range(0, len(unique), MAX_ALIASES_PER_REQUEST):
+            chunk = unique[start : start + MAX_ALIASES_PER_REQUEST]
+            self._http.post(f"{self._base}/users/alias/new", json={"user_aliases": [a.as_json() for a in chunk]})
+
+    def trigger_campaign(
+        self,
+        campaign_id: str,
+        recipients: Sequence[Recipient],
+        *,
+        trigger_properties: Mapping[str, Any] | None = None,
+    ) -> str:
+        """``POST /campaigns/trigger/send`` to at most 50 recipients; returns Braze's ``dispatch_id``.
+
+        The caller batches: one call is one Braze request, so a failure maps to exactly these recipients.
+        """
+        if not campaign_id:
+            raise ValueError("campaign_id is required")
+        if not 1 <= len(recipients) <= MAX_RECIPIENTS_PER_REQUEST:
+            raise ValueError(f"1 to {MAX_RECIPIENTS_PER_REQUEST} recipients per request, got {len(recipients)}")
+        body: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "broadcast": False,
+            "recipients": [r.as_json() for r in recipients],
+        }
+        if trigger_properties:
+            body["trigger_properties"] = dict(trigger_properties)
+        url = f"{self._base}/campaigns/trigger/send"
+        reply = self._http.post(url, json=body)
+        if not isinstance(reply, dict):
+            raise MalformedResponseError(SERVICE, "trigger reply is not a JSON object", url=url)
+        if reply.get("message") == "queued":  # maintenance mode: accepted, delivered later (no dispatch id)
+            return str(reply.get("dispatch_id") or "queued")
+        dispatch_id = reply.get("dispatch_id")
+        if not isinstance(dispatch_id, str) or not dispatch_id:
+            raise MalformedResponseError(SERVICE, f"trigger reply without dispatch_id: {reply!r:.200}", url=url)
+        return dispatch_id

@@ -1,0 +1,103 @@
+"""``license-notifications``: run a job inline (no queue), like license-manager's management commands.
+
+    license-notifications expiration-reminders --enterprise-customer-uuid "uuid1,uuid2" \\
+        [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
+
+The same planning as the dispatcher and the same per-enterprise logic as the worker; settings come from the
+environment (see README). Exit status: 0 all done, 1 something failed (the run still went through every
+enterprise), 2 bad input or configuration (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from license_notifications.config import load_settings
+from license_notifications.errors import ConfigurationError
+from license_notifications.events import DispatchRequest, Job
+from license_notifications.jobs.dispatch import plan_run
+from license_notifications.jobs.expiration_reminders import COMMAND as REMINDERS_COMMAND
+from license_notifications.jobs.outcome import RunSummary
+from license_notifications.jobs.work import process_work_message
+from license_notifications.services import Services
+
+logger = logging.getLogger("license_notifications.cli")
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def _as_of(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 datetime: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"--as-of needs a timezone, e.g. {value}Z")
+    return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="license-notifications", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rem = sub.add_parser("expiration-reminders", help="send license expiration reminders (spec 003)")
+    rem.add_argument(
+        "--enterprise-customer-uuid",
+        required=True,
+        help='one or more enterprise customer UUIDs, separated by commas or spaces ("uuid1,uuid2 uuid3")',
+    )
+    rem.add_argument("--days-before-expiration", type=int, default=30, help="the window in days (default 30)")
+    for p in (rem,):
+        p.add_argument("--dry-run", action="store_true", help="log what would be sent; send and record nothing")
+        p.add_argument("--as-of", type=_as_of, default=None, help="evaluate as if the clock read this instant")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None, *, services: Services | None = None) -> tuple[int, RunSummary | None]:
+    args = build_parser().parse_args(argv)
+    request = DispatchRequest(
+        job=Job.EXPIRATION_REMINDERS,
+        enterprise_customer_uuids=args.enterprise_customer_uuid,
+        days_before_expiration=args.days_before_expiration,
+        dry_run=args.dry_run,
+        as_of=args.as_of,
+    )
+    try:
+        svc = services or Services(load_settings())
+        result, messages = plan_run(request, svc.settings)
+        logger.info(
+            "Starting %s command for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
+            REMINDERS_COMMAND,
+            len(messages),
+            request.days_before_expiration,
+            request.dry_run,
+        )
+        summary = RunSummary(request.job.value, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
+        for message in messages:
+            summary.add(process_work_message(message, svc))
+    except ConfigurationError as exc:
+        logger.error("Configuration error: %s", exc)
+        return EXIT_USAGE, None
+    logger.info(
+        "Completed %s command for %d enterprise customer(s). Total Success: %d, Total Failures: %d",
+        REMINDERS_COMMAND,
+        len(summary.outcomes),
+        sum(o.would_send if o.dry_run else o.sent for o in summary.outcomes),
+        summary.failed,
+    )
+    return (EXIT_OK if summary.ok and not summary.invalid_uuids else EXIT_FAILURES), summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("botocore", "urllib3", "pynamodb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    code, _ = run(argv)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The one configuration model: every setting the service reads, validated once at start.
+
+Settings come from environment variables (named in the issue and in the README's table). A missing or
+malformed setting raises :class:`ConfigurationError` whose message names the variable, before any work
+starts. Secrets are given either in clear (local runs: ``OAUTH_CLIENT_SECRET``, ``BRAZE_API_KEY``) or as a
+Secrets Manager ARN (Lambda: ``*_ARN``), resolved through Powertools Parameters (cached, ``max_age``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from license_notifications.errors import ConfigurationError
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("http://", "https://")) or len(value) < len("http://x"):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+OptionalStr = Annotated[str | None, AfterValidator(lambda v: (v or "").strip() or None)]
+
+
+class Settings(BaseModel):
+    """Service settings. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    license_manager_url: HttpUrl = Field(alias="LICENSE_MANAGER_URL")
+    lms_url: HttpUrl = Field(alias="LMS_URL")
+    oauth_base_url: HttpUrl | None = Field(default=None, alias="OAUTH_BASE_URL")
+    oauth_client_id: NonEmpty = Field(alias="OAUTH_CLIENT_ID")
+    oauth_client_secret: SecretStr | None = Field(default=None, alias="OAUTH_CLIENT_SECRET")
+    oauth_client_secret_arn: OptionalStr = Field(default=None, alias="OAUTH_CLIENT_SECRET_ARN")
+    braze_api_url: HttpUrl = Field(alias="BRAZE_API_URL")
+    braze_api_key: SecretStr | None = Field(default=None, alias="BRAZE_API_KEY")
+    braze_api_key_secret_arn: OptionalStr = Field(default=None, alias="BRAZE_API_KEY_SECRET_ARN")
+    expiration_reminder_campaign: OptionalStr = Field(default=None, alias="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    ledger_table_name: OptionalStr = Field(default=None, alias="LEDGER_TABLE_NAME")
+    work_queue_url: OptionalStr = Field(default=None, alias="WORK_QUEUE_URL")
+    error_topic_arn: OptionalStr = Field(default=None, alias="ERROR_TOPIC_ARN")
+    log_full_emails: bool = Field(default=False, alias="LOG_FULL_EMAILS")
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=120, alias="HTTP_TIMEOUT_SECONDS")
+    http_max_attempts: int = Field(default=5, ge=1, le=10, alias="HTTP_MAX_ATTEMPTS")
+    http_max_wait_seconds: float = Field(default=60.0, ge=0, le=900, alias="HTTP_MAX_WAIT_SECONDS")
+    claim_lease_seconds: int = Field(default=900, ge=60, le=43200, alias="CLAIM_LEASE_SECONDS")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        # CloudFormation cannot omit an env var conditionally without !If; an empty value means "unset".
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> Settings:
+        if self.oauth_client_secret is None and self.oauth_client_secret_arn is None:
+            raise ValueError("OAUTH_CLIENT_SECRET or OAUTH_CLIENT_SECRET_ARN must be set")
+        if self.braze_api_key is None and self.braze_api_key_secret_arn is None:
+            raise ValueError("BRAZE_API_KEY or BRAZE_API_KEY_SECRET_ARN must be set")
+        return self
+
+    @property
+    def oauth_url(self) -> str:
+        return self.oauth_base_url or self.lms_url
+
+    def require(self, *names: str) -> None:
+        """Fail with a message naming each unset setting a job needs (by environment variable name)."""
+        missing = [type(self).model_fields[name].alias or name for name in names if getattr(self, name) in (None, "")]
+        if missing:
+            raise ConfigurationError(f"missing setting(s): {', '.join(missing)}")
+
+    def resolve_oauth_client_secret(self) -> str:
+        return _secret(self.oauth_client_secret, self.oauth_client_secret_arn, "OAUTH_CLIENT_SECRET_ARN")
+
+    def resolve_braze_api_key(self) -> str:
+        return _secret(self.braze_api_key, self.braze_api_key_secret_arn, "BRAZE_API_KEY_SECRET_ARN")
+
+
+def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str) -> str:
+    if clear is not None:
+        return clear.get_secret_value()
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_secret(arn)
+    except parameters.exceptions.GetParameterError as exc:
+        raise ConfigurationError(f"{arn_setting}: cannot read secret {arn!r}: {exc}") from exc
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{arn_setting}: secret {arn!r} is empty")
+    return value.strip()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from the environment, or raise a ConfigurationError naming the culprits."""
+    env = os.environ if environ is None else environ
+    wanted = {f.alias for f in Settings.model_fields.values() if f.alias}
+    try:
+        return Settings.model_validate({k: v for k, v in env.items() if k in wanted})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

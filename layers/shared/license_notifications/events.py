@@ -1,0 +1,80 @@
+"""The service's own inputs: the dispatcher event and the work message it puts on the queue.
+
+Parsed with Powertools Parser (pydantic). Unknown keys are rejected so a typo in a manual invoke is an
+error, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION, MAX_DAYS_BEFORE_EXPIRATION
+
+
+class Job(StrEnum):
+    EXPIRATION_REMINDERS = "license_expiration_reminders"
+    UTILIZATION = "license_utilization"
+
+
+class DispatchRequest(BaseModel):
+    """What a schedule, a manual invoke or ``sam local invoke`` sends the dispatcher."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job: Job
+    enterprise_customer_uuids: str | list[str] | None = None
+    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    dry_run: bool = False
+    as_of: AwareDatetime | None = None
+
+
+class WorkMessage(BaseModel):
+    """One enterprise's unit of work (one SQS message). ``as_of`` is fixed by the dispatcher for the whole run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job: Job
+    run_id: str = Field(min_length=1)
+    enterprise_customer_uuid: UUID
+    as_of: AwareDatetime
+    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    dry_run: bool = False
+    dispatched_at: datetime | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def parse_enterprise_uuids(raw: str | Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """Split ``"uuid1,uuid2 uuid3"`` (or a list of such strings) into (valid, invalid).
+
+    Valid ones are normalised (lower-case, hyphenated) and de-duplicated in order; invalid ones are
+    returned as given so they can be reported.
+    """
+    if raw is None:
+        return [], []
+    parts: list[str] = []
+    for chunk in [raw] if isinstance(raw, str) else raw:
+        parts.extend(p for p in _SEPARATORS.split(str(chunk)) if p)
+    valid: list[str] = []
+    invalid: list[str] = []
+    for part in parts:
+        try:
+            value = str(UUID(part))
+        except ValueError:
+            invalid.append(part)
+            continue
+        if value not in valid:
+            valid.append(value)
+    return valid, invalid

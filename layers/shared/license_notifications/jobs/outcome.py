@@ -1,0 +1,70 @@
+"""What processing one enterprise produced: counts for logs, metrics, reports and the exit status."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed unit of work, named well enough for an operator (and the error notification)."""
+
+    job: str
+    enterprise_customer_uuid: str
+    error: str
+    subject: str | None = None  # license uuid, admin id, ... when the failure concerns one recipient
+    count: int = 1  # recipients affected
+
+
+@dataclass
+class EnterpriseOutcome:
+    job: str
+    enterprise_customer_uuid: str
+    dry_run: bool = False
+    due: int = 0
+    sent: int = 0
+    would_send: int = 0
+    failed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    braze_requests: int = 0
+    error: str | None = None  # the enterprise as a whole failed (e.g. an upstream API error)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.failed == 0
+
+    def fail(self, error: str, *, subject: str | None = None, count: int = 1) -> None:
+        self.failed += count
+        self.failures.append(Failure(self.job, self.enterprise_customer_uuid, error, subject, count))
+
+    def fail_enterprise(self, error: str) -> None:
+        self.error = error
+        self.failures.append(Failure(self.job, self.enterprise_customer_uuid, error))
+
+
+@dataclass
+class RunSummary:
+    """Totals over the enterprises of one run (the CLI's and the demo's report)."""
+
+    job: str
+    run_id: str
+    outcomes: list[EnterpriseOutcome] = field(default_factory=list)
+    invalid_uuids: list[str] = field(default_factory=list)
+
+    def add(self, outcome: EnterpriseOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    @property
+    def sent(self) -> int:
+        return sum(o.sent for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        """Failed recipients plus failed enterprises (the spec counts a failed enterprise as a failure)."""
+        return sum(o.failed + (1 if o.error else 0) for o in self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)

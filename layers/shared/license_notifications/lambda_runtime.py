@@ -1,0 +1,58 @@
+"""What the Lambda handlers share: Powertools objects, the per-container Services, metric names.
+
+Handlers stay wiring only; everything here is created once per container (cold start) and reused.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+
+from license_notifications.config import load_settings
+from license_notifications.events import Job
+from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME
+from license_notifications.services import Services
+
+METRIC_PREFIX = {Job.EXPIRATION_REMINDERS: "ExpirationReminders", Job.UTILIZATION: "UtilizationEmails"}
+
+
+def powertools() -> tuple[Logger, Metrics]:
+    logger = Logger(service=SERVICE_NAME)
+    # Route the library's stdlib loggers (license_notifications.*) through the same JSON formatter,
+    # so their records carry the correlation id (run id) and the Lambda context keys.
+    import license_notifications.jobs.dispatch
+    import license_notifications.jobs.work  # noqa: F401
+
+    copy_config_to_registered_loggers(source_logger=logger, include=_library_loggers())
+    return logger, Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+
+def _library_loggers() -> set[str]:
+    import logging
+
+    return {name for name in logging.root.manager.loggerDict if name.startswith("license_notifications")}
+
+
+@cache
+def services() -> Services:
+    """Settings are validated on the first invocation; a bad setting fails it with a message naming it."""
+    return Services(load_settings())
+
+
+def record_outcome_metrics(metrics: Metrics, job: Job, outcome: EnterpriseOutcome) -> None:
+    prefix = METRIC_PREFIX[job]
+    if outcome.dry_run:
+        metrics.add_metric(name=f"{prefix}DryRunWouldSend", unit=MetricUnit.Count, value=outcome.would_send)
+        return
+    metrics.add_metric(name=f"{prefix}Due", unit=MetricUnit.Count, value=outcome.due)
+    metrics.add_metric(name=f"{prefix}Sent", unit=MetricUnit.Count, value=outcome.sent)
+    metrics.add_metric(name=f"{prefix}Failed", unit=MetricUnit.Count, value=outcome.failed)
+    metrics.add_metric(name=f"{prefix}Skipped", unit=MetricUnit.Count, value=sum(outcome.skipped.values()))
+    metrics.add_metric(name="BrazeRequests", unit=MetricUnit.Count, value=outcome.braze_requests)
+    metrics.add_metric(
+        name="EnterprisesFailed" if outcome.error else "EnterprisesProcessed", unit=MetricUnit.Count, value=1
+    )

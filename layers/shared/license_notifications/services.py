@@ -1,0 +1,79 @@
+"""Builds the adapters from :class:`~license_notifications.config.Settings` (one place, used by the Lambda
+handlers, the CLI and the demo)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from license_notifications.adapters.braze import BrazeClient
+from license_notifications.adapters.http import HttpClient, RetryPolicy
+from license_notifications.adapters.ledger import Ledger
+from license_notifications.adapters.license_manager import LicenseManagerClient
+from license_notifications.adapters.lms import LmsClient
+from license_notifications.adapters.oauth import OAuthTokenProvider
+from license_notifications.adapters.queue import WorkQueue
+from license_notifications.config import Settings
+from license_notifications.jobs.expiration_reminders import ExpirationReminders
+from license_notifications.observability import EmailRenderer
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def retry(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(max_attempts=s.http_max_attempts, max_wait=s.http_max_wait_seconds)
+
+    def _http(self, service: str, **kwargs) -> HttpClient:
+        return HttpClient(service, timeout=self.settings.http_timeout_seconds, retry=self.retry, **kwargs)
+
+    @cached_property
+    def oauth(self) -> OAuthTokenProvider:
+        s = self.settings
+        return OAuthTokenProvider(
+            self._http("lms-oauth"), s.oauth_url, s.oauth_client_id, s.resolve_oauth_client_secret()
+        )
+
+    @cached_property
+    def license_manager(self) -> LicenseManagerClient:
+        return LicenseManagerClient(self._http("license-manager", auth=self.oauth), self.settings.license_manager_url)
+
+    @cached_property
+    def lms(self) -> LmsClient:
+        return LmsClient(self._http("lms", auth=self.oauth), self.settings.lms_url)
+
+    @cached_property
+    def braze(self) -> BrazeClient:
+        key = self.settings.resolve_braze_api_key()
+        http = self._http("braze", default_headers={"Authorization": f"Bearer {key}"})
+        return BrazeClient(http, self.settings.braze_api_url)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        self.settings.require("ledger_table_name")
+        return Ledger(self.settings.ledger_table_name, lease_seconds=self.settings.claim_lease_seconds)
+
+    @cached_property
+    def emails(self) -> EmailRenderer:
+        return EmailRenderer(full=self.settings.log_full_emails)
+
+    def expiration_reminders(self) -> ExpirationReminders:
+        self.settings.require("expiration_reminder_campaign")
+        return ExpirationReminders(
+            license_manager=self.license_manager,
+            lms=self.lms,
+            braze=self.braze,
+            ledger=self.ledger,
+            campaign_id=self.settings.expiration_reminder_campaign,
+            emails=self.emails,
+        )
+
+    @cached_property
+    def queue(self) -> WorkQueue:
+        import boto3
+
+        self.settings.require("work_queue_url")
+        return WorkQueue(boto3.client("sqs"), self.settings.work_queue_url)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.dispatch import plan_run
-from pydantic import ValidationError
 
 BASE_ENV = {
     "LICENSE_MANAGER_URL": "http://127.0.0.1:1/",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from license_notifications.rules.expiration import (
     ReminderDecision,
     braze_datetime,
@@ -93,9 +94,9 @@ def test_a_missed_run_loses_nothing():
 
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
-        expires_in_window(datetime(2026, 3, 10), NOW, 30)  # noqa: DTZ001
+        expires_in_window(datetime(2026, 3, 10), NOW, 30)
     with pytest.raises(ValueError, match="timezone-aware"):
-        decide(now=datetime(2026, 3, 1))  # noqa: DTZ001
+        decide(now=datetime(2026, 3, 1))
 
 
 @pytest.mark.parametrize("days", [0, -1, 3651, True, 1.5])
@@ -117,9 +118,7 @@ def test_braze_datetime_format():
     assert braze_datetime(datetime(2026, 3, 15, 2, 30, 5, 999, tzinfo=plus2)) == "2026-03-15T00:30:05Z"
 
 
-instants = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-)
+instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 offsets = st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=400))
 
 

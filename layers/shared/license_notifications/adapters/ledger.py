@@ -11,7 +11,7 @@ Protocol, for every notification key (e.g. ``expiration_reminder#<license uuid>`
    retries it.
 
 Leases use the wall clock, not ``as_of``: they measure how long a real worker may hold a key, which a
-preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 900) is at least the worker's
+preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 1200) exceeds the worker's (900 s)
 timeout, so a live worker never loses its claim mid-send. Records carry a TTL (``expires_at``).
 """
 
@@ -86,7 +86,7 @@ class Ledger:
         self,
         table_name: str,
         *,
-        lease_seconds: int = 900,
+        lease_seconds: int = 1200,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.model = ledger_model(table_name)

@@ -1,0 +1,601 @@
+"""template.yaml and samconfig.toml: the deployment contract, checked on the parsed template (no AWS), then
+the resources created from the template in moto (devstack.aws), including DynamoDB's per-item atomicity."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from devstack.aws import (
+    TEMPLATE_PATH,
+    MotoStack,
+    StackResources,
+    TemplateTranslationError,
+    _SerialiseDynamoDB,
+    create_resources_from_template,
+    load_template,
+    resolve_intrinsics,
+)
+
+ROOT = TEMPLATE_PATH.parent
+
+# Every setting the functions read (one config model); all must reach the worker.
+FUNCTION_ENV = {
+    "LICENSE_MANAGER_URL",
+    "LMS_URL",
+    "OAUTH_BASE_URL",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET_ARN",
+    "BRAZE_API_URL",
+    "BRAZE_API_KEY_SECRET_ARN",
+    "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN",
+    "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN",
+    "NO_ALLOCATIONS_REMAINING_CAMPAIGN",
+    "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN",
+    "ENTERPRISE_ADMIN_PORTAL_BASE_URL",
+    "LEDGER_TABLE_NAME",
+    "WORK_QUEUE_URL",
+    "ERROR_TOPIC_ARN",
+    "LOG_FULL_EMAILS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_PARAMETERS_MAX_AGE",
+}
+PARAMETERS = {
+    "LicenseManagerUrl",
+    "LmsUrl",
+    "OAuthBaseUrl",
+    "OAuthClientId",
+    "OAuthClientSecretArn",
+    "BrazeApiUrl",
+    "BrazeApiKeySecretArn",
+    "BrazeLicenseExpirationReminderCampaign",
+    "LimitedAllocationsRemainingCampaign",
+    "NoAllocationsRemainingCampaign",
+    "WeeklyLicenseUtilizationCampaign",
+    "EnterpriseAdminPortalBaseUrl",
+    "EnterpriseCustomerUuids",
+    "DaysBeforeExpiration",
+    "ReminderScheduleExpression",
+    "UtilizationScheduleExpression",
+    "ScheduleState",
+    "WorkerMaximumConcurrency",
+    "WorkerBatchSize",
+    "LogLevel",
+    "AlarmEmail",
+    "LogFullEmails",
+}
+LEDGER_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+}
+# SAM policy templates a function may use; anything broader (DynamoDBCrudPolicy, *FullAccess...) fails.
+ALLOWED_POLICY_TEMPLATES = {"SQSSendMessagePolicy"}
+SCHEDULE_KEYS = {
+    "license_expiration_reminders": {
+        "job",
+        "enterprise_customer_uuids",
+        "days_before_expiration",
+        "dry_run",
+        "as_of",
+    },
+    "license_utilization": {"job", "enterprise_customer_uuids", "dry_run", "as_of"},
+}
+SAMPLE_UUIDS = "12345678-1234-1234-1234-123456789012,87654321-4321-4321-4321-210987654321"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Serverless functions with Globals.Function merged in (as SAM does, env variables merged)."""
+    merged = {}
+    globals_ = template.get("Globals", {}).get("Function", {})
+    for name, resource in resources_of(template, "AWS::Serverless::Function").items():
+        props = {**globals_, **resource["Properties"]}
+        props["Environment"] = {
+            "Variables": {
+                **globals_.get("Environment", {}).get("Variables", {}),
+                **resource["Properties"].get("Environment", {}).get("Variables", {}),
+            }
+        }
+        merged[name] = props
+    return merged
+
+
+def getatt(logical_id: str, attribute: str) -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [logical_id, attribute]}
+
+
+def sqs_events(function: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["Properties"] for e in function.get("Events", {}).values() if e["Type"] == "SQS"]
+
+
+def schedules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{fn}.{name}": event["Properties"]
+        for fn, props in functions(template).items()
+        for name, event in props.get("Events", {}).items()
+        if event["Type"] == "ScheduleV2"
+    }
+
+
+def statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in function.get("Policies", []) if isinstance(p, dict) for s in p.get("Statement", [])]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def parameter_default(template: dict[str, Any], ref: Any) -> Any:
+    assert isinstance(ref, dict), f"expected a !Ref to a parameter, got {ref!r}"
+    assert set(ref) == {"Ref"}, ref
+    return template["Parameters"][ref["Ref"]]["Default"]
+
+
+# --------------------------------------------------------------------------------------------- queue/worker
+
+
+def test_worker_visibility_timeout_is_at_least_six_times_the_worker_timeout(template):
+    worker = functions(template)["WorkerFunction"]
+    assert worker["Timeout"] == 900
+    (event,) = sqs_events(worker)
+    assert event["Queue"] == getatt("WorkQueue", "Arn")
+    queue = template["Resources"]["WorkQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+
+
+def test_worker_reports_batch_item_failures_with_bounded_concurrency(template):
+    worker = functions(template)["WorkerFunction"]
+    (event,) = sqs_events(worker)
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 2 <= parameter_default(template, event["ScalingConfig"]["MaximumConcurrency"]) <= 1000
+    assert parameter_default(template, event["BatchSize"]) == 5
+    assert worker["MemorySize"] == 512
+    # Concurrency is bounded by the event source, not by reserving (and starving) account concurrency.
+    assert "ReservedConcurrentExecutions" not in worker
+
+
+def test_work_queue_redrives_to_its_dead_letter_queue(template):
+    queues = resources_of(template, "AWS::SQS::Queue")
+    redrive = queues["WorkQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive == {"deadLetterTargetArn": getatt("WorkDeadLetterQueue", "Arn"), "maxReceiveCount": 5}
+    assert queues["WorkDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # A message keeps its first-enqueue timestamp in the DLQ: the DLQ must keep messages longer.
+    assert (
+        queues["WorkDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+        > queues["WorkQueue"]["Properties"]["MessageRetentionPeriod"]
+    )
+    for name, queue in queues.items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
+
+
+def test_ledger_table_is_on_demand_encrypted_recoverable_with_ttl_and_retained(template):
+    (name,) = resources_of(template, "AWS::DynamoDB::Table")
+    assert name == "LedgerTable"
+    table = template["Resources"][name]
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+# --------------------------------------------------------------------------------------------- functions
+
+
+def test_functions_and_layer_are_python313_on_arm64(template):
+    fns = functions(template)
+    assert set(fns) == {"DispatcherFunction", "WorkerFunction"}
+    for name, fn in fns.items():
+        assert fn["Runtime"] == "python3.13", name
+        assert fn["Architectures"] == ["arm64"], name
+        assert fn["Tracing"] == "Active", name
+        assert {"Ref": "SharedLayer"} in fn["Layers"], name
+        code = ROOT / fn["CodeUri"]
+        assert (code / "requirements.txt").is_file(), name
+        module, _, handler = fn["Handler"].partition(".")
+        assert handler == "lambda_handler", name
+        assert (code / f"{module}.py").is_file(), f"{name}: {code / module}.py"
+    assert not resources_of(template, "AWS::Lambda::Function")
+    (layer,) = resources_of(template, "AWS::Serverless::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").is_file()
+    assert (ROOT / layer["Properties"]["ContentUri"] / "license_notifications" / "__init__.py").is_file()
+    assert functions(template)["DispatcherFunction"]["Timeout"] == 60
+
+
+def test_worker_gets_every_setting(template):
+    for name, fn in functions(template).items():
+        env = fn["Environment"]["Variables"]
+        if name == "WorkerFunction":
+            assert set(env) >= FUNCTION_ENV, FUNCTION_ENV - set(env)
+        assert env["POWERTOOLS_SERVICE_NAME"] == "license-notifications"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LicenseNotifications"
+        assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+        assert env["LOG_FULL_EMAILS"] == {"Ref": "LogFullEmails"}
+        assert int(env["POWERTOOLS_PARAMETERS_MAX_AGE"]) > 0
+        # The dispatcher validates campaign ids before enqueueing.
+        assert env["BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"] == {"Ref": "BrazeLicenseExpirationReminderCampaign"}
+        # Secrets are passed by ARN only, never in clear.
+        assert not {"OAUTH_CLIENT_SECRET", "BRAZE_API_KEY"} & set(env)
+    env = functions(template)["WorkerFunction"]["Environment"]["Variables"]
+    assert env["OAUTH_BASE_URL"] == {"Fn::If": ["HasOAuthBaseUrl", {"Ref": "OAuthBaseUrl"}, {"Ref": "LmsUrl"}]}
+    for oauth_base_url, expected in (("", "https://lms.example.org"), ("https://sso.example.org", None)):
+        value = resolve_intrinsics(
+            env["OAUTH_BASE_URL"],
+            template,
+            parameters={"OAuthBaseUrl": oauth_base_url, "LmsUrl": "https://lms.example.org"},
+        )
+        assert value == (expected or oauth_base_url)
+
+
+@pytest.mark.parametrize(
+    ("job", "schedule_parameter", "default_expression"),
+    [
+        ("license_expiration_reminders", "ReminderScheduleExpression", "rate(1 hour)"),
+        ("license_utilization", "UtilizationScheduleExpression", "cron(0 9 * * ? *)"),
+    ],
+)
+def test_schedule_sends_the_documented_job_event(template, job, schedule_parameter, default_expression):
+    found = {}
+    for name, props in schedules(template).items():
+        event = json.loads(
+            resolve_intrinsics(props["Input"], template, parameters={"EnterpriseCustomerUuids": SAMPLE_UUIDS})
+        )
+        found[event["job"]] = (name, props, event)
+    assert set(found) == set(SCHEDULE_KEYS)
+    _, props, event = found[job]
+    assert set(event) == SCHEDULE_KEYS[job]
+    assert event["dry_run"] is False
+    assert event["as_of"] is None
+    if job == "license_expiration_reminders":
+        assert event["enterprise_customer_uuids"] == SAMPLE_UUIDS
+        assert event["days_before_expiration"] == 30
+    else:
+        assert event["enterprise_customer_uuids"] is None
+    assert props["ScheduleExpression"] == {"Ref": schedule_parameter}
+    assert parameter_default(template, props["ScheduleExpression"]) == default_expression
+    assert props["State"] == {"Ref": "ScheduleState"}
+    assert template["Parameters"]["ScheduleState"]["AllowedValues"] == ["ENABLED", "DISABLED"]
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert props["DeadLetterConfig"] == {"Arn": getatt("ScheduleDeadLetterQueue", "Arn")}
+
+
+def test_uuid_parameter_cannot_break_the_schedule_json(template):
+    pattern = template["Parameters"]["EnterpriseCustomerUuids"]["AllowedPattern"]
+    assert re.fullmatch(pattern, SAMPLE_UUIDS)
+    assert re.fullmatch(pattern, SAMPLE_UUIDS.replace(",", " "))
+    for bad in ('abc", "dry_run": true', "", "x\\y", "not-a-uuid"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_policies_are_least_privilege(template):
+    fns = functions(template)
+    for name, fn in fns.items():
+        for policy in fn.get("Policies", []):
+            if isinstance(policy, str):
+                pytest.fail(f"{name}: managed policy {policy} (use an inline statement)")
+            templates = set(policy) - {"Statement", "Version"}
+            assert templates <= ALLOWED_POLICY_TEMPLATES, f"{name}: {templates}"
+        for statement in statements(fn):
+            assert statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: action {action}"
+            for resource in as_list(statement["Resource"]):
+                assert resource != "*", f"{name}: {statement}"
+                assert "*" not in json.dumps(resource), f"{name}: {statement}"
+    worker = statements(fns["WorkerFunction"])
+    dynamodb = [s for s in worker if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert len(dynamodb) == 1
+    assert set(dynamodb[0]["Action"]) == LEDGER_ACTIONS
+    assert dynamodb[0]["Resource"] == getatt("LedgerTable", "Arn")
+
+    def secrets(stmts: list[dict[str, Any]]) -> list[Any]:
+        return [
+            r for s in stmts if "secretsmanager:GetSecretValue" in as_list(s["Action"]) for r in as_list(s["Resource"])
+        ]
+
+    assert secrets(worker) == [{"Ref": "OAuthClientSecretArn"}, {"Ref": "BrazeApiKeySecretArn"}]
+    dispatcher = statements(fns["DispatcherFunction"])
+    # The dispatcher may need an OAuth token (enterprise discovery) but never the Braze key.
+    assert secrets(dispatcher) == [{"Ref": "OAuthClientSecretArn"}]
+    for stmts in (worker, dispatcher):
+        publish = [s for s in stmts if "sns:Publish" in as_list(s["Action"])]
+        assert [s["Resource"] for s in publish] == [{"Ref": "ErrorTopic"}]
+    assert {"SQSSendMessagePolicy": {"QueueName": getatt("WorkQueue", "QueueName")}} in fns["DispatcherFunction"][
+        "Policies"
+    ]
+
+
+def test_error_topic_is_encrypted_and_alarms_notify_it(template):
+    topic = template["Resources"]["ErrorTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "ErrorTopicKey"}
+    key = template["Resources"]["ErrorTopicKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # CloudWatch alarms can publish to the encrypted topic only if the key lets cloudwatch.amazonaws.com in.
+    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Principal"].get("Service")]
+    assert grants[0]["Principal"]["Service"] == "cloudwatch.amazonaws.com"
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(grants[0]["Action"])
+
+    subscription = template["Resources"]["ErrorTopicEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "ErrorTopic"}
+    for email, subscribed in (("", False), ("ops@example.org", True)):
+        assert resolve_intrinsics({"Condition": "HasAlarmEmail"}, template, parameters={"AlarmEmail": email}) is (
+            subscribed
+        )
+
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "ErrorTopic"}], name
+    watched = {
+        (a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"])): a["Properties"]
+        for a in alarms.values()
+    }
+    dlq = watched["ApproximateNumberOfMessagesVisible", json.dumps(getatt("WorkDeadLetterQueue", "QueueName"))]
+    errors = watched["Errors", json.dumps({"Ref": "WorkerFunction"})]
+    for alarm in (dlq, errors):
+        assert alarm["Threshold"] == 0
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_parameters_and_outputs(template):
+    params = template["Parameters"]
+    assert set(params) >= PARAMETERS
+    for name, spec in params.items():
+        assert spec.get("Description"), f"{name} has no Description"
+    assert params["DaysBeforeExpiration"]["Default"] == 30
+    assert params["OAuthBaseUrl"]["Default"] == ""
+    assert params["LogFullEmails"]["Default"] == "false"
+    outputs = template["Outputs"]
+    for name in (
+        "WorkQueueUrl",
+        "WorkQueueArn",
+        "WorkDeadLetterQueueUrl",
+        "LedgerTableName",
+        "ErrorTopicArn",
+        "DispatcherFunctionName",
+        "DispatcherFunctionArn",
+        "WorkerFunctionName",
+        "WorkerFunctionArn",
+    ):
+        assert name in outputs, name
+
+
+def test_samconfig_environments_provide_valid_parameters(template):
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    stacks = set()
+    for env in ("default", "production"):
+        deploy = config[env]["deploy"]["parameters"]
+        glob = config[env]["global"]["parameters"]
+        stacks.add(glob["stack_name"])
+        assert glob["region"] == "us-east-1"
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert deploy["resolve_s3"] is True
+        assert deploy["confirm_changeset"] is True
+        overrides = dict(item.split("=", 1) for item in deploy["parameter_overrides"])
+        params = template["Parameters"]
+        assert set(overrides) <= set(params), set(overrides) - set(params)
+        required = {name for name, spec in params.items() if "Default" not in spec}
+        assert required <= set(overrides), f"{env}: missing {required - set(overrides)}"
+        for name, value in overrides.items():
+            spec = params[name]
+            if "AllowedPattern" in spec:
+                assert re.fullmatch(spec["AllowedPattern"], value), f"{env}: {name}={value}"
+            if "AllowedValues" in spec:
+                assert value in spec["AllowedValues"], f"{env}: {name}={value}"
+        assert "example.org" in overrides["LicenseManagerUrl"] or "localhost" in overrides["LicenseManagerUrl"]
+    assert len(stacks) == 2
+
+
+def test_layer_requirements_pin_the_runtime_dependencies():
+    lines = (ROOT / "layers/shared/requirements.txt").read_text().splitlines()
+    pins = {line.split("==")[0] for line in lines if line and not line.startswith("#")}
+    assert pins == {"aws-lambda-powertools[parser,tracer]", "pydantic", "pynamodb", "requests", "tenacity"}
+    assert all("==" in line for line in lines if line and not line.startswith("#"))
+
+
+# --------------------------------------------------------------------------------------------- load_template
+
+
+def test_load_template_turns_short_tags_into_long_form(tmp_path: Path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "Conditions:\n"
+        "  C: !Not [!Equals [!Ref P, '']]\n"
+        "Resources:\n"
+        "  R:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      A: !GetAtt Q.Arn\n"
+        "      B: !Sub '${AWS::Region}-x'\n"
+        "      C: !If [C, !Join [',', [a, b]], !Select [0, !Split [',', 'a,b']]]\n"
+        "      D: !FindInMap [M, k, v]\n"
+        "      E: !GetAtt [Q, QueueName]\n"
+        "      Version: 2012-10-17\n"
+    )
+    template = load_template(path)
+    assert template["Conditions"]["C"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]}
+    props = template["Resources"]["R"]["Properties"]
+    assert props["A"] == {"Fn::GetAtt": ["Q", "Arn"]}
+    assert props["B"] == {"Fn::Sub": "${AWS::Region}-x"}
+    assert props["C"] == {
+        "Fn::If": ["C", {"Fn::Join": [",", ["a", "b"]]}, {"Fn::Select": [0, {"Fn::Split": [",", "a,b"]}]}]
+    }
+    assert props["D"] == {"Fn::FindInMap": ["M", "k", "v"]}
+    assert props["E"] == {"Fn::GetAtt": ["Q", "QueueName"]}
+    assert props["Version"] == "2012-10-17"
+
+
+# --------------------------------------------------------------------------------------------- moto
+
+
+def test_resources_created_from_the_template_match_it(aws_resources: StackResources, moto_stack: MotoStack):
+    dynamodb = moto_stack.client("dynamodb")
+    table = dynamodb.describe_table(TableName=aws_resources.ledger_table_name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    ttl = dynamodb.describe_time_to_live(TableName=aws_resources.ledger_table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    backups = dynamodb.describe_continuous_backups(TableName=aws_resources.ledger_table_name)
+    pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    sqs = moto_stack.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws_resources.work_queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["VisibilityTimeout"] == "5400"
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": aws_resources.queue_arns["WorkDeadLetterQueue"],
+        "maxReceiveCount": 5,
+    }
+    dlq = sqs.get_queue_attributes(QueueUrl=aws_resources.work_dead_letter_queue_url, AttributeNames=["All"])
+    assert dlq["Attributes"]["MessageRetentionPeriod"] == "1209600"
+
+    topic = moto_stack.client("sns").get_topic_attributes(TopicArn=aws_resources.error_topic_arn)["Attributes"]
+    assert topic["KmsMasterKeyId"]
+
+    assert aws_resources.lambda_env() == {
+        "LEDGER_TABLE_NAME": aws_resources.ledger_table_name,
+        "WORK_QUEUE_URL": aws_resources.work_queue_url,
+        "ERROR_TOPIC_ARN": aws_resources.error_topic_arn,
+    }
+    assert all(name.endswith(aws_resources.suffix) for name in aws_resources.tables.values())
+
+
+def test_aws_resources_fixture_points_default_clients_at_moto(aws_resources: StackResources):
+    tables = boto3.client("dynamodb").list_tables()["TableNames"]
+    assert aws_resources.ledger_table_name in tables
+
+
+def test_a_message_failing_max_receive_count_times_lands_in_the_dlq(
+    aws_resources: StackResources, moto_stack: MotoStack
+):
+    sqs = moto_stack.client("sqs")
+    queue, dlq = aws_resources.work_queue_url, aws_resources.work_dead_letter_queue_url
+    sqs.send_message(QueueUrl=queue, MessageBody='{"enterprise_customer_uuid": "e1"}')
+    for attempt in range(1, 6):
+        (message,) = sqs.receive_message(QueueUrl=queue, AttributeNames=["ApproximateReceiveCount"])["Messages"]
+        assert message["Attributes"]["ApproximateReceiveCount"] == str(attempt)
+        # The worker reported it as a failure: it becomes visible again (here at once).
+        sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue)
+    (dead,) = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert dead["Body"] == '{"enterprise_customer_uuid": "e1"}'
+
+
+@pytest.mark.slow
+def test_concurrent_conditional_puts_of_one_key_have_exactly_one_winner(
+    aws_resources: StackResources, moto_stack: MotoStack
+):
+    threads_count, rounds = 8, 5
+    # One client per thread, made up front (a client takes ~0.1 s to build; the race needs a tight start).
+    clients = [boto3.session.Session().client("dynamodb") for _ in range(threads_count)]
+    for round_ in range(rounds):
+        barrier = threading.Barrier(threads_count)
+        outcomes: list[str] = []
+
+        def claim(worker: int, key: str, barrier: threading.Barrier, outcomes: list[str]) -> None:
+            barrier.wait()
+            try:
+                clients[worker].put_item(
+                    TableName=aws_resources.ledger_table_name,
+                    Item={"pk": {"S": key}, "owner": {"N": str(worker)}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                outcomes.append("won")  # list.append is atomic
+            except ClientError as error:
+                outcomes.append(error.response["Error"]["Code"])
+
+        key = f"reminder#license-{round_}"
+        threads = [threading.Thread(target=claim, args=(i, key, barrier, outcomes)) for i in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(outcomes) == ["ConditionalCheckFailedException"] * (threads_count - 1) + ["won"]
+
+
+def test_dynamodb_requests_are_serialised_and_other_services_are_not():
+    active = {"now": 0, "max": 0}
+    guard = threading.Lock()
+
+    def slow_app(environ, start_response):
+        with guard:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        time.sleep(0.05)
+        start_response("200 OK", [])
+        yield b"part-1 "
+        time.sleep(0.02)  # still inside the lock while the body is produced
+        with guard:
+            active["now"] -= 1
+        yield b"part-2"
+
+    app = _SerialiseDynamoDB(slow_app)
+
+    def run(target: str, results: list[bytes]) -> None:
+        results.append(b"".join(app({"HTTP_X_AMZ_TARGET": target}, lambda *a: None)))
+
+    for target, serialised in (("DynamoDB_20120810.PutItem", True), ("AmazonSQS.ReceiveMessage", False)):
+        active.update(now=0, max=0)
+        results: list[bytes] = []
+        threads = [threading.Thread(target=run, args=(target, results)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [b"part-1 part-2"] * 4
+        assert (active["max"] == 1) is serialised, (target, active)
+
+
+def test_untranslated_properties_fail_loudly(moto_stack: MotoStack):
+    queue = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"Nonsense": 1}}}}
+    with pytest.raises(TemplateTranslationError, match="Nonsense"):
+        create_resources_from_template(moto_stack.endpoint_url, queue, suffix=None)
+    table = {"Resources": {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"BillingMode": "PAY_PER_REQUEST"}}}}
+    with pytest.raises(TemplateTranslationError, match="KeySchema"):
+        create_resources_from_template(moto_stack.endpoint_url, table, suffix=None)
+    unsupported = {
+        "Resources": {
+            "Q": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"KmsMasterKeyId": {"Fn::ImportValue": "shared-key"}},
+            }
+        }
+    }
+    with pytest.raises(TemplateTranslationError, match="ImportValue"):
+        create_resources_from_template(moto_stack.endpoint_url, unsupported, suffix=None)

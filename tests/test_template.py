@@ -420,11 +420,15 @@ def test_samconfig_environments_provide_valid_parameters(template):
     assert len(stacks) == 2
 
 
-def test_layer_requirements_pin_the_runtime_dependencies():
+def test_layer_requirements_are_exactly_the_packages_runtime_dependencies():
+    """The layer ships what pyproject.toml says the package needs at run time: same names, same pins."""
+    import tomllib
+
     lines = (ROOT / "layers/shared/requirements.txt").read_text().splitlines()
-    pins = {line.split("==")[0] for line in lines if line and not line.startswith("#")}
-    assert pins == {"aws-lambda-powertools[parser,tracer]", "pydantic", "pynamodb", "requests", "tenacity"}
-    assert all("==" in line for line in lines if line and not line.startswith("#"))
+    layer = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    project = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert layer == project
+    assert all("==" in pin for pin in layer)
 
 
 # --------------------------------------------------------------------------------------------- load_template

@@ -8,9 +8,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from devstack.aws import MotoStack, StackResources, create_resources_from_template
+from devstack.dataset import Dataset
+from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
+
+from license_notifications.adapters.oauth import clear_token_cache
 
 # =====================================================================================================
 # AWS (moto) fixtures -- devstack/aws.py
@@ -51,3 +57,68 @@ def aws_resources(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> Sta
 
 
 # ===================================================================================== end AWS (moto)
+
+
+# =====================================================================================================
+# Upstream stand-ins and the app's settings pointing at them -- devstack/standins
+#
+#   upstream   function: LMS (+OAuth2), license-manager and Braze stand-ins on 127.0.0.1, serving an empty
+#              Dataset (tests add what they need) with ``now`` = NOW.
+#   app_env    function: the environment the app reads (upstream URLs, credentials, campaign ids, fast
+#              retries), on top of aws_resources; returns the dict it set.
+# =====================================================================================================
+
+NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+BRAZE_KEY = "braze-test-key"
+REMINDER_CAMPAIGN = "campaign-expiration-reminder"
+
+
+@dataclass
+class Upstream:
+    dataset: Dataset
+    lms: LmsStandIn
+    license_manager: LicenseManagerStandIn
+    braze: BrazeStandIn
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    clear_token_cache()
+    dataset = Dataset(now=NOW)
+    lms = LmsStandIn(dataset).start()
+    lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW).start()
+    braze = BrazeStandIn(BRAZE_KEY).start()
+    try:
+        yield Upstream(dataset, lms, lm, braze)
+    finally:
+        for standin in (braze, lm, lms):
+            standin.stop()
+        clear_token_cache()
+
+
+def upstream_env(up: Upstream) -> dict[str, str]:
+    return {
+        "LICENSE_MANAGER_URL": up.license_manager.url,
+        "LMS_URL": up.lms.url,
+        "OAUTH_CLIENT_ID": up.lms.client_id,
+        "OAUTH_CLIENT_SECRET": up.lms.client_secret,
+        "BRAZE_API_URL": up.braze.url,
+        "BRAZE_API_KEY": BRAZE_KEY,
+        "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": REMINDER_CAMPAIGN,
+        "HTTP_MAX_ATTEMPTS": "3",
+        "HTTP_MAX_WAIT_SECONDS": "0.2",
+        "HTTP_TIMEOUT_SECONDS": "2",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "LicenseNotificationsTest",
+    }
+
+
+@pytest.fixture
+def app_env(aws_resources: StackResources, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = upstream_env(upstream)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return {**env, **aws_resources.lambda_env()}
+
+
+# ===================================================================================== end stand-ins

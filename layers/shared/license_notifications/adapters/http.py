@@ -72,6 +72,7 @@ class HttpClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self.request_count = 0  # HTTP requests actually sent (retries included)
+        self._backoff = wait_exponential_jitter(multiplier=self.retry.initial_backoff, max=self.retry.max_backoff)
 
     # -- public ------------------------------------------------------------------------------------------
 
@@ -172,8 +173,7 @@ class HttpClient:
         if isinstance(exc, RateLimitedError) and exc.reset_at is not None:
             wanted = max(0.0, exc.reset_at - self._clock())
             return min(self.retry.max_wait, math.ceil(wanted * 10) / 10 + 0.1)
-        backoff = wait_exponential_jitter(initial=self.retry.initial_backoff, max=self.retry.max_backoff)
-        return min(self.retry.max_wait, backoff(state))
+        return min(self.retry.max_wait, self._backoff(state))
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

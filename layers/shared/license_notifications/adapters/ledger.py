@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 CLAIMED = "claimed"
 SENT = "sent"
-_WRITE_WORKERS = 8  # parallel conditional writes per batch (each item is its own write)
+_WRITE_WORKERS = 8  # parallel conditional writes per batch
 
 
 class LedgerRecord(Model):
@@ -114,7 +114,35 @@ class Ledger:
 
     # -- the protocol ------------------------------------------------------------------------------------
 
-    def claim(
+    def claim(self, key: str, **request: Any) -> Claim | None:
+        """Take ``key`` for this worker, or return None if someone else holds it or it is already sent.
+
+        ``request``: kind, run_id, expires_at, and optionally enterprise_customer_uuid, subject_uuid,
+        resend_if_sent_before (recurring notifications: a send older than this may be sent again).
+        """
+        actions, condition, claim = self._claim_write(key, **request)
+        try:
+            self.model(key).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return None
+            raise
+        return claim
+
+    def mark_sent(self, claim: Claim, *, as_of: datetime, run_id: str, dispatch_id: str) -> bool:
+        """Record the send. False (and an error log) if the claim was lost, which a lease longer than the
+        worker timeout rules out in practice."""
+        actions, condition = self._mark_write(claim, as_of=as_of, run_id=run_id, dispatch_id=dispatch_id)
+        try:
+            self.model(claim.key).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                logger.error("ledger claim lost before mark_sent", extra={"ledger_key": claim.key})
+                return False
+            raise
+        return True
+
+    def _claim_write(
         self,
         key: str,
         *,
@@ -124,8 +152,7 @@ class Ledger:
         enterprise_customer_uuid: str | None = None,
         subject_uuid: str | None = None,
         resend_if_sent_before: datetime | None = None,
-    ) -> Claim | None:
-        """Take ``key`` for this worker, or return None if someone else holds it or it is already sent."""
+    ) -> tuple[list[Any], Any, Claim]:
         model = self.model
         now = self._wall_clock()
         token = f"{run_id}:{secrets.token_hex(8)}"
@@ -144,38 +171,21 @@ class Ledger:
             actions.append(model.enterprise_customer_uuid.set(enterprise_customer_uuid))
         if subject_uuid:
             actions.append(model.subject_uuid.set(subject_uuid))
-        try:
-            model(key).update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return None
-            raise
-        return Claim(key, token)
+        return actions, condition, Claim(key, token)
 
-    def mark_sent(self, claim: Claim, *, as_of: datetime, run_id: str, dispatch_id: str) -> bool:
-        """Record the send. False (and an error log) if the claim was lost, which a lease >= the worker
-        timeout rules out in practice."""
+    def _mark_write(self, claim: Claim, *, as_of: datetime, run_id: str, dispatch_id: str) -> tuple[list[Any], Any]:
         model = self.model
-        try:
-            model(claim.key).update(
-                actions=[
-                    model.state.set(SENT),
-                    model.sent_at.set(as_of),
-                    model.recorded_at.set(datetime.fromtimestamp(self._wall_clock(), UTC)),
-                    model.run_id.set(run_id),
-                    model.dispatch_id.set(dispatch_id),
-                    model.claim_token.remove(),
-                    model.lease_until.remove(),
-                    model.claimed_by_run.remove(),
-                ],
-                condition=model.claim_token == claim.token,
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                logger.error("ledger claim lost before mark_sent", extra={"ledger_key": claim.key})
-                return False
-            raise
-        return True
+        actions = [
+            model.state.set(SENT),
+            model.sent_at.set(as_of),
+            model.recorded_at.set(datetime.fromtimestamp(self._wall_clock(), UTC)),
+            model.run_id.set(run_id),
+            model.dispatch_id.set(dispatch_id),
+            model.claim_token.remove(),
+            model.lease_until.remove(),
+            model.claimed_by_run.remove(),
+        ]
+        return actions, model.claim_token == claim.token
 
     def release(self, claim: Claim) -> None:
         """Give the key back after a failed send: delete a first-time claim, or restore the previous send
@@ -202,16 +212,15 @@ class Ledger:
                 raise
             logger.warning("ledger claim already gone at release", extra={"ledger_key": claim.key})
 
-    # -- batches (each item is its own conditional write; run them in parallel) --------------------------
+    # -- batches: each item is its own conditional write (so each key is decided on its own), run in parallel.
+    # TransactWriteItems would make a batch one request, but one held key cancels the whole transaction.
 
     def claim_many(self, requests: Sequence[dict[str, Any]]) -> list[Claim | None]:
-        return self._parallel(lambda kw: self.claim(**kw), requests)
+        return self._parallel(lambda request: self.claim(**request), requests)
 
     def mark_sent_many(self, claims: Sequence[Claim], *, as_of: datetime, run_id: str, dispatch_id: str) -> int:
-        results = self._parallel(
-            lambda c: self.mark_sent(c, as_of=as_of, run_id=run_id, dispatch_id=dispatch_id), claims
-        )
-        return sum(1 for ok in results if ok)
+        marks = {"as_of": as_of, "run_id": run_id, "dispatch_id": dispatch_id}
+        return sum(1 for ok in self._parallel(lambda c: self.mark_sent(c, **marks), claims) if ok)
 
     def release_many(self, claims: Sequence[Claim]) -> None:
         self._parallel(self.release, claims)

@@ -35,7 +35,7 @@ class WorkQueue:
             for attempt in Retrying(
                 retry=retry_if_exception_type(EnqueueError),
                 stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential_jitter(initial=0.2, max=2),
+                wait=wait_exponential_jitter(multiplier=0.2, max=2),
                 reraise=True,
             ):
                 with attempt:

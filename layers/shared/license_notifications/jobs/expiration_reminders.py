@@ -196,6 +196,7 @@ class _EnterpriseReminders:
             self.outcome.would_send += len(licenses)
             return
 
+        self.customer  # noqa: B018 - fetch (once) before claiming: an unknown enterprise fails with nothing held
         claims = self.claim(plan, licenses)
         taken = [(lic, claim) for lic, claim in zip(licenses, claims, strict=True) if claim is not None]
         if len(taken) < len(licenses):

@@ -1,0 +1,263 @@
+"""The expiration-reminder job end to end against moto (ledger) and the stand-ins (license-manager, LMS, Braze)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from license_notifications.adapters import license_manager
+from license_notifications.config import load_settings
+from license_notifications.jobs.expiration_reminders import ReminderRun, ledger_key
+from license_notifications.services import Services
+
+
+@pytest.fixture
+def services(app_env) -> Services:
+    return Services(load_settings())
+
+
+def run(services: Services, enterprise: str, *, as_of=NOW, dry_run=False, days=30, run_id="run-1"):
+    return services.expiration_reminders().run_enterprise(
+        enterprise, ReminderRun(run_id=run_id, as_of=as_of, days_before_expiration=days, dry_run=dry_run)
+    )
+
+
+def reminded_licenses(up: Upstream) -> Counter[str]:
+    return Counter(props["license_uuid"] for _, props in up.braze.sent_to(REMINDER_CAMPAIGN))
+
+
+def add_enterprise(up: Upstream, name="Acme", *, expires_in_days=10, activated=3, opted_out=False, sender_alias=""):
+    customer = up.dataset.add_customer(
+        name, sender_alias=sender_alias, disable_expiration_notifications=opted_out, default_language="es"
+    )
+    plan = up.dataset.add_plan(customer.uuid, title=f"{name} plan", expires_in_days=expires_in_days)
+    licenses = up.dataset.add_licenses(plan.uuid, "activated", activated, f"{name.lower()}{{n:03d}}@example.com")
+    return customer, plan, licenses
+
+
+def test_sends_one_reminder_per_activated_license_in_the_window(upstream: Upstream, services: Services):
+    customer, plan, licenses = add_enterprise(upstream, activated=3)
+    for status in ("assigned", "unassigned", "revoked"):
+        upstream.dataset.add_licenses(plan.uuid, status, 2)
+    outside = upstream.dataset.add_plan(customer.uuid, title="later", expires_in_days=45)
+    upstream.dataset.add_licenses(outside.uuid, "activated", 4)
+    expired = upstream.dataset.add_plan(customer.uuid, title="expired", expires_in_days=-5)
+    upstream.dataset.add_licenses(expired.uuid, "activated", 4)
+
+    outcome = run(services, customer.uuid)
+
+    assert outcome.ok
+    assert outcome.sent == 3
+    assert outcome.due == 3
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+    # Only the in-window plan's activated licenses were even fetched.
+    license_calls = [r for r in upstream.license_manager.requests if r.path.endswith("/licenses/")]
+    assert [r.path for r in license_calls] == [f"/api/v1/subscriptions/{plan.uuid}/licenses/"]
+
+
+def test_trigger_properties_and_attributes_follow_the_contract(upstream: Upstream, services: Services):
+    customer, _plan, licenses = add_enterprise(upstream, activated=1, expires_in_days=10)
+    run(services, customer.uuid)
+    request = upstream.braze.outbox[0]
+    recipient = request["recipients"][0]
+    assert request["campaign_id"] == REMINDER_CAMPAIGN
+    assert recipient["user_alias"] == {"alias_name": licenses[0].user_email, "alias_label": "Enterprise"}
+    assert recipient["send_to_existing_only"] is False
+    assert recipient["attributes"] == {"email": licenses[0].user_email, "enterprise_default_language": "es"}
+    assert recipient["trigger_properties"] == {
+        "license_uuid": licenses[0].uuid,
+        "expiration_date": (NOW + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "days_until_expiration": 10,
+        "subscription_plan_title": "Acme plan",
+        "enterprise_customer_name": "Acme",
+        "enterprise_customer_slug": customer.slug,
+        "enterprise_sender_alias": "edX Support Team",
+        "enterprise_contact_email": customer.contact_email,
+    }
+    assert ("Enterprise", licenses[0].user_email) in upstream.braze.aliases
+
+
+def test_at_most_two_braze_requests_per_fifty_reminders(upstream: Upstream, services: Services):
+    customer, _, licenses = add_enterprise(upstream, activated=120)
+    outcome = run(services, customer.uuid)
+    assert outcome.sent == 120
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 3
+    assert upstream.braze.request_count("/users/alias/new") == 3
+    assert outcome.braze_requests == 6
+    assert all(len(r["recipients"]) <= 50 for r in upstream.braze.outbox)
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
+def test_pages_of_licenses_are_processed_as_they_arrive(upstream: Upstream, services: Services, monkeypatch):
+    monkeypatch.setattr(license_manager, "LICENSES_PAGE_SIZE", 40)  # the real 500, scaled down for speed
+    customer, _plan, licenses = add_enterprise(upstream, activated=90)
+    outcome = run(services, customer.uuid)
+    assert outcome.sent == 90
+    pages = [r for r in upstream.license_manager.requests if r.path.endswith("/licenses/")]
+    assert [r.query.get("page", ["1"])[0] for r in pages] == ["1", "2", "3"]
+    # Each page is decided and sent before the next is fetched: 40 -> 1 batch, 40 -> 1, 10 -> 1.
+    assert [len(r["recipients"]) for r in upstream.braze.outbox] == [40, 40, 10]
+    assert outcome.braze_requests == 6
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
+def test_ledger_records_the_send_with_as_of_run_id_and_dispatch_id(upstream: Upstream, services: Services):
+    customer, plan, licenses = add_enterprise(upstream, activated=1)
+    run(services, customer.uuid, run_id="run-42")
+    record = services.ledger.get(ledger_key(licenses[0].uuid))
+    assert record.state == "sent"
+    assert record.sent_at == NOW  # the run's as_of, not the wall clock
+    assert record.recorded_at is not None
+    assert record.recorded_at != NOW
+    assert record.run_id == "run-42"
+    assert record.dispatch_id == upstream.braze.outbox[0]["dispatch_id"]
+    assert record.claim_token is None
+    assert record.expires_at == plan.expiration_date + timedelta(days=90)
+
+
+def test_a_second_run_sends_nothing_again(upstream: Upstream, services: Services):
+    customer, _, _ = add_enterprise(upstream, activated=60)
+    first = run(services, customer.uuid)
+    second = run(services, customer.uuid, as_of=NOW + timedelta(hours=1), run_id="run-2")
+    assert (first.sent, second.sent, second.due) == (60, 0, 0)
+    assert second.skipped["already_sent"] == 60
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 2
+
+
+def test_a_week_later_newly_due_licenses_are_sent(upstream: Upstream, services: Services):
+    customer, _, soon = add_enterprise(upstream, activated=2, expires_in_days=10)
+    later_plan = upstream.dataset.add_plan(customer.uuid, title="later", expires_in_days=35)
+    later = upstream.dataset.add_licenses(later_plan.uuid, "activated", 2)
+    assert run(services, customer.uuid).sent == 2
+    assert run(services, customer.uuid, as_of=NOW + timedelta(days=7), run_id="run-2").sent == 2
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in soon + later})
+
+
+def test_opted_out_enterprise_is_skipped_without_fetching_licenses(upstream: Upstream, services: Services):
+    customer, _, _ = add_enterprise(upstream, opted_out=True)
+    outcome = run(services, customer.uuid)
+    assert outcome.ok
+    assert outcome.sent == 0
+    assert outcome.skipped["opted_out"] == 1
+    assert upstream.braze.request_count() == 0
+    assert not any("/licenses" in r.path for r in upstream.license_manager.requests)
+
+
+def test_renewed_plan_licenses_get_their_own_reminder(upstream: Upstream, services: Services):
+    customer, old_plan, old = add_enterprise(upstream, activated=2, expires_in_days=20)
+    renewal = upstream.dataset.add_plan(
+        customer.uuid,
+        title="renewal",
+        start_date=old_plan.expiration_date,
+        expiration_date=old_plan.expiration_date + timedelta(days=365),
+    )
+    new = upstream.dataset.add_licenses(renewal.uuid, "activated", 2, "acme{n:03d}@example.com")
+    upstream.dataset.add_renewal(old_plan.uuid, renewal.uuid)
+    assert run(services, customer.uuid).sent == 2
+    near_renewal_expiry = renewal.expiration_date - timedelta(days=20)
+    assert run(services, customer.uuid, as_of=near_renewal_expiry, run_id="run-2").sent == 2
+    reminded = reminded_licenses(upstream)
+    assert reminded == Counter({lic.uuid: 1 for lic in old + new})
+    # Same learners, two reminders: one per license.
+    assert {lic.user_email for lic in old} == {lic.user_email for lic in new}
+
+
+def test_dry_run_sends_and_records_nothing(upstream: Upstream, services: Services):
+    customer, _, licenses = add_enterprise(upstream, activated=5)
+    outcome = run(services, customer.uuid, dry_run=True)
+    assert outcome.would_send == 5
+    assert outcome.sent == 0
+    assert upstream.braze.request_count() == 0
+    assert services.ledger.get(ledger_key(licenses[0].uuid)) is None
+    assert run(services, customer.uuid, run_id="run-2").sent == 5
+
+
+def test_failed_batch_is_released_and_retried_by_the_next_run(upstream: Upstream, services: Services):
+    customer, _, licenses = add_enterprise(upstream, activated=70)
+    upstream.braze.fail_next("/campaigns/trigger/send", 500, times=3)  # the first batch exhausts its retries
+    first = run(services, customer.uuid)
+    assert (first.sent, first.failed, first.ok) == (20, 50, False)
+    assert len(first.failures) == 50
+    assert first.failures[0].enterprise_customer_uuid == customer.uuid
+    released = [lic for lic in licenses if services.ledger.get(ledger_key(lic.uuid)) is None]
+    assert len(released) == 50
+    second = run(services, customer.uuid, run_id="run-2")
+    assert (second.sent, second.failed) == (50, 0)
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
+def test_a_bad_request_fails_only_its_batch(upstream: Upstream, services: Services):
+    customer, _, _ = add_enterprise(upstream, activated=100)
+    upstream.braze.fail_next("/campaigns/trigger/send", 400)
+    outcome = run(services, customer.uuid)
+    assert (outcome.sent, outcome.failed, outcome.error) == (50, 50, None)
+
+
+def test_bad_braze_key_stops_the_enterprise(upstream: Upstream, services: Services):
+    customer, _, _ = add_enterprise(upstream, activated=100)
+    upstream.braze.fail_next("/users/alias/new", 401, times=5)
+    outcome = run(services, customer.uuid)
+    assert outcome.sent == 0
+    assert outcome.failed == 50
+    assert outcome.error is not None
+    assert "AuthenticationError" in outcome.error
+    assert upstream.braze.request_count("/users/alias/new") == 1
+
+
+def test_enterprise_unknown_to_the_lms_fails_that_enterprise(upstream: Upstream, services: Services):
+    customer, _, _licenses = add_enterprise(upstream, activated=2)
+    customer.active = False
+    outcome = run(services, customer.uuid)
+    assert not outcome.ok
+    assert "NotFoundError" in outcome.error
+    assert upstream.braze.request_count() == 0
+    # No claim was taken before the enterprise data was in hand: nothing blocks the retry.
+    customer.active = True
+    assert run(services, customer.uuid, run_id="run-2").sent == 2
+
+
+def test_a_crashed_workers_claim_expires_after_the_lease(upstream: Upstream, services: Services):
+    customer, _, licenses = add_enterprise(upstream, activated=1)
+    ledger = services.ledger
+    claimed_at = time.time()
+    stale = ledger.claim(ledger_key(licenses[0].uuid), kind="expiration_reminder", run_id="crashed", expires_at=NOW)
+    assert stale is not None
+    first = run(services, customer.uuid)
+    assert (first.sent, first.skipped["claimed_elsewhere"]) == (0, 1)  # live claim: someone may be sending now
+    ledger._wall_clock = lambda: claimed_at + ledger.lease_seconds + 1
+    assert run(services, customer.uuid, run_id="run-2").sent == 1
+
+
+@pytest.mark.slow
+def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: Upstream, app_env):
+    """Real concurrency: two Services (two workers, own HTTP sessions and ledger clients) in threads."""
+    customer, _, licenses = add_enterprise(upstream, activated=200)
+    # The first send is slow, so whichever worker claimed first still holds its claims when the other
+    # reaches them: the race is certain, not a matter of luck.
+    upstream.braze.delay_next("/campaigns/trigger/send", 0.5)
+    workers = [Services(load_settings()) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def work(i: int) -> None:
+        job = workers[i].expiration_reminders()
+        barrier.wait()
+        outcomes.append(job.run_enterprise(customer.uuid, ReminderRun(run_id=f"run-{i}", as_of=NOW)))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    reminded = reminded_licenses(upstream)
+    assert reminded == Counter({lic.uuid: 1 for lic in licenses})
+    assert sum(o.sent for o in outcomes) == 200
+    assert all(o.ok for o in outcomes)
+    # The workers really collided: claims were refused because the other worker held them.
+    assert sum(o.skipped["claimed_elsewhere"] for o in outcomes) > 0

@@ -1,0 +1,818 @@
+"""Sample data behind the local stand-ins (license-manager, LMS) used by the demo and the tests.
+
+``build_sample_dataset(now)`` is deterministic: identifiers are uuid5 of stable names, integer ids come from
+fixed counters and every date is relative to ``now`` (timezone-aware UTC). The same ``Dataset`` object is
+shared with the running stand-ins, so tests can add or change customers, plans, licenses and admins at run
+time (``add_*`` methods, or plain attribute assignment on the records) and the next request sees it.
+
+Field names follow /work/shared/contracts/upstream-apis.md (sections 2.1-2.3, 3.1, 3.2); the JSON rendering
+lives in the stand-ins. Computations that the services derive (license counts, renewals, auto-applicable
+plan) live here so the demo's ``describe()`` and the stand-ins agree.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid as uuidlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+LICENSE_STATUSES = ("activated", "assigned", "unassigned", "revoked")
+ENTERPRISE_ADMIN = "enterprise_admin"
+ENTERPRISE_LEARNER = "enterprise_learner"
+# contract silent on the exact list: edx-enterprise gives every linked user the learner role and admins
+# additionally enterprise_admin, so admin records carry both (clients must test membership, not equality).
+ADMIN_ROLES = (ENTERPRISE_LEARNER, ENTERPRISE_ADMIN)
+DEFAULT_EMAIL_PATTERN = "learner{n:03d}@{slug}.example.com"
+
+_NAMESPACE = uuidlib.UUID("0b4f7a52-5c1e-4f0e-9d7b-3c2a1e6f8d90")
+
+
+def stable_uuid(*parts: object) -> str:
+    """Deterministic UUID (uuid5) for a stable name made of ``parts``."""
+    return str(uuidlib.uuid5(_NAMESPACE, "/".join(str(part) for part in parts)))
+
+
+def canonical_uuid(value: str) -> str | None:
+    """Lower-case hyphenated form of ``value``, or None if it is not a UUID."""
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """DRF's rendering of an aware datetime: ISO-8601 in UTC, "+00:00" written as "Z" (contract section 2)."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _require_aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+# ----------------------------------------------------------------------------------------------- records
+@dataclass
+class Customer:
+    """An LMS EnterpriseCustomer (contract 3.1). ``admin_users`` is derived from the admin records."""
+
+    uuid: str
+    name: str
+    slug: str
+    active: bool = True
+    sender_alias: str = ""
+    contact_email: str | None = None
+    reply_to: str | None = None
+    default_language: str | None = None
+    country: str | None = "US"
+    site_domain: str = "courses.example.com"
+    enable_learner_portal: bool = True
+    enable_portal_subscription_management_screen: bool = True
+    hide_course_original_price: bool = False
+    auth_org_id: str | None = None
+    created: datetime | None = None
+    modified: datetime | None = None
+
+
+@dataclass
+class Agreement:
+    """A license-manager CustomerAgreement (contract 2.2); computed fields come from the Dataset."""
+
+    uuid: str
+    enterprise_customer_uuid: str
+    enterprise_customer_slug: str | None
+    default_enterprise_catalog_uuid: str | None = None
+    disable_expiration_notifications: bool = False
+
+
+@dataclass
+class Plan:
+    """A license-manager SubscriptionPlan (contract 2.1); counts/renewal fields come from the Dataset."""
+
+    uuid: str
+    title: str
+    enterprise_customer_uuid: str
+    start_date: datetime
+    expiration_date: datetime
+    enterprise_catalog_uuid: str
+    is_active: bool = True
+    is_revocation_cap_enabled: bool = False
+    revoke_max_percentage: int = 5
+    num_revocations_applied: int = 0
+    should_auto_apply_licenses: bool | None = False
+    created: datetime | None = None
+    plan_type: str = "Standard Paid"
+    salesforce_opportunity_line_item: str | None = None
+
+
+@dataclass
+class Renewal:
+    """A SubscriptionPlanRenewal: ``prior_plan_uuid`` renewed into ``renewed_plan_uuid``."""
+
+    prior_plan_uuid: str
+    renewed_plan_uuid: str
+    effective_date: datetime
+    renewed_expiration_date: datetime
+    processed: bool = False
+
+
+@dataclass
+class License:
+    """A license-manager License. Only the contract 2.3 fields are rendered; the rest stay private."""
+
+    uuid: str
+    subscription_plan_uuid: str
+    status: str
+    user_email: str | None = None
+    activation_date: datetime | None = None
+    last_remind_date: datetime | None = None
+    revoked_date: datetime | None = None
+    activation_key: str | None = None
+    assigned_date: datetime | None = None  # not exposed by the API (contract 2.3)
+    lms_user_id: int | None = None  # not exposed by the API (contract 2.3)
+
+
+@dataclass
+class LmsUser:
+    """An LMS auth user (the ``user`` object of contract 3.2). ``id`` is the Braze external_user_id."""
+
+    id: int
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    is_staff: bool = False
+    is_active: bool = True
+    date_joined: datetime | None = None
+
+
+@dataclass
+class EnterpriseLearner:
+    """An EnterpriseCustomerUser (contract 3.2): one per (user, enterprise); ``id`` is the admin key."""
+
+    id: int
+    enterprise_customer_uuid: str
+    user: LmsUser
+    active: bool = True
+    created: datetime | None = None
+    roles: list[str] = field(default_factory=lambda: list(ADMIN_ROLES))
+
+    @property
+    def is_admin(self) -> bool:
+        return ENTERPRISE_ADMIN in self.roles
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+@dataclass
+class Dataset:
+    """Everything the LMS and license-manager stand-ins serve. Mutate it freely; reads take ``lock``."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    customers: dict[str, Customer] = field(default_factory=dict)
+    agreements: dict[str, Agreement] = field(default_factory=dict)  # keyed by enterprise_customer_uuid
+    plans: dict[str, Plan] = field(default_factory=dict)
+    licenses: dict[str, list[License]] = field(default_factory=dict)  # keyed by plan uuid, insertion order
+    learners: list[EnterpriseLearner] = field(default_factory=list)
+    users: dict[int, LmsUser] = field(default_factory=dict)
+    renewals: list[Renewal] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _next_learner_id: int = field(default=101, repr=False)
+    _next_user_id: int = field(default=3001, repr=False)
+
+    def __post_init__(self) -> None:
+        self.now = _require_aware(self.now, "now")
+
+    # ------------------------------------------------------------------------------------- adding data
+    def add_customer(
+        self,
+        name: str,
+        *,
+        slug: str | None = None,
+        uuid: str | None = None,
+        active: bool = True,
+        sender_alias: str = "",
+        contact_email: str | None = None,
+        reply_to: str | None = None,
+        default_language: str | None = "en",
+        country: str | None = "US",
+        site_domain: str = "courses.example.com",
+        enable_learner_portal: bool = True,
+        create_agreement: bool = True,
+        disable_expiration_notifications: bool = False,
+        default_enterprise_catalog_uuid: str | None = None,
+    ) -> Customer:
+        """Add an LMS enterprise customer and (by default) its license-manager customer agreement."""
+        slug = slug or name.lower().replace(" ", "-")
+        customer = Customer(
+            uuid=_uuid_or(uuid, "customer", slug),
+            name=name,
+            slug=slug,
+            active=active,
+            sender_alias=sender_alias,
+            contact_email=contact_email if contact_email is not None else f"admin@{slug}.example.com",
+            reply_to=reply_to,
+            default_language=default_language,
+            country=country,
+            site_domain=site_domain,
+            enable_learner_portal=enable_learner_portal,
+            auth_org_id=f"org_{slug.replace('-', '')[:12]}",
+            created=self.now - timedelta(days=730),
+            modified=self.now - timedelta(days=30),
+        )
+        with self.lock:
+            self.customers[customer.uuid] = customer
+            if create_agreement:
+                self.add_agreement(
+                    customer.uuid,
+                    disable_expiration_notifications=disable_expiration_notifications,
+                    default_enterprise_catalog_uuid=default_enterprise_catalog_uuid,
+                )
+        return customer
+
+    def add_agreement(
+        self,
+        enterprise_customer_uuid: str,
+        *,
+        uuid: str | None = None,
+        enterprise_customer_slug: str | None = None,
+        default_enterprise_catalog_uuid: str | None = None,
+        disable_expiration_notifications: bool = False,
+    ) -> Agreement:
+        """Add (or replace) the customer agreement of an enterprise (one per enterprise, as upstream)."""
+        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
+        with self.lock:
+            customer = self.customers.get(enterprise_customer_uuid)
+            slug = enterprise_customer_slug or (customer.slug if customer else None)
+            agreement = Agreement(
+                uuid=_uuid_or(uuid, "agreement", enterprise_customer_uuid),
+                enterprise_customer_uuid=enterprise_customer_uuid,
+                enterprise_customer_slug=slug,
+                default_enterprise_catalog_uuid=default_enterprise_catalog_uuid
+                or stable_uuid("catalog", enterprise_customer_uuid, "default"),
+                disable_expiration_notifications=disable_expiration_notifications,
+            )
+            self.agreements[enterprise_customer_uuid] = agreement
+        return agreement
+
+    def add_plan(
+        self,
+        enterprise_customer_uuid: str,
+        *,
+        title: str,
+        expiration_date: datetime | None = None,
+        start_date: datetime | None = None,
+        expires_in_days: float | None = None,
+        uuid: str | None = None,
+        enterprise_catalog_uuid: str | None = None,
+        is_active: bool = True,
+        is_revocation_cap_enabled: bool = False,
+        revoke_max_percentage: int = 5,
+        num_revocations_applied: int = 0,
+        should_auto_apply_licenses: bool | None = False,
+        created: datetime | None = None,
+        plan_type: str = "Standard Paid",
+        salesforce_opportunity_line_item: str | None = None,
+    ) -> Plan:
+        """Add a subscription plan. Give ``expiration_date`` or ``expires_in_days`` (relative to ``now``);
+        ``start_date`` defaults to one year before expiration."""
+        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
+        if expiration_date is None:
+            expiration_date = self.now + timedelta(days=365 if expires_in_days is None else expires_in_days)
+        expiration_date = _require_aware(expiration_date, "expiration_date")
+        start_date = _require_aware(start_date or expiration_date - timedelta(days=365), "start_date")
+        plan_uuid = _uuid_or(uuid, "plan", enterprise_customer_uuid, title)
+        with self.lock:
+            agreement = self.agreements.get(enterprise_customer_uuid)
+            default_catalog = agreement.default_enterprise_catalog_uuid if agreement else None
+            plan = Plan(
+                uuid=plan_uuid,
+                title=title,
+                enterprise_customer_uuid=enterprise_customer_uuid,
+                start_date=start_date,
+                expiration_date=expiration_date,
+                enterprise_catalog_uuid=enterprise_catalog_uuid
+                or default_catalog
+                or stable_uuid("catalog", enterprise_customer_uuid, "default"),
+                is_active=is_active,
+                is_revocation_cap_enabled=is_revocation_cap_enabled,
+                revoke_max_percentage=revoke_max_percentage,
+                num_revocations_applied=num_revocations_applied,
+                should_auto_apply_licenses=should_auto_apply_licenses,
+                created=created or start_date - timedelta(days=7),
+                plan_type=plan_type,
+                salesforce_opportunity_line_item=salesforce_opportunity_line_item
+                or "00k" + plan_uuid.replace("-", "")[:15].upper(),
+            )
+            self.plans[plan.uuid] = plan
+            self.licenses.setdefault(plan.uuid, [])
+        return plan
+
+    def add_licenses(
+        self,
+        plan_uuid: str,
+        status: str,
+        count: int,
+        email_pattern: str = DEFAULT_EMAIL_PATTERN,
+        *,
+        first: int | None = None,
+        activation_date: datetime | None = None,
+        last_remind_date: datetime | None = None,
+        revoked_date: datetime | None = None,
+        assigned_date: datetime | None = None,
+    ) -> list[License]:
+        """Add ``count`` licenses with ``status`` to a plan.
+
+        ``email_pattern`` is formatted with ``n`` (learner number) and ``slug`` (the enterprise's slug);
+        numbering starts at ``first`` or continues after the plan's licenses that carry an email.
+        Unassigned licenses have no email and no activation key. Dates default relative to ``now``.
+        """
+        if status not in LICENSE_STATUSES:
+            raise ValueError(f"status must be one of {LICENSE_STATUSES}")
+        plan_uuid = _canonical(plan_uuid)
+        with self.lock:
+            plan = self.plans[plan_uuid]
+            customer = self.customers.get(plan.enterprise_customer_uuid)
+            agreement = self.agreements.get(plan.enterprise_customer_uuid)
+            slug = (customer.slug if customer else None) or (agreement.enterprise_customer_slug if agreement else None)
+            existing = self.licenses.setdefault(plan_uuid, [])
+            number = first if first is not None else 1 + sum(1 for lic in existing if lic.user_email)
+            added = []
+            for _ in range(count):
+                license_uuid = stable_uuid("license", plan_uuid, len(existing))
+                record = License(uuid=license_uuid, subscription_plan_uuid=plan_uuid, status=status)
+                if status != "unassigned":
+                    record.user_email = email_pattern.format(n=number, slug=slug or "enterprise")
+                    record.activation_key = stable_uuid("activation-key", license_uuid)
+                    record.assigned_date = assigned_date or max(plan.start_date, self.now - timedelta(days=40))
+                    record.last_remind_date = last_remind_date
+                    number += 1
+                if status in ("activated", "revoked"):
+                    default_activation = max(plan.start_date, self.now - timedelta(days=1 + len(existing) % 60))
+                    record.activation_date = activation_date or default_activation
+                if status == "revoked":
+                    record.revoked_date = revoked_date or self.now - timedelta(days=2)
+                existing.append(record)
+                added.append(record)
+        return added
+
+    def add_learner(
+        self,
+        enterprise_customer_uuid: str,
+        *,
+        roles: tuple[str, ...] | list[str] = (ENTERPRISE_LEARNER,),
+        lms_user_id: int | None = None,
+        email: str | None = None,
+        username: str | None = None,
+        first_name: str = "Learner",
+        last_name: str | None = None,
+        is_staff: bool = False,
+        is_active: bool = True,
+        date_joined: datetime | None = None,
+        created: datetime | None = None,
+        active: bool = True,
+        id: int | None = None,  # the contract's field name
+    ) -> EnterpriseLearner:
+        """Link an LMS user to an enterprise (an enterprise-learner record). Reuses the LMS user when
+        ``lms_user_id`` is already known, so one person can belong to several enterprises."""
+        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
+        with self.lock:
+            user = self.users.get(lms_user_id) if lms_user_id is not None else None
+            if user is None:
+                user_id = lms_user_id if lms_user_id is not None else self._take_user_id()
+                customer = self.customers.get(enterprise_customer_uuid)
+                slug = customer.slug if customer else "enterprise"
+                user_email = email or f"user{user_id}@{slug}.example.com"
+                user = LmsUser(
+                    id=user_id,
+                    username=username or user_email.split("@", 1)[0].replace(".", "_"),
+                    first_name=first_name,
+                    last_name=last_name if last_name is not None else f"User{user_id}",
+                    email=user_email,
+                    is_staff=is_staff,
+                    is_active=is_active,
+                    date_joined=date_joined or self.now - timedelta(days=400),
+                )
+                self.users[user.id] = user
+            learner = EnterpriseLearner(
+                id=id if id is not None else self._take_learner_id(),
+                enterprise_customer_uuid=enterprise_customer_uuid,
+                user=user,
+                active=active,
+                created=created or self.now - timedelta(days=60),
+                roles=list(roles),
+            )
+            self.learners.append(learner)
+        return learner
+
+    def add_admin(self, enterprise_customer_uuid: str, **kwargs: object) -> EnterpriseLearner:
+        """Add an enterprise admin (roles enterprise_learner + enterprise_admin); same keywords as
+        ``add_learner`` (lms_user_id, email, username, first_name, last_name, created, active, ...)."""
+        kwargs.setdefault("roles", ADMIN_ROLES)
+        kwargs.setdefault("first_name", "Admin")
+        return self.add_learner(enterprise_customer_uuid, **kwargs)
+
+    def add_renewal(
+        self,
+        prior_plan_uuid: str,
+        renewed_plan_uuid: str,
+        *,
+        effective_date: datetime | None = None,
+        renewed_expiration_date: datetime | None = None,
+        processed: bool = False,
+    ) -> Renewal:
+        """Record that ``prior_plan_uuid`` renews into ``renewed_plan_uuid`` (dates default from the plans)."""
+        with self.lock:
+            prior = self.plans[_canonical(prior_plan_uuid)]
+            renewed = self.plans[_canonical(renewed_plan_uuid)]
+            renewal = Renewal(
+                prior_plan_uuid=prior.uuid,
+                renewed_plan_uuid=renewed.uuid,
+                effective_date=effective_date or renewed.start_date,
+                renewed_expiration_date=renewed_expiration_date or renewed.expiration_date,
+                processed=processed,
+            )
+            self.renewals.append(renewal)
+        return renewal
+
+    def _take_learner_id(self) -> int:
+        used = {learner.id for learner in self.learners}
+        while self._next_learner_id in used:
+            self._next_learner_id += 1
+        self._next_learner_id += 1
+        return self._next_learner_id - 1
+
+    def _take_user_id(self) -> int:
+        while self._next_user_id in self.users:
+            self._next_user_id += 1
+        self._next_user_id += 1
+        return self._next_user_id - 1
+
+    # ------------------------------------------------------------------------------------------ lookups
+    def customer_by_slug(self, slug: str) -> Customer:
+        with self.lock:
+            return next(customer for customer in self.customers.values() if customer.slug == slug)
+
+    def plan_by_title(self, title: str) -> Plan:
+        with self.lock:
+            return next(plan for plan in self.plans.values() if plan.title == title)
+
+    def plans_of(self, enterprise_customer_uuid: str) -> list[Plan]:
+        with self.lock:
+            return [plan for plan in self.plans.values() if plan.enterprise_customer_uuid == enterprise_customer_uuid]
+
+    def licenses_of(self, plan_uuid: str) -> list[License]:
+        with self.lock:
+            return list(self.licenses.get(plan_uuid, []))
+
+    def learners_of(self, enterprise_customer_uuid: str) -> list[EnterpriseLearner]:
+        with self.lock:
+            return [lrn for lrn in self.learners if lrn.enterprise_customer_uuid == enterprise_customer_uuid]
+
+    def admins_of(self, enterprise_customer_uuid: str) -> list[EnterpriseLearner]:
+        return [learner for learner in self.learners_of(enterprise_customer_uuid) if learner.is_admin]
+
+    # ------------------------------------------------------------------------------------- computations
+    def license_counts(self, plan_uuid: str) -> dict[str, int]:
+        """Contract 2.1 ``licenses``: per status, ``total`` (excludes revoked), ``allocated`` (assigned +
+        activated)."""
+        tally = Counter(lic.status for lic in self.licenses_of(plan_uuid))
+        counts = {status: tally.get(status, 0) for status in LICENSE_STATUSES}
+        counts["total"] = sum(n for status, n in counts.items() if status != "revoked")
+        counts["allocated"] = counts["assigned"] + counts["activated"]
+        return counts
+
+    def prior_renewals(self, plan_uuid: str) -> list[Renewal]:
+        """Renewals that led to this plan, oldest first (license-manager SubscriptionPlan.prior_renewals:
+        the chain of origin renewals; the plan being renewed has none of its own)."""
+        chain: list[Renewal] = []
+        current = plan_uuid
+        with self.lock:
+            while (origin := next((r for r in self.renewals if r.renewed_plan_uuid == current), None)) is not None:
+                chain.append(origin)
+                current = origin.prior_plan_uuid
+                if len(chain) > len(self.renewals):  # defensive: a cycle in hand-made test data
+                    break
+        return chain[::-1]
+
+    def future_renewals(self, plan_uuid: str) -> list[Renewal]:
+        """Renewals forward from this plan (SubscriptionPlan.future_renewals)."""
+        chain: list[Renewal] = []
+        current = plan_uuid
+        with self.lock:
+            while (renewal := next((r for r in self.renewals if r.prior_plan_uuid == current), None)) is not None:
+                chain.append(renewal)
+                current = renewal.renewed_plan_uuid
+                if len(chain) > len(self.renewals):
+                    break
+        return chain
+
+    def auto_applicable_plan(self, enterprise_customer_uuid: str, now: datetime) -> Plan | None:
+        """CustomerAgreement.auto_applicable_subscription: active, current, should_auto_apply_licenses."""
+        for plan in self.plans_of(enterprise_customer_uuid):
+            if plan.should_auto_apply_licenses and plan.is_active and plan.start_date <= now <= plan.expiration_date:
+                return plan
+        return None
+
+    # ------------------------------------------------------------------------------------------ describe
+    def describe(self) -> list[str]:
+        """Human-readable summary for the demo: one block per enterprise."""
+        lines = [f"Sample dataset (now = {iso_z(self.now)}):"]
+        with self.lock:
+            for customer in self.customers.values():
+                agreement = self.agreements.get(customer.uuid)
+                flags = []
+                if not customer.active:
+                    flags.append("INACTIVE in LMS")
+                if agreement and agreement.disable_expiration_notifications:
+                    flags.append("opted out of expiration emails")
+                if not customer.sender_alias:
+                    flags.append('empty sender_alias -> "edX Support Team"')
+                admins = self.admins_of(customer.uuid)
+                lines.append(
+                    f"- {customer.name} [{customer.slug}] {customer.uuid} lang={customer.default_language} "
+                    f"admins={len(admins)}" + (f" ({'; '.join(flags)})" if flags else "")
+                )
+                for plan in sorted(self.plans_of(customer.uuid), key=lambda p: p.expiration_date):
+                    lines.append("    " + self._describe_plan(plan))
+        return lines
+
+    def _describe_plan(self, plan: Plan) -> str:
+        counts = self.license_counts(plan.uuid)
+        days = (plan.expiration_date - self.now).days
+        when = f"expires in {days}d" if days >= 0 else f"expired {-days}d ago"
+        if plan.start_date > self.now:
+            when += f", starts in {(plan.start_date - self.now).days}d"
+        notes = []
+        if not plan.is_active:
+            notes.append("is_active=false")
+        if plan.should_auto_apply_licenses is not False:
+            notes.append(f"auto_apply={plan.should_auto_apply_licenses}")
+            if plan.should_auto_apply_licenses and counts["total"]:
+                notes.append(f"allocated {counts['allocated']}/{counts['total']}")
+        if self.future_renewals(plan.uuid):
+            notes.append("renewed")
+        if self.prior_renewals(plan.uuid):
+            notes.append("renewal of an earlier plan")
+        tally = " ".join(f"{status}={counts[status]}" for status in LICENSE_STATUSES if counts[status])
+        extra = f" [{', '.join(notes)}]" if notes else ""
+        return f'plan "{plan.title}" {when}: {tally or "no licenses"}{extra}'
+
+
+def _canonical(value: str) -> str:
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise ValueError(f"not a UUID: {value!r}")
+    return canonical
+
+
+def _uuid_or(explicit: str | None, *name: object) -> str:
+    return _canonical(explicit) if explicit else stable_uuid(*name)
+
+
+# ------------------------------------------------------------------------------------------- the sample
+# Slugs of the sample enterprises, so the demo and tests can look them up (Dataset.customer_by_slug).
+ACME = "acme-analytics"  # 10-day plan with 120 activated + every status; inactive plan in window
+GLOBEX = "globex-university"  # empty sender_alias; 35-day plan; plan expired 5 days ago; language "es"
+INITECH = "initech"  # opted out of expiration notifications; 12-day plan
+UMBRELLA = "umbrella-health"  # 20-day plan renewed into a future plan; default_language null
+STARK = "stark-learning"  # auto-apply 60 %, expires in ~200 days, 55 admins
+WAYNE = "wayne-enterprises"  # auto-apply 80 %; shares an admin with Cyberdyne
+CYBERDYNE = "cyberdyne-systems"  # auto-apply 100 %; admins joined 3 and 10 days ago
+SOYLENT = "soylent-foods"  # should_auto_apply_licenses null
+HOOLI = "hooli"  # auto-apply plan with zero licenses
+VANDELAY = "vandelay-industries"  # inactive in the LMS (404), only an old expired plan
+
+SHARED_ADMIN_LMS_USER_ID = 7001
+
+
+def build_sample_dataset(now: datetime) -> Dataset:
+    """The demo's data: every expiration-reminder and utilization case (see the module constants)."""
+    now = _require_aware(now, "now").replace(microsecond=0)
+    ds = Dataset(now=now)
+    day = timedelta(days=1)
+
+    def expires(days: int) -> datetime:
+        # One hour past the whole day: license-manager floors (expiration - now).days, so a demo running on
+        # the real clock a few seconds after building the data still reads "10 days", not 9.
+        return now + timedelta(days=days, hours=1)
+
+    # --- expiration reminders ------------------------------------------------------------------------
+    acme = ds.add_customer(
+        "Acme Analytics",
+        slug=ACME,
+        sender_alias="Acme Learning Team",
+        contact_email="learning@acme-analytics.example.com",
+        reply_to="learning-help@acme-analytics.example.com",
+        default_language="en",
+    )
+    plan = ds.add_plan(acme.uuid, title="Acme Analytics 2025 Enterprise", expiration_date=expires(10))
+    ds.add_licenses(plan.uuid, "activated", 120)  # > 50: batching shows
+    ds.add_licenses(plan.uuid, "assigned", 6, last_remind_date=now - 5 * day)
+    ds.add_licenses(plan.uuid, "revoked", 4)
+    ds.add_licenses(plan.uuid, "unassigned", 5)
+    pilot = ds.add_plan(
+        acme.uuid, title="Acme Analytics Pilot", expiration_date=expires(15), is_active=False, plan_type="Trial"
+    )
+    ds.add_licenses(pilot.uuid, "activated", 8, "pilot{n:03d}@{slug}.example.com")
+    ds.add_admin(acme.uuid, email="dana.whitfield@acme-analytics.example.com", first_name="Dana", last_name="Whitfield")
+    ds.add_admin(acme.uuid, email="omar.haddad@acme-analytics.example.com", first_name="Omar", last_name="Haddad")
+    for n in range(1, 4):
+        ds.add_learner(acme.uuid, email=f"learner{n:03d}@{ACME}.example.com", first_name="Learner")
+
+    globex = ds.add_customer(
+        "Globex University",
+        slug=GLOBEX,
+        sender_alias="",  # clients fall back to "edX Support Team"
+        contact_email="elearning@globex-university.example.com",
+        default_language="es",
+        country="MX",
+    )
+    plan = ds.add_plan(globex.uuid, title="Globex University Campus", expiration_date=expires(35))
+    ds.add_licenses(plan.uuid, "activated", 12)
+    ds.add_licenses(plan.uuid, "assigned", 3)
+    ds.add_licenses(plan.uuid, "revoked", 1)
+    ds.add_licenses(plan.uuid, "unassigned", 2)
+    expired = ds.add_plan(globex.uuid, title="Globex University 2024", expiration_date=expires(-5))
+    ds.add_licenses(expired.uuid, "activated", 10)
+    ds.add_admin(
+        globex.uuid, email="lucia.ramirez@globex-university.example.com", first_name="Lucía", last_name="Ramírez"
+    )
+
+    initech = ds.add_customer(
+        "Initech",
+        slug=INITECH,
+        sender_alias="Initech Learning",
+        contact_email="training@initech.example.com",
+        default_language="en",
+        disable_expiration_notifications=True,
+    )
+    plan = ds.add_plan(initech.uuid, title="Initech Professional Development", expiration_date=expires(12))
+    ds.add_licenses(plan.uuid, "activated", 15)
+    ds.add_licenses(plan.uuid, "assigned", 2)
+    ds.add_admin(initech.uuid, email="bill.lumbergh@initech.example.com", first_name="Bill", last_name="Lumbergh")
+
+    umbrella = ds.add_customer(
+        "Umbrella Health",
+        slug=UMBRELLA,
+        sender_alias="Umbrella Health Academy",
+        contact_email="academy@umbrella-health.example.com",
+        reply_to="academy@umbrella-health.example.com",
+        default_language=None,
+    )
+    old = ds.add_plan(umbrella.uuid, title="Umbrella Health 2025", expiration_date=expires(20))
+    ds.add_licenses(old.uuid, "activated", 25)
+    ds.add_licenses(old.uuid, "assigned", 2)
+    ds.add_licenses(old.uuid, "revoked", 1)
+    ds.add_licenses(old.uuid, "unassigned", 3)
+    renewed = ds.add_plan(
+        umbrella.uuid,
+        title="Umbrella Health 2025 - Renewal",
+        start_date=old.expiration_date,
+        expiration_date=old.expiration_date + timedelta(days=365),
+        created=now - 3 * day,
+    )
+    # Same learners (learner001..025) with new license uuids, as license-manager's renewal copies them.
+    copies = ds.add_licenses(renewed.uuid, "activated", 25, first=1)
+    for copy, original in zip(copies, ds.licenses_of(old.uuid)[:25], strict=True):
+        copy.activation_date = original.activation_date
+    ds.add_licenses(renewed.uuid, "unassigned", 5)
+    ds.add_renewal(old.uuid, renewed.uuid)
+    ds.add_admin(
+        umbrella.uuid, email="alice.abernathy@umbrella-health.example.com", first_name="Alice", last_name="Abernathy"
+    )
+
+    # --- utilization -------------------------------------------------------------------------------------
+    stark = ds.add_customer(
+        "Stark Learning",
+        slug=STARK,
+        sender_alias="Stark Learning",
+        contact_email="learning@stark-learning.example.com",
+        default_language="en",
+    )
+    plan = ds.add_plan(
+        stark.uuid, title="Stark Learning Auto-Apply", expiration_date=expires(200), should_auto_apply_licenses=True
+    )
+    ds.add_licenses(plan.uuid, "activated", 8)  # allocated 12 of 20 non-revoked = 60 %
+    ds.add_licenses(plan.uuid, "assigned", 4)
+    ds.add_licenses(plan.uuid, "revoked", 2)
+    ds.add_licenses(plan.uuid, "unassigned", 8)
+    for n in range(1, 56):  # 55 admins: more than one Braze batch of 50
+        ds.add_admin(
+            stark.uuid,
+            email=f"admin{n:03d}@{STARK}.example.com",
+            first_name="Admin",
+            last_name=f"Number{n:03d}",
+            created=now - timedelta(days=3 if n == 1 else 10 if n == 2 else 14 + n),
+        )
+    for n in range(1, 4):
+        ds.add_learner(stark.uuid, email=f"learner{n:03d}@{STARK}.example.com")
+
+    wayne = ds.add_customer(
+        "Wayne Enterprises",
+        slug=WAYNE,
+        sender_alias="Wayne Enterprises L&D",
+        contact_email="ld@wayne-enterprises.example.com",
+        default_language="en",
+    )
+    plan = ds.add_plan(
+        wayne.uuid, title="Wayne Enterprises Auto-Apply", expiration_date=expires(300), should_auto_apply_licenses=True
+    )
+    ds.add_licenses(plan.uuid, "activated", 6)  # allocated 8 of 10 = 80 %
+    ds.add_licenses(plan.uuid, "assigned", 2)
+    ds.add_licenses(plan.uuid, "revoked", 1)
+    ds.add_licenses(plan.uuid, "unassigned", 2)
+    ds.add_admin(
+        wayne.uuid,
+        lms_user_id=SHARED_ADMIN_LMS_USER_ID,
+        email="pat.morgan@consulting.example.com",
+        first_name="Pat",
+        last_name="Morgan",
+        created=now - 45 * day,
+    )
+    ds.add_admin(wayne.uuid, email="lucius.fox@wayne-enterprises.example.com", first_name="Lucius", last_name="Fox")
+
+    cyberdyne = ds.add_customer(
+        "Cyberdyne Systems",
+        slug=CYBERDYNE,
+        sender_alias="Cyberdyne Academy",
+        contact_email="academy@cyberdyne-systems.example.com",
+        default_language="en",
+    )
+    plan = ds.add_plan(
+        cyberdyne.uuid,
+        title="Cyberdyne Systems Auto-Apply",
+        expiration_date=expires(150),
+        should_auto_apply_licenses=True,
+    )
+    ds.add_licenses(plan.uuid, "activated", 5)  # allocated 10 of 10 = 100 %
+    ds.add_licenses(plan.uuid, "assigned", 5)
+    ds.add_licenses(plan.uuid, "revoked", 1)
+    ds.add_admin(
+        cyberdyne.uuid,
+        email="miles.dyson@cyberdyne-systems.example.com",
+        first_name="Miles",
+        last_name="Dyson",
+        created=now - 3 * day,
+    )
+    ds.add_admin(
+        cyberdyne.uuid,
+        email="sarah.connor@cyberdyne-systems.example.com",
+        first_name="Sarah",
+        last_name="Connor",
+        created=now - 10 * day,
+    )
+    ds.add_admin(cyberdyne.uuid, lms_user_id=SHARED_ADMIN_LMS_USER_ID, created=now - 20 * day)  # same person as Wayne's
+
+    soylent = ds.add_customer(
+        "Soylent Foods",
+        slug=SOYLENT,
+        sender_alias="Soylent Foods Training",
+        contact_email="training@soylent-foods.example.com",
+        default_language="es",
+    )
+    plan = ds.add_plan(
+        soylent.uuid, title="Soylent Foods Team", expiration_date=expires(90), should_auto_apply_licenses=None
+    )
+    ds.add_licenses(plan.uuid, "activated", 9)
+    ds.add_licenses(plan.uuid, "unassigned", 1)
+    ds.add_admin(soylent.uuid, email="thorn@soylent-foods.example.com", first_name="Robert", last_name="Thorn")
+
+    hooli = ds.add_customer(
+        "Hooli",
+        slug=HOOLI,
+        sender_alias="Hooli University",
+        contact_email="hooli-u@hooli.example.com",
+        default_language="en",
+    )
+    ds.add_plan(
+        hooli.uuid,
+        title="Hooli Auto-Apply (not provisioned)",
+        expiration_date=expires(240),
+        should_auto_apply_licenses=True,
+    )
+    ds.add_admin(
+        hooli.uuid,
+        email="gavin.belson@hooli.example.com",
+        first_name="Gavin",
+        last_name="Belson",
+        created=now - 30 * day,
+    )
+
+    vandelay = ds.add_customer(
+        "Vandelay Industries",
+        slug=VANDELAY,
+        active=False,
+        sender_alias="Vandelay",
+        contact_email="art@vandelay-industries.example.com",
+    )
+    plan = ds.add_plan(vandelay.uuid, title="Vandelay Industries Import/Export", expiration_date=expires(-90))
+    ds.add_licenses(plan.uuid, "activated", 3)
+    ds.add_admin(
+        vandelay.uuid, email="art.vandelay@vandelay-industries.example.com", first_name="Art", last_name="Vandelay"
+    )
+    return ds

@@ -1,0 +1,311 @@
+"""Braze REST API stand-in: ``/users/alias/new`` and ``/campaigns/trigger/send`` (contract section 4).
+
+It validates like Braze (and, where the contract is silent, more strictly, so client bugs surface), keeps
+the accepted sends in ``outbox`` and puts ``X-RateLimit-*`` headers on every reply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devstack.dataset import iso_z
+
+from .base import JSON_CONTENT_TYPE, HttpError, Reply, Request, Route, StandIn
+
+ALIAS_PATH = "/users/alias/new"
+TRIGGER_PATH = "/campaigns/trigger/send"
+MAX_ALIASES = 50
+MAX_RECIPIENTS = 50
+
+# contract section 4: send endpoints share 250,000/hour; /users/alias/new 20,000/minute.
+# contract silent: windows are fixed and aligned on the epoch; a 429 body is {"message": "Rate limit exceeded"}.
+DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {TRIGGER_PATH: (250_000, 3600), ALIAS_PATH: (20_000, 60)}
+_FALLBACK_LIMIT = (250_000, 3600)
+
+# contract silent on unknown keys: Braze may ignore them, but a misspelt key is a client bug, so reject.
+TRIGGER_KEYS = {"campaign_id", "send_id", "trigger_properties", "broadcast", "recipients"}
+RECIPIENT_KEYS = {"external_user_id", "user_alias", "trigger_properties", "attributes", "send_to_existing_only"}
+ALIAS_KEYS = {"alias_name", "alias_label", "external_id"}
+
+
+@dataclass
+class _Window:
+    limit: int
+    seconds: int
+    started: float = 0.0
+    used: int = 0
+
+    def count(self, now: float) -> None:
+        start = now - (now % self.seconds)  # fixed windows aligned on the epoch
+        if start != self.started:
+            self.started, self.used = start, 0
+        self.used += 1
+
+    @property
+    def reset(self) -> int:
+        return int(self.started + self.seconds)
+
+
+class BrazeStandIn(StandIn):
+    """Braze's REST host for one workspace.
+
+    Args:
+        api_key: the only REST API key accepted (``Authorization: Bearer <api_key>``).
+        known_campaigns: when given, ``campaign_id`` must be one of them (else 400 "Invalid campaign_id").
+        rate_limits: path -> (requests, window seconds); enforced (429) and reported in the headers.
+    """
+
+    name = "Braze stand-in"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        known_campaigns: Iterable[str] | None = None,
+        rate_limits: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.known_campaigns = set(known_campaigns) if known_campaigns is not None else None
+        self.aliases: set[tuple[str, str]] = set()  # (alias_label, alias_name)
+        self.alias_external_ids: dict[tuple[str, str], str] = {}
+        self.outbox: list[dict[str, Any]] = []
+        self._state_lock = threading.Lock()
+        self._windows = {path: _Window(*limit) for path, limit in (rate_limits or DEFAULT_RATE_LIMITS).items()}
+        self._queue_next = 0
+        super().__init__()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", ALIAS_PATH, self.new_aliases),
+            Route("POST", TRIGGER_PATH, self.trigger_send),
+        ]
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"message": message}
+
+    # ------------------------------------------------------------------------------------- fault controls
+    def rate_limit_next(self, path_prefix: str, reset_in_seconds: float, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests 429 with ``X-RateLimit-Remaining: 0`` and
+        ``X-RateLimit-Reset`` = ceil(now + reset_in_seconds) (UTC epoch seconds), computed when answering."""
+
+        def respond(request: Request) -> Reply:
+            window = self._window(request.path)
+            return Reply(
+                429,
+                {"message": "Rate limit exceeded"},
+                {
+                    "X-RateLimit-Limit": str(window.limit),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(math.ceil(time.time() + reset_in_seconds)),
+                },
+            )
+
+        self.respond_next(path_prefix, respond, times=times)
+
+    def queue_next(self, times: int = 1) -> None:
+        """Braze maintenance mode: the next ``times`` valid triggers are accepted (outbox) but answered
+        202 ``{"message": "queued"}`` without a dispatch_id (contract section 4)."""
+        with self._state_lock:
+            self._queue_next += times
+
+    # --------------------------------------------------------------------------------------- validation
+    def authenticate(self, request: Request) -> None:
+        """``Authorization: Bearer <key>``, ``Content-Type: application/json``, a JSON object body."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip(), self.api_key):
+            shown = key.strip() or "(none)"
+            raise self.error(401, f"Invalid API key: {shown}")
+        if request.content_type != JSON_CONTENT_TYPE:
+            raise self.error(400, "Content-Type must be application/json")
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            raise self.error(400, "Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise self.error(400, "Request body must be a JSON object")
+
+    def decorate(self, request: Request, reply: Reply) -> None:
+        """``X-RateLimit-Limit/Remaining/Reset`` on every reply (contract section 4)."""
+        window = self._window(request.path)
+        with self._state_lock:
+            window.count(time.time())
+            remaining = max(0, window.limit - window.used)
+            reset = window.reset
+        reply.headers.setdefault("X-RateLimit-Limit", str(window.limit))
+        reply.headers.setdefault("X-RateLimit-Remaining", str(remaining))
+        reply.headers.setdefault("X-RateLimit-Reset", str(reset))
+
+    def _window(self, path: str) -> _Window:
+        normalised = path.rstrip("/")
+        window = self._windows.get(normalised)
+        if window is None:
+            window = self._windows.setdefault(normalised, _Window(*_FALLBACK_LIMIT))
+        return window
+
+    def _enforce_rate_limit(self, request: Request) -> None:
+        window = self._window(request.path)
+        with self._state_lock:
+            now = time.time()
+            start = now - (now % window.seconds)
+            used = window.used if start == window.started else 0
+            if used >= window.limit:
+                raise self.error(429, "Rate limit exceeded", {"X-RateLimit-Remaining": "0"})
+
+    def _bad(self, message: str) -> HttpError:
+        return self.error(400, message)
+
+    @staticmethod
+    def _non_empty_str(value: Any) -> bool:
+        return isinstance(value, str) and value.strip() != ""
+
+    # ------------------------------------------------------------------------------------------ handlers
+    def new_aliases(self, request: Request) -> Reply:
+        """Contract section 4: ``POST /users/alias/new`` with 1..50 aliases; idempotent."""
+        self._enforce_rate_limit(request)
+        body = json.loads(request.body)
+        aliases = body.get("user_aliases")
+        if not isinstance(aliases, list) or not aliases:
+            raise self._bad("user_aliases must be a non-empty array")
+        if len(aliases) > MAX_ALIASES:
+            raise self._bad(f"user_aliases may hold at most {MAX_ALIASES} aliases")
+        parsed = []
+        for index, alias in enumerate(aliases):
+            if not isinstance(alias, dict) or set(alias) - ALIAS_KEYS:
+                raise self._bad(f"user_aliases[{index}] must be an object with alias_name, alias_label")
+            if not self._non_empty_str(alias.get("alias_name")) or not self._non_empty_str(alias.get("alias_label")):
+                raise self._bad(f"user_aliases[{index}] needs a non-empty alias_name and alias_label")
+            if "external_id" in alias and not self._non_empty_str(alias["external_id"]):
+                raise self._bad(f"user_aliases[{index}].external_id must be a non-empty string")
+            parsed.append(alias)
+        with self._state_lock:
+            for alias in parsed:
+                key = (alias["alias_label"], alias["alias_name"])
+                self.aliases.add(key)
+                if "external_id" in alias:
+                    self.alias_external_ids[key] = alias["external_id"]
+        return Reply(201, {"aliases_processed": len(parsed), "message": "success"})
+
+    def trigger_send(self, request: Request) -> Reply:
+        """Contract section 4: ``POST /campaigns/trigger/send``; every rule checked before anything is kept."""
+        self._enforce_rate_limit(request)
+        body = json.loads(request.body)
+        unknown = set(body) - TRIGGER_KEYS
+        if unknown:
+            raise self._bad(f"Unknown field(s): {', '.join(sorted(unknown))}")
+        campaign_id = body.get("campaign_id")
+        if not self._non_empty_str(campaign_id):
+            raise self._bad("campaign_id is required and must be a string")
+        if self.known_campaigns is not None and campaign_id not in self.known_campaigns:
+            raise self._bad("Invalid campaign_id")
+        if "send_id" in body and not isinstance(body["send_id"], str):
+            raise self._bad("send_id must be a string")
+        top_properties = self._properties(body, "trigger_properties", "trigger_properties")
+        broadcast = body.get("broadcast", False)
+        if not isinstance(broadcast, bool):
+            raise self._bad("broadcast must be a boolean")
+        if "recipients" not in body:
+            # contract silent: a broadcast (no recipients) would mail a whole segment; never wanted here.
+            raise self._bad("recipients is required (the stand-in does not accept broadcast sends)")
+        if broadcast:
+            raise self._bad("broadcast must be false when recipients are given")
+        recipients = body["recipients"]
+        if not isinstance(recipients, list) or not recipients:
+            raise self._bad("recipients must be a non-empty array")
+        if len(recipients) > MAX_RECIPIENTS:
+            raise self._bad(f"recipients may hold at most {MAX_RECIPIENTS} entries")
+        for index, recipient in enumerate(recipients):
+            self._check_recipient(index, recipient)
+        with self._state_lock:
+            queued = self._queue_next > 0
+            if queued:
+                self._queue_next -= 1
+        dispatch_id = None if queued else secrets.token_hex(16)
+        entry = {
+            "dispatch_id": dispatch_id,
+            "campaign_id": campaign_id,
+            "trigger_properties": top_properties or {},
+            "recipients": recipients,
+            "received_at": iso_z(datetime.now(UTC)),
+        }
+        with self._state_lock:
+            self.outbox.append(entry)
+        if queued:
+            return Reply(202, {"message": "queued"})
+        return Reply(201, {"dispatch_id": dispatch_id, "message": "success"})
+
+    def _properties(self, container: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+        """Optional object of JSON values (parsed JSON is always serialisable; only the type is checked)."""
+        if key not in container:
+            return None
+        value = container[key]
+        if not isinstance(value, dict):
+            raise self._bad(f"{where} must be an object")
+        return value
+
+    def _check_recipient(self, index: int, recipient: Any) -> None:
+        where = f"recipients[{index}]"
+        if not isinstance(recipient, dict):
+            raise self._bad(f"{where} must be an object")
+        unknown = set(recipient) - RECIPIENT_KEYS
+        if unknown:
+            raise self._bad(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        has_external = "external_user_id" in recipient
+        has_alias = "user_alias" in recipient
+        if has_external == has_alias:
+            raise self._bad(f"{where} needs exactly one of external_user_id or user_alias")
+        # contract silent on the type: Braze external ids are strings, so an LMS user id sent as a JSON
+        # number is refused (the client must send str(user.id)).
+        if has_external and not self._non_empty_str(recipient["external_user_id"]):
+            raise self._bad(f"{where}.external_user_id must be a non-empty string")
+        if has_alias:
+            alias = recipient["user_alias"]
+            if (
+                not isinstance(alias, dict)
+                or set(alias) != {"alias_name", "alias_label"}
+                or not self._non_empty_str(alias.get("alias_name"))
+                or not self._non_empty_str(alias.get("alias_label"))
+            ):
+                raise self._bad(f"{where}.user_alias must be {{alias_name, alias_label}} (non-empty strings)")
+        send_to_existing_only = recipient.get("send_to_existing_only", True)
+        if not isinstance(send_to_existing_only, bool):
+            raise self._bad(f"{where}.send_to_existing_only must be a boolean")
+        if has_alias and send_to_existing_only:
+            raise self._bad(f"{where}: send_to_existing_only must be false for user_alias recipients")
+        attributes = self._properties(recipient, "attributes", f"{where}.attributes")
+        if not send_to_existing_only and attributes is None:
+            raise self._bad(f"{where}: attributes are required when send_to_existing_only is false")
+        self._properties(recipient, "trigger_properties", f"{where}.trigger_properties")
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def sent_to(self, campaign_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(external_user_id or alias_name, top-level trigger_properties overridden by the recipient's) for
+        every accepted recipient, in arrival order."""
+        with self._state_lock:
+            entries = list(self.outbox)
+        sent = []
+        for entry in entries:
+            if campaign_id is not None and entry["campaign_id"] != campaign_id:
+                continue
+            for recipient in entry["recipients"]:
+                identifier = recipient.get("external_user_id") or recipient["user_alias"]["alias_name"]
+                merged = {**entry["trigger_properties"], **recipient.get("trigger_properties", {})}
+                sent.append((identifier, merged))
+        return sent
+
+    def save_outbox(self, path: str | Path) -> Path:
+        """Write the outbox as JSON (the demo report points to it). Returns the path."""
+        target = Path(path)
+        with self._state_lock:
+            data = list(self.outbox)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return target

@@ -90,6 +90,7 @@ class DrainReport:
     processed: int = 0
     failed_deliveries: int = 0
     responses: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)  # invocations that raised (e.g. every record failed)
 
 
 class LocalEventSourceMapping:
@@ -120,8 +121,12 @@ class LocalEventSourceMapping:
             messages = reply.get("Messages", [])
             if not messages:
                 break
-            response = self.handler(sqs_event(messages, self.queue_arn), LocalContext(self.function_name))
             report.invocations += 1
+            try:
+                response = self.handler(sqs_event(messages, self.queue_arn), LocalContext(self.function_name))
+            except Exception as exc:  # an invocation error: Lambda returns the whole batch to the queue
+                report.errors.append(exc)
+                response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
             report.responses.append(response)
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
             for m in messages:

@@ -1,0 +1,118 @@
+"""The ``license-notifications`` command: same planning and logic as the Lambdas, inline; exit status."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def enterprise(up: Upstream, name: str, *, activated=3, expires_in_days=10, **kwargs):
+    customer = up.dataset.add_customer(name, **kwargs)
+    plan = up.dataset.add_plan(customer.uuid, title=f"{name} plan", expires_in_days=expires_in_days)
+    up.dataset.add_licenses(plan.uuid, "activated", activated, f"{name.lower()}{{n:03d}}@example.com")
+    return customer
+
+
+def cli(*args: str):
+    return run(["expiration-reminders", *args])
+
+
+def test_sends_for_several_enterprises_and_exits_zero(app_env, upstream: Upstream):
+    a, b = enterprise(upstream, "Alpha"), enterprise(upstream, "Beta", activated=2)
+    code, summary = cli("--enterprise-customer-uuid", f"{a.uuid} {b.uuid}", "--as-of", NOW.isoformat())
+    assert code == EXIT_OK
+    assert summary.sent == 5
+    assert Counter(p["enterprise_customer_name"] for _, p in upstream.braze.sent_to(REMINDER_CAMPAIGN)) == {
+        "Alpha": 3,
+        "Beta": 2,
+    }
+
+
+def test_a_failed_enterprise_does_not_stop_the_others_but_exits_non_zero(app_env, upstream: Upstream):
+    bad = enterprise(upstream, "Gone")
+    bad.active = False
+    good = enterprise(upstream, "Fine")
+    code, summary = cli("--enterprise-customer-uuid", f"{bad.uuid},{good.uuid}", "--as-of", NOW.isoformat())
+    assert code == EXIT_FAILURES
+    assert summary.sent == 3
+    assert summary.failed == 1
+
+
+def test_invalid_uuid_is_reported_valid_ones_still_run_and_exit_is_non_zero(app_env, upstream: Upstream, caplog):
+    good = enterprise(upstream, "Fine")
+    code, summary = cli("--enterprise-customer-uuid", f"{good.uuid},bogus", "--as-of", NOW.isoformat())
+    assert code == EXIT_FAILURES
+    assert summary.sent == 3
+    assert summary.invalid_uuids == ["bogus"]
+    assert "bogus" in caplog.text
+
+
+def test_no_valid_uuid_is_a_usage_error_and_sends_nothing(app_env, upstream: Upstream, caplog):
+    code, summary = cli("--enterprise-customer-uuid", "bogus, nope")
+    assert (code, summary) == (EXIT_USAGE, None)
+    assert "No valid enterprise customer UUIDs" in caplog.text
+    assert upstream.braze.request_count() == 0
+
+
+def test_missing_campaign_is_a_usage_error_naming_the_setting(app_env, upstream: Upstream, monkeypatch, caplog):
+    monkeypatch.delenv("BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    a = enterprise(upstream, "Alpha")
+    code, _ = cli("--enterprise-customer-uuid", a.uuid)
+    assert code == EXIT_USAGE
+    assert "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN" in caplog.text
+    assert upstream.braze.request_count() == 0
+
+
+def test_dry_run_then_real_run(app_env, upstream: Upstream):
+    a = enterprise(upstream, "Alpha")
+    code, summary = cli("--enterprise-customer-uuid", a.uuid, "--dry-run", "--as-of", NOW.isoformat())
+    assert code == EXIT_OK
+    assert summary.outcomes[0].would_send == 3
+    assert upstream.braze.request_count() == 0
+    code, summary = cli("--enterprise-customer-uuid", a.uuid, "--as-of", NOW.isoformat())
+    assert summary.sent == 3
+
+
+def test_as_of_and_days_before_expiration_move_the_window(app_env, upstream: Upstream):
+    a = enterprise(upstream, "Alpha", expires_in_days=50)
+    _, summary = cli("--enterprise-customer-uuid", a.uuid, "--as-of", NOW.isoformat())
+    assert summary.sent == 0
+    _, summary = cli("--enterprise-customer-uuid", a.uuid, "--as-of", NOW.isoformat(), "--days-before-expiration", "60")
+    assert summary.sent == 3
+    assert upstream.braze.outbox[0]["recipients"][0]["trigger_properties"]["days_until_expiration"] == 50
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-03-01T09:00:00"])
+def test_as_of_must_be_an_aware_iso_datetime(bad, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli("--enterprise-customer-uuid", "x", "--as-of", bad)
+    assert info.value.code == EXIT_USAGE
+    assert "--as-of" in capsys.readouterr().err
+
+
+def test_console_script_prints_the_spec_log_lines(app_env, upstream: Upstream):
+    a = enterprise(upstream, "Alpha", activated=2)
+    env = {**os.environ, **app_env}
+    script = Path(sys.executable).parent / "license-notifications"
+    proc = subprocess.run(
+        [str(script), "expiration-reminders", "--enterprise-customer-uuid", a.uuid, "--as-of",
+         (NOW + timedelta(hours=1)).isoformat()],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "INFO Starting send_license_expiration_reminders command for 1 enterprise customer(s), " in err
+    assert f"INFO Found 2 licenses to process for enterprise {a.uuid}" in err
+    assert err.count("INFO Successfully sent license expiration reminder to a***@example.com for license") == 2
+    assert "Total Success: 2, Total Failures: 0" in err

@@ -1,0 +1,179 @@
+"""The Lambda handlers as AWS invokes them: dispatcher -> SQS (moto) -> worker via a local event source mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+import pytest
+from devstack.aws import StackResources
+from devstack.lambda_local import LocalContext, LocalEventSourceMapping, load_handler, sqs_event
+from pydantic import ValidationError
+
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from license_notifications import lambda_runtime
+from license_notifications.errors import ConfigurationError
+
+
+@pytest.fixture
+def handlers(app_env):
+    lambda_runtime.services.cache_clear()
+    yield load_handler("dispatcher"), load_handler("worker")
+    lambda_runtime.services.cache_clear()
+
+
+@pytest.fixture
+def sqs(aws_resources: StackResources):
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def schedule_event(uuids, **extra):
+    return {
+        "job": "license_expiration_reminders",
+        "enterprise_customer_uuids": uuids,
+        "as_of": NOW.isoformat(),
+        **extra,
+    }
+
+
+def enterprises(up: Upstream, n: int, activated: int = 3):
+    customers = []
+    for i in range(n):
+        customer = up.dataset.add_customer(f"Enterprise {i}")
+        plan = up.dataset.add_plan(customer.uuid, title=f"Plan {i}", expires_in_days=10)
+        up.dataset.add_licenses(plan.uuid, "activated", activated, f"e{i}-{{n:03d}}@example.com")
+        customers.append(customer)
+    return customers
+
+
+def queued_bodies(sqs, url):
+    bodies = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for m in messages:
+            bodies.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_dispatcher_enqueues_one_message_per_valid_enterprise(handlers, upstream, aws_resources, sqs):
+    dispatcher, _ = handlers
+    customers = enterprises(upstream, 12)
+    uuids = ",".join(c.uuid for c in customers) + ", not-a-uuid"
+    result = dispatcher.lambda_handler(schedule_event(uuids, days_before_expiration=45), LocalContext("dispatcher"))
+    assert result["enqueued"] == 12
+    assert result["invalid_enterprise_customer_uuids"] == ["not-a-uuid"]
+    bodies = queued_bodies(sqs, aws_resources.work_queue_url)
+    assert sorted(b["enterprise_customer_uuid"] for b in bodies) == sorted(c.uuid for c in customers)
+    assert {b["run_id"] for b in bodies} == {result["run_id"]}
+    assert {b["as_of"] for b in bodies} == {"2026-03-01T09:00:00Z"}
+    assert {b["days_before_expiration"] for b in bodies} == {45}
+
+
+def test_dispatcher_without_a_valid_uuid_enqueues_nothing(handlers, aws_resources, sqs):
+    dispatcher, _ = handlers
+    with pytest.raises(ConfigurationError, match="No valid enterprise customer UUIDs"):
+        dispatcher.lambda_handler(schedule_event("nope"), LocalContext("dispatcher"))
+    assert queued_bodies(sqs, aws_resources.work_queue_url) == []
+
+
+def test_dispatcher_without_campaign_setting_names_it(handlers, upstream, aws_resources, sqs, monkeypatch):
+    dispatcher, _ = handlers
+    monkeypatch.delenv("BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    customer = enterprises(upstream, 1)[0]
+    with pytest.raises(ConfigurationError, match="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"):
+        dispatcher.lambda_handler(schedule_event(customer.uuid), LocalContext("dispatcher"))
+    assert queued_bodies(sqs, aws_resources.work_queue_url) == []
+
+
+def test_dispatcher_rejects_a_malformed_event(handlers):
+    dispatcher, _ = handlers
+    with pytest.raises(ValidationError, match="dry_rn"):
+        dispatcher.lambda_handler({"job": "license_expiration_reminders", "dry_rn": True}, LocalContext("dispatcher"))
+
+
+def test_schedule_to_worker_sends_every_reminder_once(handlers, upstream, aws_resources, sqs, capsys):
+    dispatcher, worker = handlers
+    worker.logger.registered_handler.setStream(sys.stdout)  # the handler was bound when the module was first imported
+    customers = enterprises(upstream, 7, activated=4)
+    dispatcher.lambda_handler(schedule_event([c.uuid for c in customers]), LocalContext("dispatcher"))
+    esm = LocalEventSourceMapping(sqs, aws_resources.work_queue_url, worker.lambda_handler, batch_size=5)
+    report = esm.drain()
+    assert (report.invocations, report.processed, report.failed_deliveries) == (2, 7, 0)
+    sent = Counter(props["license_uuid"] for _, props in upstream.braze.sent_to(REMINDER_CAMPAIGN))
+    assert len(sent) == 28
+    assert set(sent.values()) == {1}
+    # EMF metrics and JSON logs with the run id as correlation id.
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = [line for line in lines if "_aws" in line and "ExpirationRemindersSent" in line]
+    assert len(emf) == 2  # one metrics document per worker invocation
+    sent_values = [m["ExpirationRemindersSent"] for m in emf]
+    assert sum(sum(v) if isinstance(v, list) else v for v in sent_values) == 28
+    completed = [line for line in lines if str(line.get("message", "")).startswith("Completed processing")]
+    assert len(completed) == 7
+    assert all(line["correlation_id"].startswith("license_expiration_reminders:") for line in completed)
+    # Learner emails are masked unless LOG_FULL_EMAILS is set.
+    success = [line for line in lines if str(line.get("message", "")).startswith("Successfully sent")]
+    assert len(success) == 28
+    assert all("***@example.com" in line["message"] for line in success)
+
+
+def test_a_failing_enterprise_fails_only_its_own_message(handlers, upstream, aws_resources, sqs):
+    _, worker = handlers
+    good, bad = enterprises(upstream, 2)
+    bad.active = False  # the LMS answers 404 for it
+    dispatcher = load_handler("dispatcher")
+    dispatcher.lambda_handler(schedule_event([good.uuid, bad.uuid]), LocalContext("dispatcher"))
+    reply = sqs.receive_message(QueueUrl=aws_resources.work_queue_url, MaxNumberOfMessages=10)
+    messages = reply["Messages"]
+    by_enterprise = {json.loads(m["Body"])["enterprise_customer_uuid"]: m["MessageId"] for m in messages}
+    response = worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": by_enterprise[bad.uuid]}]}
+    assert {props["enterprise_customer_name"] for _, props in upstream.braze.sent_to()} == {good.name}
+
+
+def test_a_failed_message_is_redelivered_and_finally_lands_in_the_dlq(handlers, upstream, aws_resources, sqs):
+    dispatcher, worker = handlers
+    good, bad = enterprises(upstream, 2)
+    bad.active = False
+    dispatcher.lambda_handler(schedule_event([good.uuid, bad.uuid]), LocalContext("dispatcher"))
+    esm = LocalEventSourceMapping(sqs, aws_resources.work_queue_url, worker.lambda_handler)
+    report = esm.drain(redeliver_failures=True)
+    assert report.processed == 1
+    assert report.failed_deliveries == 5  # maxReceiveCount in template.yaml
+    dlq = queued_bodies(sqs, aws_resources.work_dead_letter_queue_url)
+    assert [b["enterprise_customer_uuid"] for b in dlq] == [bad.uuid]
+    assert len(upstream.braze.sent_to()) == 3  # the good enterprise, once, despite the redeliveries
+
+
+def test_duplicate_delivery_sends_nothing_twice(handlers, upstream, aws_resources, sqs):
+    dispatcher, worker = handlers
+    customer = enterprises(upstream, 1, activated=5)[0]
+    dispatcher.lambda_handler(schedule_event(customer.uuid), LocalContext("dispatcher"))
+    messages = sqs.receive_message(QueueUrl=aws_resources.work_queue_url)["Messages"]
+    event = sqs_event(messages, "arn:aws:sqs:us-east-1:1:q")
+    assert worker.lambda_handler(event, LocalContext("worker")) == {"batchItemFailures": []}
+    assert worker.lambda_handler(event, LocalContext("worker")) == {"batchItemFailures": []}
+    assert len(upstream.braze.sent_to()) == 5
+
+
+def test_a_malformed_message_fails_alone(handlers, upstream, aws_resources):
+    _, worker = handlers
+    customer = enterprises(upstream, 1)[0]
+    good = {
+        "job": "license_expiration_reminders",
+        "run_id": "r1",
+        "enterprise_customer_uuid": customer.uuid,
+        "as_of": NOW.isoformat(),
+    }
+    messages = [
+        {"MessageId": "m-good", "ReceiptHandle": "h1", "Body": json.dumps(good)},
+        {"MessageId": "m-bad", "ReceiptHandle": "h2", "Body": json.dumps({**good, "as_of": "yesterday"})},
+    ]
+    response = worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    assert len(upstream.braze.sent_to()) == 3

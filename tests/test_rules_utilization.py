@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from fractions import Fraction
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -143,7 +145,7 @@ def test_threshold_uses_integer_arithmetic_where_floats_would_round():
 
 @pytest.mark.parametrize(("allocated", "total"), [(-1, 10), (1, -10), (-1, -1), (True, 10), (1.5, 2)])
 def test_negative_or_non_integer_counts_are_refused(allocated, total):
-    with pytest.raises(ValueError, match="allocated|total"):
+    with pytest.raises(ValueError, match=r"allocated|total"):
         reached_threshold(allocated, total)
 
 
@@ -303,8 +305,6 @@ def test_threshold_is_monotonic_in_allocated(total, a, b):
 
 @given(total=st.integers(min_value=1, max_value=10**6), allocated=st.integers(min_value=0, max_value=10**6))
 def test_threshold_matches_exact_fractions(total, allocated):
-    from fractions import Fraction
-
     share = Fraction(allocated, total)
     expected = NONE_LEFT if share >= 1 else LIMITED if share >= Fraction(3, 4) else None
     assert reached_threshold(allocated, total) == expected
@@ -372,7 +372,7 @@ def test_simulated_daily_runs(joined_day, joined_time, run_times, fails, every_r
         if due and (every_run_succeeds or not failed):
             sends.append(now)
             last_sent = now
-    gaps = [days_between(a, b) for a, b in zip(sends, sends[1:], strict=False)]
+    gaps = [days_between(a, b) for a, b in pairwise(sends)]
     assert all(gap >= 7 for gap in gaps)
     if sends:
         assert days_between(joined, sends[0]) >= 7
@@ -382,12 +382,12 @@ def test_simulated_daily_runs(joined_day, joined_time, run_times, fails, every_r
         assert all(gap == 7 for gap in gaps)
         assert days_between(sends[-1], at(start + timedelta(days=59))) < 7
     else:
-        # Each digest goes out at the first successful run once due: no successful run in between was skipped.
-        for previous, current in zip([None, *sends], sends, strict=False):
-            first_due = (
-                joined.astimezone(UTC).date() + timedelta(days=7)
-                if previous is None
-                else previous.astimezone(UTC).date() + timedelta(days=7)
-            )
-            for day in range((first_due - start).days, (current.astimezone(UTC).date() - start).days):
+        # Each digest goes out at the first successful run once due, and none is owed at the end: every run
+        # on a day when a digest was due but none was sent had failed.
+        last_day = 59
+        for previous, current in zip([None, *sends], [*sends, None], strict=True):
+            anchor = joined if previous is None else previous
+            first_due_day = (anchor.astimezone(UTC).date() + timedelta(days=7) - start).days
+            sent_day = last_day + 1 if current is None else (current.astimezone(UTC).date() - start).days
+            for day in range(first_due_day, sent_day):
                 assert fails[day], "a successful run while due must have sent"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from uuid import UUID
 
 from license_notifications.adapters._parsing import parse_as
 from license_notifications.adapters.http import HttpClient
-from license_notifications.models import EnterpriseCustomer
+from license_notifications.models import ENTERPRISE_ADMIN_ROLE, EnterpriseAdmin, EnterpriseCustomer
 
 SERVICE = "lms"
+ENTERPRISE_LEARNER_PAGE_SIZE = 100  # the endpoint's maximum (contract 3.2; its default is 10)
+
+logger = logging.getLogger(__name__)
 
 
 class LmsClient:
@@ -20,3 +25,37 @@ class LmsClient:
         """An active enterprise customer (3.1). An inactive or unknown one raises NotFoundError."""
         data = self._http.get(f"{self._api}/enterprise-customer/{enterprise_customer_uuid}/")
         return parse_as(EnterpriseCustomer, data, service=SERVICE, what="enterprise customer")
+
+    def enterprise_admins(self, enterprise_customer_uuid: UUID | str) -> Iterator[EnterpriseAdmin]:
+        """The enterprise's admins (3.2), streamed page by page (100 a request, following ``next``).
+
+        One record per (user, enterprise): an admin of several enterprises appears once in each, with a
+        different ``id`` and the same ``user_id``. Only records whose ``role_assignments`` contain
+        ``enterprise_admin`` are yielded, and a record naming another enterprise is skipped: the LMS applies
+        the ``enterprise_customer_uuid`` / ``role`` filters only for staff callers, and a non-staff service
+        account silently gets only its own record instead (contract section 1), which must never be taken
+        for this enterprise's admin list. A record not matching the contract raises MalformedResponseError.
+        Inactive records and deactivated users are yielded; skipping them is the caller's rule.
+        """
+        wanted = UUID(str(enterprise_customer_uuid))
+        url = f"{self._api}/enterprise-learner/"
+        params = {
+            "enterprise_customer_uuid": str(wanted),
+            "role": ENTERPRISE_ADMIN_ROLE,
+            "page_size": ENTERPRISE_LEARNER_PAGE_SIZE,
+        }
+        for page in self._http.paginate(url, params=params):
+            for item in page["results"]:
+                admin = parse_as(EnterpriseAdmin, item, service=SERVICE, what="enterprise admin")
+                if not admin.is_admin:
+                    continue
+                if admin.enterprise_customer_uuid is not None and admin.enterprise_customer_uuid != wanted:
+                    logger.warning(
+                        "enterprise-learner record %s belongs to enterprise %s, not %s: is the service account "
+                        "LMS staff? (the filters apply to staff only)",
+                        admin.id,
+                        admin.enterprise_customer_uuid,
+                        wanted,
+                    )
+                    continue
+                yield admin

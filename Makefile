@@ -13,7 +13,7 @@ SAM_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test lint validate build clean
+.PHONY: help venv demo test lint validate build benchmark lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test: venv $(SAM)  ## lint, validate the template, run the test suite
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/pytest
 
+benchmark: venv  ## print speed and memory figures (cold start, rule, job throughput, Braze requests, peak memory)
+	$(BIN)/python -m devstack.benchmark
+
 lint: venv  ## ruff only
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -52,8 +55,9 @@ validate: venv $(SAM)  ## sam validate --lint and cfn-lint
 	$(SAM) validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
 
-build: $(SAM)  ## sam build (needs python3.13 on PATH; see README)
+build: $(SAM)  ## sam build, then precompile .pyc for the runtime (Lambda cannot write them at cold start)
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 lock:  ## re-resolve requirements/dev.lock from pyproject.toml
 	$(UV) pip compile --quiet --python-version 3.13 --extra dev pyproject.toml -o requirements/dev.lock

@@ -71,6 +71,10 @@ def aws_resources(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> Sta
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BRAZE_KEY = "braze-test-key"
 REMINDER_CAMPAIGN = "campaign-expiration-reminder"
+LIMITED_CAMPAIGN = "campaign-limited-allocations"
+NO_ALLOCATIONS_CAMPAIGN = "campaign-no-allocations"
+WEEKLY_CAMPAIGN = "campaign-weekly-utilization"
+ADMIN_PORTAL = "https://portal.example.com"
 
 
 @dataclass
@@ -105,6 +109,10 @@ def upstream_env(up: Upstream) -> dict[str, str]:
         "BRAZE_API_URL": up.braze.url,
         "BRAZE_API_KEY": BRAZE_KEY,
         "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": REMINDER_CAMPAIGN,
+        "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN": LIMITED_CAMPAIGN,
+        "NO_ALLOCATIONS_REMAINING_CAMPAIGN": NO_ALLOCATIONS_CAMPAIGN,
+        "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN": WEEKLY_CAMPAIGN,
+        "ENTERPRISE_ADMIN_PORTAL_BASE_URL": ADMIN_PORTAL,
         "HTTP_MAX_ATTEMPTS": "3",
         "HTTP_MAX_WAIT_SECONDS": "0.2",
         "HTTP_TIMEOUT_SECONDS": "2",

@@ -116,3 +116,17 @@ def test_console_script_prints_the_spec_log_lines(app_env, upstream: Upstream):
     assert f"INFO Found 2 licenses to process for enterprise {a.uuid}" in err
     assert err.count("INFO Successfully sent license expiration reminder to a***@example.com for license") == 2
     assert "Total Success: 2, Total Failures: 0" in err
+
+
+def test_utilization_command_discovers_and_sends(app_env, upstream: Upstream):
+    customer = upstream.dataset.add_customer("Auto")
+    plan = upstream.dataset.add_plan(customer.uuid, title="auto", expires_in_days=100, should_auto_apply_licenses=True)
+    upstream.dataset.add_licenses(plan.uuid, "activated", 10)
+    admin = upstream.dataset.add_admin(customer.uuid)
+    code, summary = run(["utilization", "--as-of", NOW.isoformat()])
+    assert code == EXIT_OK
+    assert [o.enterprise_customer_uuid for o in summary.outcomes] == [customer.uuid]
+    assert summary.outcomes[0].sent_by_type == {"no_allocations_remaining": 1, "periodic_informational": 1}
+    assert {r for r, _ in upstream.braze.sent_to()} == {str(admin.user.id)}
+    code, summary = run(["utilization", "--enterprise-customer-uuid", customer.uuid, "--as-of", NOW.isoformat()])
+    assert (code, summary.sent) == (EXIT_OK, 0)  # the same day again: nothing twice

@@ -11,6 +11,7 @@ from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.dispatch import plan_run
+from license_notifications.services import Services
 
 BASE_ENV = {
     "LICENSE_MANAGER_URL": "http://127.0.0.1:1/",
@@ -69,7 +70,7 @@ def test_missing_campaign_is_named_before_anything_is_planned():
     settings = load_settings({k: v for k, v in BASE_ENV.items() if "CAMPAIGN" not in k})
     request = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids=UUID_A)
     with pytest.raises(ConfigurationError, match="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"):
-        plan_run(request, settings)
+        plan_run(request, Services(settings))
 
 
 @pytest.mark.parametrize(
@@ -90,7 +91,7 @@ def test_no_valid_uuid_is_a_configuration_error_naming_the_bad_ones():
     settings = load_settings(BASE_ENV)
     request = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids="nope, nada")
     with pytest.raises(ConfigurationError, match=r"No valid enterprise customer UUIDs.*nope, nada"):
-        plan_run(request, settings)
+        plan_run(request, Services(settings))
 
 
 def test_plan_run_fixes_one_as_of_and_run_id_for_every_message():
@@ -103,7 +104,7 @@ def test_plan_run_fixes_one_as_of_and_run_id_for_every_message():
         dry_run=True,
         as_of=as_of,
     )
-    result, messages = plan_run(request, settings)
+    result, messages = plan_run(request, Services(settings))
     assert result.invalid_enterprise_customer_uuids == ["bad"]
     assert [str(m.enterprise_customer_uuid) for m in messages] == [UUID_A, UUID_B]
     assert {m.as_of for m in messages} == {as_of}

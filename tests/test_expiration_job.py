@@ -182,7 +182,9 @@ def test_failed_batch_is_released_and_retried_by_the_next_run(upstream: Upstream
     upstream.braze.fail_next("/campaigns/trigger/send", 500, times=3)  # the first batch exhausts its retries
     first = run(services, customer.uuid)
     assert (first.sent, first.failed, first.ok) == (20, 50, False)
-    assert len(first.failures) == 50
+    assert len(first.failures) == 1  # one failed Braze batch...
+    assert first.failures[0].count == 50  # ...of 50 licenses, named in the failure
+    assert first.failures[0].subject_kind == "license"
     assert first.failures[0].enterprise_customer_uuid == customer.uuid
     released = [lic for lic in licenses if services.ledger.get(ledger_key(lic.uuid)) is None]
     assert len(released) == 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from devstack.aws import StackResources
@@ -177,3 +178,38 @@ def test_a_malformed_message_fails_alone(handlers, upstream, aws_resources):
     response = worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
     assert len(upstream.braze.sent_to()) == 3
+
+
+def test_utilization_without_a_list_discovers_auto_apply_enterprises(handlers, upstream, aws_resources, sqs):
+    dispatcher, worker = handlers
+    ds = upstream.dataset
+    wanted = ds.add_customer("Auto")
+    plan = ds.add_plan(wanted.uuid, title="auto", expires_in_days=100, should_auto_apply_licenses=True)
+    ds.add_licenses(plan.uuid, "assigned", 8)
+    ds.add_licenses(plan.uuid, "unassigned", 2)
+    ds.add_admin(wanted.uuid)
+    # Not in scope: inactive, expired, not yet started, and not auto-applying plans.
+    for name, kwargs in {
+        "Inactive": {"expires_in_days": 100, "is_active": False},
+        "Expired": {"expires_in_days": -1},
+        "Future": {"start_date": NOW + timedelta(days=5), "expires_in_days": 300},
+        "Manual": {"expires_in_days": 100, "auto": None},
+    }.items():
+        customer = ds.add_customer(name)
+        auto = kwargs.pop("auto", True)
+        ds.add_plan(customer.uuid, title=name, should_auto_apply_licenses=auto, **kwargs)
+    event = {"job": "license_utilization", "enterprise_customer_uuids": None, "as_of": NOW.isoformat()}
+    result = dispatcher.lambda_handler(event, LocalContext("dispatcher"))
+    assert result["enterprise_customer_uuids"] == [wanted.uuid]
+    report = LocalEventSourceMapping(sqs, aws_resources.work_queue_url, worker.lambda_handler).drain()
+    assert (report.processed, report.failed_deliveries) == (1, 0)
+    campaigns = Counter(sent["campaign_id"] for sent in upstream.braze.outbox)
+    assert campaigns == {"campaign-limited-allocations": 1, "campaign-weekly-utilization": 1}
+
+
+def test_utilization_without_campaign_settings_enqueues_nothing(handlers, aws_resources, sqs, monkeypatch):
+    dispatcher, _ = handlers
+    monkeypatch.delenv("WEEKLY_LICENSE_UTILIZATION_CAMPAIGN")
+    with pytest.raises(ConfigurationError, match="WEEKLY_LICENSE_UTILIZATION_CAMPAIGN"):
+        dispatcher.lambda_handler({"job": "license_utilization"}, LocalContext("dispatcher"))
+    assert queued_bodies(sqs, aws_resources.work_queue_url) == []

@@ -25,8 +25,7 @@ tracer = Tracer()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse(event=event, model=DispatchRequest)
-    svc = services()
-    result = dispatch(request, svc.settings, svc.queue)
+    result = dispatch(request, services())
     metrics.add_metric(name="EnterprisesEnqueued", unit=MetricUnit.Count, value=len(result.enterprise_customer_uuids))
     metrics.add_metric(
         name="InvalidEnterpriseUuids", unit=MetricUnit.Count, value=len(result.invalid_enterprise_customer_uuids)

@@ -2,6 +2,7 @@
 
     license-notifications expiration-reminders --enterprise-customer-uuid "uuid1,uuid2" \\
         [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
+    license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
 
 The same planning as the dispatcher and the same per-enterprise logic as the worker; settings come from the
 environment (see README). Exit status: 0 all done, 1 something failed (the run still went through every
@@ -19,10 +20,10 @@ from datetime import datetime
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job
-from license_notifications.jobs.dispatch import plan_run
-from license_notifications.jobs.expiration_reminders import COMMAND as REMINDERS_COMMAND
+from license_notifications.jobs.dispatch import COMMANDS, plan_run
 from license_notifications.jobs.outcome import RunSummary
 from license_notifications.jobs.work import process_work_message
+from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 from license_notifications.services import Services
 
 logger = logging.getLogger("license_notifications.cli")
@@ -50,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='one or more enterprise customer UUIDs, separated by commas or spaces ("uuid1,uuid2 uuid3")',
     )
     rem.add_argument("--days-before-expiration", type=int, default=30, help="the window in days (default 30)")
-    for p in (rem,):
+    util = sub.add_parser("utilization", help="send license utilization emails to enterprise admins (ADR 9)")
+    util.add_argument(
+        "--enterprise-customer-uuid",
+        default=None,
+        help="UUID(s) separated by commas or spaces; default: every enterprise with an auto-apply plan",
+    )
+    for p in (rem, util):
         p.add_argument("--dry-run", action="store_true", help="log what would be sent; send and record nothing")
         p.add_argument("--as-of", type=_as_of, default=None, help="evaluate as if the clock read this instant")
     return parser
@@ -58,21 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None, *, services: Services | None = None) -> tuple[int, RunSummary | None]:
     args = build_parser().parse_args(argv)
+    job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
     request = DispatchRequest(
-        job=Job.EXPIRATION_REMINDERS,
+        job=job,
         enterprise_customer_uuids=args.enterprise_customer_uuid,
-        days_before_expiration=args.days_before_expiration,
+        days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
         dry_run=args.dry_run,
         as_of=args.as_of,
     )
+    command = COMMANDS[job]
     try:
         svc = services or Services(load_settings())
-        result, messages = plan_run(request, svc.settings)
+        result, messages = plan_run(request, svc)
         logger.info(
-            "Starting %s command for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
-            REMINDERS_COMMAND,
+            "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
+            command,
             len(messages),
-            request.days_before_expiration,
+            f"days_before_expiration={request.days_before_expiration}"
+            if job is Job.EXPIRATION_REMINDERS
+            else f"as_of={result.as_of.isoformat()}",
             request.dry_run,
         )
         summary = RunSummary(request.job.value, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
@@ -83,7 +94,7 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
         return EXIT_USAGE, None
     logger.info(
         "Completed %s command for %d enterprise customer(s). Total Success: %d, Total Failures: %d",
-        REMINDERS_COMMAND,
+        command,
         len(summary.outcomes),
         sum(o.would_send if o.dry_run else o.sent for o in summary.outcomes),
         summary.failed,

@@ -44,6 +44,10 @@ class Settings(BaseModel):
     braze_api_key: SecretStr | None = Field(default=None, alias="BRAZE_API_KEY")
     braze_api_key_secret_arn: OptionalStr = Field(default=None, alias="BRAZE_API_KEY_SECRET_ARN")
     expiration_reminder_campaign: OptionalStr = Field(default=None, alias="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    limited_allocations_campaign: OptionalStr = Field(default=None, alias="LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN")
+    no_allocations_campaign: OptionalStr = Field(default=None, alias="NO_ALLOCATIONS_REMAINING_CAMPAIGN")
+    weekly_utilization_campaign: OptionalStr = Field(default=None, alias="WEEKLY_LICENSE_UTILIZATION_CAMPAIGN")
+    admin_portal_base_url: Annotated[HttpUrl | None, Field(alias="ENTERPRISE_ADMIN_PORTAL_BASE_URL")] = None
     ledger_table_name: OptionalStr = Field(default=None, alias="LEDGER_TABLE_NAME")
     work_queue_url: OptionalStr = Field(default=None, alias="WORK_QUEUE_URL")
     error_topic_arn: OptionalStr = Field(default=None, alias="ERROR_TOPIC_ARN")

@@ -11,11 +11,23 @@ from license_notifications.adapters.http import HttpClient, RetryPolicy
 from license_notifications.adapters.ledger import Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
+from license_notifications.adapters.notifier import ErrorNotifier
 from license_notifications.adapters.oauth import OAuthTokenProvider
 from license_notifications.adapters.queue import WorkQueue
 from license_notifications.config import Settings
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
+from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.observability import EmailRenderer
+from license_notifications.rules.utilization import NotificationType
+
+# Settings each job cannot run without (checked before anything is enqueued or sent).
+REMINDER_SETTINGS = ("expiration_reminder_campaign",)
+UTILIZATION_SETTINGS = (
+    "limited_allocations_campaign",
+    "no_allocations_campaign",
+    "weekly_utilization_campaign",
+    "admin_portal_base_url",
+)
 
 
 @dataclass
@@ -61,7 +73,7 @@ class Services:
         return EmailRenderer(full=self.settings.log_full_emails)
 
     def expiration_reminders(self) -> ExpirationReminders:
-        self.settings.require("expiration_reminder_campaign")
+        self.settings.require(*REMINDER_SETTINGS)
         return ExpirationReminders(
             license_manager=self.license_manager,
             lms=self.lms,
@@ -70,6 +82,32 @@ class Services:
             campaign_id=self.settings.expiration_reminder_campaign,
             emails=self.emails,
         )
+
+    def utilization(self) -> UtilizationNotifications:
+        s = self.settings
+        s.require(*UTILIZATION_SETTINGS)
+        return UtilizationNotifications(
+            license_manager=self.license_manager,
+            lms=self.lms,
+            braze=self.braze,
+            ledger=self.ledger,
+            campaigns={
+                NotificationType.LIMITED_ALLOCATIONS_REMAINING: s.limited_allocations_campaign,
+                NotificationType.NO_ALLOCATIONS_REMAINING: s.no_allocations_campaign,
+                NotificationType.PERIODIC_INFORMATIONAL: s.weekly_utilization_campaign,
+            },
+            admin_portal_base_url=s.admin_portal_base_url,
+            emails=self.emails,
+        )
+
+    @cached_property
+    def notifier(self) -> ErrorNotifier | None:
+        """Error notifications go to SNS when ERROR_TOPIC_ARN is set (always, in the deployed stack)."""
+        if not self.settings.error_topic_arn:
+            return None
+        import boto3
+
+        return ErrorNotifier(boto3.client("sns"), self.settings.error_topic_arn)
 
     @cached_property
     def queue(self) -> WorkQueue:

@@ -106,6 +106,13 @@ class Ledger:
                 found[record.pk] = record.sent_at
         return found
 
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """Keys that have a record, claimed or sent (strongly consistent reads)."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return set()
+        return {r.pk for r in self.model.batch_get(unique, consistent_read=True, attributes_to_get=["pk"])}
+
     def get(self, key: str) -> LedgerRecord | None:
         try:
             return self.model.get(key, consistent_read=True)

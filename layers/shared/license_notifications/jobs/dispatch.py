@@ -4,23 +4,40 @@ per enterprise. Nothing is enqueued when the request or the configuration is unu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from license_notifications.adapters.queue import WorkQueue
+from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.clock import new_run_id, resolve_as_of, utcnow
-from license_notifications.config import Settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.expiration_reminders import COMMAND as REMINDERS_COMMAND
+from license_notifications.jobs.utilization import COMMAND as UTILIZATION_COMMAND
+from license_notifications.rules.utilization import is_current
+from license_notifications.services import REMINDER_SETTINGS, UTILIZATION_SETTINGS, Services
 
 logger = logging.getLogger(__name__)
 
 # The settings each job cannot run without (checked before anything is enqueued).
 REQUIRED_SETTINGS: dict[Job, tuple[str, ...]] = {
-    Job.EXPIRATION_REMINDERS: ("expiration_reminder_campaign",),
+    Job.EXPIRATION_REMINDERS: REMINDER_SETTINGS,
+    Job.UTILIZATION: UTILIZATION_SETTINGS,
 }
+COMMANDS = {Job.EXPIRATION_REMINDERS: REMINDERS_COMMAND, Job.UTILIZATION: UTILIZATION_COMMAND}
+
+
+def auto_apply_enterprises(license_manager: LicenseManagerClient, as_of: datetime) -> list[str]:
+    """Enterprises with at least one active, current, auto-applying plan, from license-manager's all-plans
+    feed (one pass, page by page; needs the operator role)."""
+    found: dict[str, None] = {}
+    for plan in license_manager.all_plans():
+        if (
+            plan.is_active
+            and plan.should_auto_apply_licenses
+            and is_current(plan.start_date, plan.expiration_date, as_of)
+        ):
+            found.setdefault(str(plan.enterprise_customer_uuid), None)
+    return list(found)
 
 
 @dataclass
@@ -44,14 +61,10 @@ class DispatchResult:
         }
 
 
-def plan_run(
-    request: DispatchRequest,
-    settings: Settings,
-    *,
-    discover: Callable[[datetime], Iterable[str]] | None = None,
-) -> tuple[DispatchResult, list[WorkMessage]]:
-    """Validate and build the run's messages (no I/O but ``discover``). Raises ConfigurationError."""
-    settings.require(*REQUIRED_SETTINGS.get(request.job, ()))
+def plan_run(request: DispatchRequest, services: Services) -> tuple[DispatchResult, list[WorkMessage]]:
+    """Validate and build the run's messages. Raises ConfigurationError. The only I/O: a utilization run
+    without an enterprise list discovers its enterprises in license-manager."""
+    services.settings.require(*REQUIRED_SETTINGS.get(request.job, ()))
     as_of = resolve_as_of(request.as_of)
     valid, invalid = parse_enterprise_uuids(request.enterprise_customer_uuids)
     if invalid:
@@ -59,8 +72,8 @@ def plan_run(
             "Ignoring invalid enterprise customer UUID(s): %s", ", ".join(invalid), extra={"invalid": invalid}
         )
     if not valid:
-        if request.enterprise_customer_uuids in (None, "", []) and discover is not None:
-            valid = list(dict.fromkeys(discover(as_of)))
+        if request.job is Job.UTILIZATION and request.enterprise_customer_uuids in (None, "", []):
+            valid = auto_apply_enterprises(services.license_manager, as_of)
         else:
             raise ConfigurationError(
                 "No valid enterprise customer UUIDs provided"
@@ -83,23 +96,17 @@ def plan_run(
     return result, messages
 
 
-def dispatch(
-    request: DispatchRequest,
-    settings: Settings,
-    queue: WorkQueue,
-    *,
-    discover: Callable[[datetime], Iterable[str]] | None = None,
-) -> DispatchResult:
+def dispatch(request: DispatchRequest, services: Services) -> DispatchResult:
     """Plan the run and enqueue it."""
-    result, messages = plan_run(request, settings, discover=discover)
+    result, messages = plan_run(request, services)
     logger.info(
         "Starting %s for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
-        REMINDERS_COMMAND if request.job is Job.EXPIRATION_REMINDERS else request.job.value,
+        COMMANDS[request.job],
         len(messages),
         request.days_before_expiration,
         request.dry_run,
         extra={"run_id": result.run_id, "as_of": result.as_of.isoformat(), "job": request.job.value},
     )
-    queue.send(messages)
+    services.queue.send(messages)
     logger.info("Enqueued %d work message(s) for run %s", len(messages), result.run_id)
     return result

@@ -16,6 +16,7 @@ from license_notifications.adapters.ledger import Claim, Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
+from license_notifications.jobs.enterprise_run import run_guarded
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
 from license_notifications.observability import EmailRenderer
@@ -70,45 +71,16 @@ class ExpirationReminders:
         self.emails = emails or EmailRenderer()
 
     def run_enterprise(self, enterprise_customer_uuid: str, run: ReminderRun) -> EnterpriseOutcome:
-        """Process one enterprise. Upstream errors are recorded in the outcome (the caller decides what a
-        failed enterprise means); configuration errors propagate, they stop the whole run."""
-        outcome = EnterpriseOutcome(JOB, enterprise_customer_uuid, dry_run=run.dry_run)
-        braze_before = self.braze.request_count
-        logger.info(
-            "Processing enterprise %s, days_before_expiration=%s, dry_run=%s",
+        """Process one enterprise; see :func:`~license_notifications.jobs.enterprise_run.run_guarded`."""
+        return run_guarded(
+            logger,
+            JOB,
             enterprise_customer_uuid,
-            run.days_before_expiration,
-            run.dry_run,
-            extra={"enterprise_customer_uuid": enterprise_customer_uuid},
+            dry_run=run.dry_run,
+            braze=self.braze,
+            describe=f"days_before_expiration={run.days_before_expiration}",
+            body=lambda outcome: _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process(),
         )
-        try:
-            _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process()
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            logger.exception(
-                "Failed processing enterprise %s: %s",
-                enterprise_customer_uuid,
-                exc,
-                extra={"enterprise_customer_uuid": enterprise_customer_uuid},
-            )
-            outcome.fail_enterprise(f"{type(exc).__name__}: {exc}")
-        outcome.braze_requests = self.braze.request_count - braze_before
-        logger.info(
-            "Completed processing for enterprise %s. Success: %d, Failures: %d",
-            enterprise_customer_uuid,
-            outcome.would_send if run.dry_run else outcome.sent,
-            outcome.failed + (1 if outcome.error else 0),
-            extra={
-                "enterprise_customer_uuid": enterprise_customer_uuid,
-                "due": outcome.due,
-                "sent": outcome.sent,
-                "failed": outcome.failed,
-                "skipped": dict(outcome.skipped),
-                "braze_requests": outcome.braze_requests,
-            },
-        )
-        return outcome
 
 
 class _EnterpriseReminders:
@@ -219,8 +191,9 @@ class _EnterpriseReminders:
                     "license_uuids": [str(lic.uuid) for lic, _ in taken],
                 },
             )
-            for lic, _ in taken:
-                self.outcome.fail(f"{type(exc).__name__}: {exc}", subject=str(lic.uuid))
+            self.outcome.fail(
+                f"{type(exc).__name__}: {exc}", subject_kind="license", subjects=[str(lic.uuid) for lic, _ in taken]
+            )
             if not isinstance(exc, UpstreamError) or isinstance(exc, AuthenticationError | PermissionDeniedError):
                 raise  # a bug or bad credentials: every further batch would fail the same way
             return

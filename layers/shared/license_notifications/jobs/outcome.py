@@ -8,13 +8,18 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed unit of work, named well enough for an operator (and the error notification)."""
+    """One failed unit of work (an enterprise, or one Braze batch of recipients), named well enough for an
+    operator and for the error notification."""
 
     job: str
     enterprise_customer_uuid: str
     error: str
-    subject: str | None = None  # license uuid, admin id, ... when the failure concerns one recipient
-    count: int = 1  # recipients affected
+    subject_kind: str | None = None  # "license" or "admin" when the failure concerns recipients
+    subjects: tuple[str, ...] = ()  # their license uuids / admin ids
+
+    @property
+    def count(self) -> int:
+        return len(self.subjects)
 
 
 @dataclass
@@ -27,6 +32,7 @@ class EnterpriseOutcome:
     would_send: int = 0
     failed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    sent_by_type: Counter[str] = field(default_factory=Counter)  # utilization: per notification type
     braze_requests: int = 0
     error: str | None = None  # the enterprise as a whole failed (e.g. an upstream API error)
     failures: list[Failure] = field(default_factory=list)
@@ -35,9 +41,10 @@ class EnterpriseOutcome:
     def ok(self) -> bool:
         return self.error is None and self.failed == 0
 
-    def fail(self, error: str, *, subject: str | None = None, count: int = 1) -> None:
-        self.failed += count
-        self.failures.append(Failure(self.job, self.enterprise_customer_uuid, error, subject, count))
+    def fail(self, error: str, *, subject_kind: str, subjects: list[str]) -> None:
+        """A batch of recipients failed (one Failure for the batch, counted per recipient)."""
+        self.failed += len(subjects)
+        self.failures.append(Failure(self.job, self.enterprise_customer_uuid, error, subject_kind, tuple(subjects)))
 
     def fail_enterprise(self, error: str) -> None:
         self.error = error

@@ -5,6 +5,7 @@ from __future__ import annotations
 from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.expiration_reminders import ReminderRun
 from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.jobs.utilization import UtilizationRun
 from license_notifications.services import Services
 
 
@@ -18,6 +19,7 @@ class EnterpriseFailedError(Exception):
 
 
 def process_work_message(message: WorkMessage, services: Services) -> EnterpriseOutcome:
+    """Route the message to its job, then publish an error notification for each failure (if configured)."""
     enterprise = str(message.enterprise_customer_uuid)
     if message.job is Job.EXPIRATION_REMINDERS:
         run = ReminderRun(
@@ -26,5 +28,12 @@ def process_work_message(message: WorkMessage, services: Services) -> Enterprise
             days_before_expiration=message.days_before_expiration,
             dry_run=message.dry_run,
         )
-        return services.expiration_reminders().run_enterprise(enterprise, run)
-    raise NotImplementedError(f"job {message.job.value!r} is not handled by this worker yet")
+        outcome = services.expiration_reminders().run_enterprise(enterprise, run)
+    elif message.job is Job.UTILIZATION:
+        utilization_run = UtilizationRun(run_id=message.run_id, as_of=message.as_of, dry_run=message.dry_run)
+        outcome = services.utilization().run_enterprise(enterprise, utilization_run)
+    else:  # pragma: no cover - the Job enum and this routing change together
+        raise ValueError(f"unknown job {message.job!r}")
+    if outcome.failures and services.notifier is not None:
+        services.notifier.publish(outcome, run_id=message.run_id)
+    return outcome

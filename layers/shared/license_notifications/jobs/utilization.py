@@ -1,0 +1,299 @@
+"""License utilization emails to enterprise admins for one enterprise (ADR 9, issue 3).
+
+For an enterprise whose auto-assign plan (active, current, ``should_auto_apply_licenses``, expiring soonest)
+has reached 75 % or 100 % allocation, each admin gets that threshold's email once per plan; and each admin
+gets the weekly digest from the 7th day after joining, then every 7 days from the last one actually sent.
+One Braze trigger per (plan, notification type), at most 50 admins a request, plan data in the top-level
+``trigger_properties``, ``user_name`` and ``email`` per recipient (``external_user_id`` = LMS user id).
+
+The same claim / send / mark / release ledger protocol as the expiration reminders. Ledger keys:
+``utilization#<plan>#<enterprise>#<admin id>#<type>`` for thresholds (a renewal is another plan, so it
+starts afresh) and ``weekly_digest#<enterprise>#<admin id>`` for the digest (a renewal does not restart it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, BrazeClient, Recipient
+from license_notifications.adapters.ledger import Claim, Ledger
+from license_notifications.adapters.license_manager import LicenseManagerClient
+from license_notifications.adapters.lms import LmsClient
+from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
+from license_notifications.jobs.enterprise_run import run_guarded
+from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
+from license_notifications.observability import EmailRenderer
+from license_notifications.rules.expiration import braze_datetime
+from license_notifications.rules.utilization import (
+    THRESHOLD_TYPES,
+    NotificationType,
+    admin_is_reachable,
+    auto_assign_plan,
+    reached_threshold,
+    threshold_to_send,
+    weekly_digest_due,
+    weekly_resend_cutoff,
+)
+
+logger = logging.getLogger(__name__)
+
+JOB = "license_utilization"
+COMMAND = "send_license_consumption_notifications"
+THRESHOLD_RETENTION = timedelta(days=90)  # threshold records outlive their plan by this much
+WEEKLY_RETENTION = timedelta(days=60)  # refreshed at every digest; an admin gone quiet is forgotten after this
+SEND_ORDER = (
+    NotificationType.NO_ALLOCATIONS_REMAINING,
+    NotificationType.LIMITED_ALLOCATIONS_REMAINING,
+    NotificationType.PERIODIC_INFORMATIONAL,
+)
+
+
+def threshold_key(plan_uuid: object, enterprise_uuid: str, admin_id: int, kind: NotificationType) -> str:
+    return f"utilization#{plan_uuid}#{enterprise_uuid}#{admin_id}#{kind.value}"
+
+
+def weekly_key(enterprise_uuid: str, admin_id: int) -> str:
+    return f"weekly_digest#{enterprise_uuid}#{admin_id}"
+
+
+@dataclass(frozen=True)
+class UtilizationRun:
+    run_id: str
+    as_of: datetime
+    dry_run: bool = False
+
+
+class UtilizationNotifications:
+    """The job, wired to its adapters; ``campaigns`` maps each notification type to its Braze campaign id."""
+
+    def __init__(
+        self,
+        *,
+        license_manager: LicenseManagerClient,
+        lms: LmsClient,
+        braze: BrazeClient,
+        ledger: Ledger,
+        campaigns: dict[NotificationType, str],
+        admin_portal_base_url: str,
+        emails: EmailRenderer | None = None,
+    ):
+        missing = [t.value for t in NotificationType if not campaigns.get(t)]
+        if missing or not admin_portal_base_url:
+            raise ConfigurationError(f"utilization needs a campaign id for {missing} and an admin portal URL")
+        self.license_manager = license_manager
+        self.lms = lms
+        self.braze = braze
+        self.ledger = ledger
+        self.campaigns = campaigns
+        self.admin_portal_base_url = admin_portal_base_url.rstrip("/")
+        self.emails = emails or EmailRenderer()
+
+    def run_enterprise(self, enterprise_customer_uuid: str, run: UtilizationRun) -> EnterpriseOutcome:
+        return run_guarded(
+            logger,
+            JOB,
+            enterprise_customer_uuid,
+            dry_run=run.dry_run,
+            braze=self.braze,
+            describe=f"as_of={run.as_of.isoformat()}",
+            body=lambda outcome: _EnterpriseUtilization(self, enterprise_customer_uuid, run, outcome).process(),
+        )
+
+
+class _EnterpriseUtilization:
+    def __init__(self, job: UtilizationNotifications, enterprise_uuid: str, run: UtilizationRun, outcome):
+        self.job = job
+        self.enterprise_uuid = enterprise_uuid
+        self.run = run
+        self.outcome: EnterpriseOutcome = outcome
+        self.where = {"enterprise_customer_uuid": enterprise_uuid}
+
+    def process(self) -> None:
+        plan = auto_assign_plan(self.job.license_manager.enterprise_plans(self.enterprise_uuid), self.run.as_of)
+        if plan is None:
+            self.outcome.skipped["no_auto_apply_plan"] += 1
+            logger.info(
+                "Skipping enterprise %s: no active, current plan auto-applies licenses",
+                self.enterprise_uuid,
+                extra=self.where,
+            )
+            return
+        counts = plan.licenses
+        reached = reached_threshold(counts.allocated, counts.total)
+        customer = self.job.lms.enterprise_customer(self.enterprise_uuid)
+        admins = self.reachable_admins()
+        logger.info(
+            "Found %d admin(s) for enterprise %s; plan %s allocated %d of %d (%s)",
+            len(admins),
+            self.enterprise_uuid,
+            plan.uuid,
+            counts.allocated,
+            counts.total,
+            reached.value if reached else "below 75 %",
+            extra={**self.where, "subscription_plan_uuid": str(plan.uuid)},
+        )
+        due = self.due_admins(plan, reached, admins)
+        properties = self.plan_properties(plan, customer)
+        for kind in SEND_ORDER:
+            batch = due.get(kind, [])
+            for start in range(0, len(batch), MAX_RECIPIENTS_PER_REQUEST):
+                self.send_batch(kind, plan, properties, batch[start : start + MAX_RECIPIENTS_PER_REQUEST])
+
+    def reachable_admins(self) -> list[EnterpriseAdmin]:
+        # Admins per enterprise number in the tens: held in memory, unlike licenses.
+        admins = []
+        for admin in self.job.lms.enterprise_admins(self.enterprise_uuid):
+            if admin_is_reachable(admin.active, admin.user_is_active, admin.email):
+                admins.append(admin)
+            else:
+                self.outcome.skipped["admin_unreachable"] += 1
+        return admins
+
+    def due_admins(
+        self, plan: SubscriptionPlan, reached: NotificationType | None, admins: list[EnterpriseAdmin]
+    ) -> dict[NotificationType, list[EnterpriseAdmin]]:
+        keys = []
+        for admin in admins:
+            keys.append(weekly_key(self.enterprise_uuid, admin.id))
+            keys.extend(threshold_key(plan.uuid, self.enterprise_uuid, admin.id, kind) for kind in THRESHOLD_TYPES)
+        sent = self.job.ledger.sent_at(keys)
+        due: dict[NotificationType, list[EnterpriseAdmin]] = defaultdict(list)
+        for admin in admins:
+            already = {
+                k for k in THRESHOLD_TYPES if threshold_key(plan.uuid, self.enterprise_uuid, admin.id, k) in sent
+            }
+            threshold = threshold_to_send(reached, already)
+            if threshold is not None:
+                due[threshold].append(admin)
+            elif reached is not None:
+                self.outcome.skipped["threshold_already_sent"] += 1
+            if weekly_digest_due(admin.created, sent.get(weekly_key(self.enterprise_uuid, admin.id)), self.run.as_of):
+                due[NotificationType.PERIODIC_INFORMATIONAL].append(admin)
+            else:
+                self.outcome.skipped["weekly_not_due"] += 1
+        self.outcome.due += sum(len(batch) for batch in due.values())
+        return due
+
+    def plan_properties(self, plan: SubscriptionPlan, customer: EnterpriseCustomer) -> dict[str, Any]:
+        return {
+            "enterprise_customer_id": self.enterprise_uuid,
+            "enterprise_customer_name": customer.name,
+            "subscription_plan_uuid": str(plan.uuid),
+            "subscription_plan_title": plan.title,
+            "subscription_plan_expiration_date": braze_datetime(plan.expiration_date),
+            "allocated_license_count": plan.licenses.allocated,
+            "total_license_count": plan.licenses.total,
+            "admin_portal_url": f"{self.job.admin_portal_base_url}/{customer.slug}",
+        }
+
+    def key(self, kind: NotificationType, plan: SubscriptionPlan, admin: EnterpriseAdmin) -> str:
+        if kind is NotificationType.PERIODIC_INFORMATIONAL:
+            return weekly_key(self.enterprise_uuid, admin.id)
+        return threshold_key(plan.uuid, self.enterprise_uuid, admin.id, kind)
+
+    def send_batch(
+        self, kind: NotificationType, plan: SubscriptionPlan, properties: dict[str, Any], admins: list[EnterpriseAdmin]
+    ) -> None:
+        if self.run.dry_run:
+            for admin in admins:
+                logger.info(
+                    "[dry run] Would send %s email to admin %s (%s) of enterprise %s",
+                    kind.value,
+                    admin.id,
+                    self.job.emails(admin.email),
+                    self.enterprise_uuid,
+                    extra={**self.where, "admin_id": admin.id, "notification_type": kind.value},
+                )
+            self.outcome.would_send += len(admins)
+            return
+        taken = self.claim(kind, plan, admins)
+        if not taken:
+            return
+        try:
+            recipients = [
+                Recipient(
+                    external_user_id=str(admin.user_id),
+                    trigger_properties={"user_name": admin.display_name, "email": admin.email},
+                )
+                for admin, _ in taken
+            ]
+            dispatch_id = self.job.braze.trigger_campaign(
+                self.job.campaigns[kind], recipients, trigger_properties=properties
+            )
+        except Exception as exc:
+            self.job.ledger.release_many([claim for _, claim in taken])
+            admin_ids = [str(admin.id) for admin, _ in taken]
+            logger.exception(
+                "Failed to send %s email to admin(s) %s of enterprise %s: %s",
+                kind.value,
+                ", ".join(admin_ids),
+                self.enterprise_uuid,
+                exc,
+                extra={**self.where, "admin_ids": admin_ids, "notification_type": kind.value},
+            )
+            self.outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind="admin", subjects=admin_ids)
+            if not isinstance(exc, UpstreamError) or isinstance(exc, AuthenticationError | PermissionDeniedError):
+                raise
+            return
+        self.job.ledger.mark_sent_many(
+            [claim for _, claim in taken], as_of=self.run.as_of, run_id=self.run.run_id, dispatch_id=dispatch_id
+        )
+        self.outcome.sent += len(taken)
+        self.outcome.sent_by_type[kind.value] += len(taken)
+        for admin, _ in taken:
+            logger.info(
+                "Successfully sent %s email to admin %s (%s) of enterprise %s",
+                kind.value,
+                admin.id,
+                self.job.emails(admin.email),
+                self.enterprise_uuid,
+                extra={**self.where, "admin_id": admin.id, "notification_type": kind.value, "dispatch_id": dispatch_id},
+            )
+
+    def claim(
+        self, kind: NotificationType, plan: SubscriptionPlan, admins: list[EnterpriseAdmin]
+    ) -> list[tuple[EnterpriseAdmin, Claim]]:
+        weekly = kind is NotificationType.PERIODIC_INFORMATIONAL
+        expires_at = self.run.as_of + WEEKLY_RETENTION if weekly else plan.expiration_date + THRESHOLD_RETENTION
+        claims = self.job.ledger.claim_many(
+            [
+                {
+                    "key": self.key(kind, plan, admin),
+                    "kind": kind.value,
+                    "run_id": self.run.run_id,
+                    "expires_at": expires_at,
+                    "enterprise_customer_uuid": self.enterprise_uuid,
+                    "subject_uuid": str(plan.uuid),
+                    "resend_if_sent_before": weekly_resend_cutoff(self.run.as_of) if weekly else None,
+                }
+                for admin in admins
+            ]
+        )
+        taken = [(admin, claim) for admin, claim in zip(admins, claims, strict=True) if claim is not None]
+        self.outcome.skipped["claimed_elsewhere"] += len(admins) - len(taken)
+        if kind is NotificationType.LIMITED_ALLOCATIONS_REMAINING and taken:
+            taken = self.drop_superseded(plan, taken)
+        return taken
+
+    def drop_superseded(
+        self, plan: SubscriptionPlan, taken: list[tuple[EnterpriseAdmin, Claim]]
+    ) -> list[tuple[EnterpriseAdmin, Claim]]:
+        """Never a 75 % email after a 100 % one: after claiming the 75 % keys, look (consistently) for 100 %
+        records; a concurrent run that claimed or sent 100 % wins, and our 75 % claim is given back. Claim
+        first, check second: whichever order two runs interleave in, they cannot both miss each other."""
+        full = NotificationType.NO_ALLOCATIONS_REMAINING
+        existing = self.job.ledger.existing(
+            threshold_key(plan.uuid, self.enterprise_uuid, a.id, full) for a, _ in taken
+        )
+        superseded = [
+            (a, c) for a, c in taken if threshold_key(plan.uuid, self.enterprise_uuid, a.id, full) in existing
+        ]
+        if superseded:
+            self.job.ledger.release_many([c for _, c in superseded])
+            self.outcome.skipped["superseded_by_100_percent"] += len(superseded)
+        return [(a, c) for a, c in taken if (a, c) not in superseded]

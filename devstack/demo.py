@@ -25,13 +25,23 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_secret, load_template
-from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, Dataset, build_sample_dataset
+from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, WAYNE, Dataset, build_sample_dataset
 from devstack.lambda_local import ROOT, LocalEventSourceMapping, invoke, load_handler
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 
 OUT = ROOT / ".demo"
 BRAZE_KEY = "demo-braze-rest-key"
-CAMPAIGNS = {"BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": "demo-license-expiration-reminder"}
+CAMPAIGNS = {
+    "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": "demo-license-expiration-reminder",
+    "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN": "demo-limited-allocations-remaining",
+    "NO_ALLOCATIONS_REMAINING_CAMPAIGN": "demo-no-allocations-remaining",
+    "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN": "demo-weekly-license-utilization",
+}
+TYPE_BY_CAMPAIGN = {
+    CAMPAIGNS["LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN"]: "75%",
+    CAMPAIGNS["NO_ALLOCATIONS_REMAINING_CAMPAIGN"]: "100%",
+    CAMPAIGNS["WEEKLY_LICENSE_UTILIZATION_CAMPAIGN"]: "weekly",
+}
 
 
 @dataclass
@@ -43,6 +53,17 @@ class Stack:
     license_manager: LicenseManagerStandIn
     braze: BrazeStandIn
     log: TextIO
+
+    errors_queue_url: str = ""
+
+    def error_notifications(self) -> list[dict[str, Any]]:
+        """What the worker published on the error topic (an SQS queue subscribed with raw delivery)."""
+        sqs, found = self.moto.client("sqs"), []
+        while messages := sqs.receive_message(QueueUrl=self.errors_queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for m in messages:
+                found.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.errors_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return found
 
     def log_lines(self) -> list[dict[str, Any]]:
         self.log.flush()
@@ -77,6 +98,7 @@ def local_stack(now: datetime) -> Iterator[Stack]:
                 ),
                 "BRAZE_API_URL": braze.url,
                 "BRAZE_API_KEY_SECRET_ARN": create_secret(moto.endpoint_url, "demo/braze-api-key", BRAZE_KEY),
+                "ENTERPRISE_ADMIN_PORTAL_BASE_URL": "https://portal.example.com",
                 "HTTP_MAX_ATTEMPTS": "3",
                 "HTTP_MAX_WAIT_SECONDS": "0.5",
                 "POWERTOOLS_SERVICE_NAME": "license-notifications",
@@ -86,7 +108,18 @@ def local_stack(now: datetime) -> Iterator[Stack]:
             }
         )
         log = stack.enter_context((OUT / "lambda-logs.jsonl").open("w"))
-        yield Stack(moto, resources, dataset, lms, lm, braze, log)
+        yield Stack(moto, resources, dataset, lms, lm, braze, log, errors_queue_url=subscribe_inbox(moto, resources))
+
+
+def subscribe_inbox(moto: MotoStack, resources: StackResources) -> str:
+    """An SQS queue subscribed to the error topic, standing in for the operators' e-mail subscription."""
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName="demo-error-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    moto.client("sns").subscribe(
+        TopicArn=resources.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
 
 
 def worker_batch_size() -> int:
@@ -96,12 +129,24 @@ def worker_batch_size() -> int:
 @dataclass
 class RunReport:
     title: str
+    job: str
     result: dict[str, Any]
-    enterprises: list[dict[str, Any]]
+    enterprises: list[dict[str, Any]]  # the worker's "Completed processing" log records of this run
     braze_requests: int
-    new_sends: Counter[str]
+    accepted: list[dict[str, Any]]  # the sends Braze accepted during this run
     failed_deliveries: int
     invocations: int
+
+    def recipients(self, campaign: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(campaign, merged trigger properties + recipient id) for every recipient Braze accepted."""
+        out = []
+        for sent in self.accepted:
+            if campaign is None or sent["campaign_id"] == campaign:
+                for recipient in sent["recipients"]:
+                    props = {**sent.get("trigger_properties", {}), **recipient.get("trigger_properties", {})}
+                    who = recipient.get("external_user_id") or recipient["user_alias"]["alias_name"]
+                    out.append((sent["campaign_id"], {**props, "_recipient": who}))
+        return out
 
 
 def run_schedule(stack: Stack, title: str, event: dict[str, Any], *, fail_first_trigger: bool = False) -> RunReport:
@@ -126,33 +171,26 @@ def run_schedule(stack: Stack, title: str, event: dict[str, Any], *, fail_first_
         for line in stack.log_lines()[log_start:]
         if str(line.get("message", "")).startswith("Completed processing for enterprise")
     ]
-    sends = Counter(
-        props["license_uuid"] for sent in stack.braze.outbox[outbox_before:] for props in _recipient_props(sent)
-    )
     return RunReport(
         title,
+        event["job"],
         result,
         completed,
         stack.braze.request_count() - braze_before,
-        sends,
+        stack.braze.outbox[outbox_before:],
         drained.failed_deliveries,
         drained.invocations,
     )
 
 
-def _recipient_props(sent: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for recipient in sent["recipients"]:
-        yield {**sent.get("trigger_properties", {}), **recipient.get("trigger_properties", {})}
-
-
 def print_report(stack: Stack, report: RunReport) -> None:
     names = {c.uuid: c.name for c in stack.dataset.customers.values()}
+    reminders = report.job == "license_expiration_reminders"
     print(f"\n== {report.title}")
     print(f"   run {report.result['run_id']}  as_of {report.result['as_of']}  dry_run={report.result['dry_run']}")
     print(f"   dispatcher enqueued {report.result['enqueued']} enterprise(s); worker invocations {report.invocations}")
-    header = (
-        f"   {'enterprise':<22} {'passes':>6} {'due':>5} {'sent':>5} {'would':>5} {'failed':>6}  skipped (last pass)"
-    )
+    middle = f"{'sent':>5} {'would':>5}" if reminders else f"{'75%':>4} {'100%':>4} {'weekly':>6} {'would':>5}"
+    header = f"   {'enterprise':<22} {'passes':>6} {'due':>5} {middle} {'failed':>6}  skipped (last pass)"
     print(header)
     print("   " + "-" * (len(header) - 3))
     passes: dict[str, list[dict[str, Any]]] = {}
@@ -160,15 +198,23 @@ def print_report(stack: Stack, report: RunReport) -> None:
         passes.setdefault(line["enterprise_customer_uuid"], []).append(line)
     for uuid, lines in passes.items():
         due = lines[0]["due"]
-        sent = sum(line["sent"] for line in lines)
         failed = sum(line["failed"] for line in lines)
         would = due if report.result["dry_run"] else 0
+        if reminders:
+            middle = f"{sum(line['sent'] for line in lines):>5} {would:>5}"
+        else:
+            by_type = Counter[str]()
+            for line in lines:
+                by_type.update(line.get("sent_by_type", {}))
+            middle = (
+                f"{by_type['limited_allocations_remaining']:>4} {by_type['no_allocations_remaining']:>4} "
+                f"{by_type['periodic_informational']:>6} {would:>5}"
+            )
         skipped = ", ".join(f"{k}={v}" for k, v in sorted(lines[-1].get("skipped", {}).items())) or "-"
-        name = names.get(uuid, uuid)[:22]
-        print(f"   {name:<22} {len(lines):>6} {due:>5} {sent:>5} {would:>5} {failed:>6}  {skipped}")
+        print(f"   {names.get(uuid, uuid)[:22]:<22} {len(lines):>6} {due:>5} {middle} {failed:>6}  {skipped}")
     retried = len(report.enterprises) - len(passes)
     print(
-        f"   Braze: {report.braze_requests} request(s), {sum(report.new_sends.values())} reminder(s) accepted; "
+        f"   Braze: {report.braze_requests} request(s), {len(report.recipients())} recipient(s) accepted; "
         f"failed deliveries retried by SQS: {report.failed_deliveries}"
         + (f" ({retried} enterprise pass(es) repeated)" if retried else "")
     )
@@ -177,6 +223,94 @@ def print_report(stack: Stack, report: RunReport) -> None:
 def ledger_count(stack: Stack) -> int:
     table = stack.resources.ledger_table_name
     return stack.moto.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"]
+
+
+def expiration_reminders(stack: Stack, now: datetime, problems: list[str]) -> list[RunReport]:
+    schedule = json.loads((ROOT / "events" / "dispatcher-expiration-reminders.json").read_text())
+    uuids = [stack.dataset.customer_by_slug(slug).uuid for slug in (ACME, GLOBEX, INITECH, UMBRELLA)]
+    schedule["enterprise_customer_uuids"] = ",".join(uuids)  # the dataset's, as in events/
+
+    def sent(report: RunReport) -> int:
+        return len(report.recipients(CAMPAIGNS["BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"]))
+
+    print("\n#### License expiration reminders (hourly schedule)")
+    # 1. A dry run first, as the spec recommends: it reports, sends nothing and records nothing.
+    dry = run_schedule(stack, "Dry run (as_of = now)", {**schedule, "dry_run": True, "as_of": _iso(now)})
+    print_report(stack, dry)
+    expect(problems, "the dry run sends nothing and records nothing", sent(dry) == 0 and ledger_count(stack) == 0)
+    # 2. The hourly schedule fires. One Braze batch fails past its retries: SQS redelivers that message.
+    first = run_schedule(stack, "Hour 0", {**schedule, "as_of": _iso(now)}, fail_first_trigger=True)
+    print_report(stack, first)
+    expect(problems, "hour 0 reminds Acme's 120 learners and Umbrella's 25 on the expiring plan", sent(first) == 145)
+    expect(problems, "the failed batch was retried through SQS and then sent", first.failed_deliveries >= 1)
+    # 3. The next hour: everything due was sent already.
+    second = run_schedule(stack, "Hour 1", {**schedule, "as_of": _iso(now + timedelta(hours=1))})
+    print_report(stack, second)
+    expect(problems, "hour 1 sends nothing twice", sent(second) == 0)
+    # 4. A week later Globex's plan (35 days out today) is inside the 30-day window.
+    week = run_schedule(stack, "7 days later", {**schedule, "as_of": _iso(now + timedelta(days=7))})
+    print_report(stack, week)
+    expect(problems, "a week later Globex's 12 learners are reminded", sent(week) == 12)
+    return [dry, first, second, week]
+
+
+def utilization(stack: Stack, now: datetime, problems: list[str]) -> list[RunReport]:
+    schedule = json.loads((ROOT / "events" / "dispatcher-utilization.json").read_text())
+    wayne = stack.dataset.customer_by_slug(WAYNE)
+
+    def count(report: RunReport, kind: str) -> int:
+        return sum(1 for campaign, _ in report.recipients() if TYPE_BY_CAMPAIGN.get(campaign) == kind)
+
+    print("\n#### License utilization emails to admins (daily schedule, enterprises discovered in license-manager)")
+    runs = []
+    for day in (0, 1, 4, 7, 11):
+        if day == 1:  # Wayne's last two free licenses are assigned overnight: 80 % -> 100 %
+            for lic in [
+                lic for lic in stack.dataset.licenses_of(_auto_plan(stack, wayne.uuid)) if lic.status == "unassigned"
+            ]:
+                lic.status = "assigned"
+        report = run_schedule(
+            stack, f"Day {day}", {**schedule, "as_of": _iso(now + timedelta(days=day))}, fail_first_trigger=day == 1
+        )
+        print_report(stack, report)
+        runs.append(report)
+    day0, day1, day4, day7, day11 = runs
+    expect(problems, "day 0: Wayne's 2 admins get the 75 % email, Cyberdyne's 3 the 100 % one",
+           (count(day0, "75%"), count(day0, "100%")) == (2, 3))  # fmt: skip
+    expect(problems, "day 0: 59 admins who joined 7+ days ago get the weekly digest", count(day0, "weekly") == 59)
+    expect(problems, "day 1: Wayne reaches 100 %: its 2 admins get that email (after one SQS retry)",
+           count(day1, "100%") == 2 and count(day1, "75%") == 0 and day1.failed_deliveries >= 1)  # fmt: skip
+    expect(problems, "day 4: the 2 admins who joined on day -3 get their first digest", count(day4, "weekly") == 2)
+    expect(problems, "day 7: the day-0 digests come round again", count(day7, "weekly") == count(day0, "weekly"))
+    expect(problems, "day 11: ... and the day-4 ones", count(day11, "weekly") == 2)
+    return runs
+
+
+def _auto_plan(stack: Stack, enterprise_uuid: str) -> str:
+    return next(p.uuid for p in stack.dataset.plans_of(enterprise_uuid) if p.should_auto_apply_licenses)
+
+
+def check_never_twice(problems: list[str], reminders: list[RunReport], utilization_runs: list[RunReport]) -> None:
+    licenses = Counter(p["license_uuid"] for r in reminders for _, p in r.recipients())
+    expect(problems, "no license was reminded twice", all(n == 1 for n in licenses.values()))
+    thresholds = Counter(
+        (campaign, p["enterprise_customer_id"], p["subscription_plan_uuid"], p["_recipient"])
+        for r in utilization_runs
+        for campaign, p in r.recipients()
+        if TYPE_BY_CAMPAIGN[campaign] != "weekly"
+    )
+    expect(problems, "no admin got the same threshold email twice", all(n == 1 for n in thresholds.values()))
+    last_digest: dict[tuple[str, str], datetime] = {}
+    too_soon = 0
+    for r in utilization_runs:
+        as_of = datetime.fromisoformat(r.result["as_of"])
+        for campaign, p in r.recipients():
+            if TYPE_BY_CAMPAIGN[campaign] == "weekly":
+                key = (p["enterprise_customer_id"], p["_recipient"])
+                if key in last_digest and (as_of.date() - last_digest[key].date()).days < 7:
+                    too_soon += 1
+                last_digest[key] = as_of
+    expect(problems, "no admin got two weekly digests within a week", too_soon == 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,48 +328,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   license-manager {stack.license_manager.url}, LMS {stack.lms.url}, Braze {stack.braze.url}")
         print()
         print("\n".join(stack.dataset.describe()))
-
-        schedule = json.loads((ROOT / "events" / "dispatcher-expiration-reminders.json").read_text())
-        uuids = {slug: stack.dataset.customer_by_slug(slug).uuid for slug in (ACME, GLOBEX, INITECH, UMBRELLA)}
-        schedule["enterprise_customer_uuids"] = ",".join(uuids.values())  # the dataset's, as in events/
-
-        # 1. A dry run first, as the spec recommends: it reports, sends nothing and records nothing.
-        dry = run_schedule(stack, "Dry run (as_of = now)", {**schedule, "dry_run": True, "as_of": _iso(now)})
-        print_report(stack, dry)
-        expect(problems, "dry run sends nothing", sum(dry.new_sends.values()) == 0 and ledger_count(stack) == 0)
-
-        # 2. The hourly schedule fires. One Braze batch fails past its retries: SQS redelivers that message.
-        first = run_schedule(
-            stack, "Hourly schedule, hour 0", {**schedule, "as_of": _iso(now)}, fail_first_trigger=True
-        )
-        print_report(stack, first)
-        expect(
-            problems,
-            "hour 0 reminds Acme (120) and Umbrella's expiring plan (25)",
-            sum(first.new_sends.values()) == 145,
-        )
-        expect(problems, "a failed batch was retried through SQS", first.failed_deliveries >= 1)
-
-        # 3. The next hour: everything due was sent already.
-        second = run_schedule(stack, "Hourly schedule, hour 1", {**schedule, "as_of": _iso(now + timedelta(hours=1))})
-        print_report(stack, second)
-        expect(problems, "hour 1 sends nothing twice", sum(second.new_sends.values()) == 0)
-
-        # 4. A week later Globex's plan (35 days out today) is inside the 30-day window.
-        week = run_schedule(
-            stack, "Hourly schedule, 7 days later", {**schedule, "as_of": _iso(now + timedelta(days=7))}
-        )
-        print_report(stack, week)
-        expect(problems, "a week later Globex's 12 learners are reminded", sum(week.new_sends.values()) == 12)
-
-        totals = Counter[str]()
-        for sent in stack.braze.outbox:
-            totals.update(p["license_uuid"] for p in _recipient_props(sent))
-        twice = [uuid for uuid, n in totals.items() if n > 1]
-        expect(problems, "no license was reminded twice", not twice)
-        outbox = stack.braze.save_outbox(OUT / "braze-outbox.json")
+        reminder_runs = expiration_reminders(stack, now, problems)
+        utilization_runs = utilization(stack, now, problems)
         print("\n== Summary")
-        print(f"   reminders sent: {sum(totals.values())} to {len(totals)} licenses; sent twice: {len(twice)}")
+        check_never_twice(problems, reminder_runs, utilization_runs)
+        notifications = stack.error_notifications()
+        expect(problems, "each failure was announced on the error topic, naming the enterprise", bool(notifications)
+               and all(n["enterprise_customer_uuid"] for n in notifications))  # fmt: skip
+        for n in notifications:
+            who = ", ".join(n.get("admin_ids", [])[:3]) or f"{len(n.get('license_uuids', []))} license(s)"
+            print(
+                f"   error notification: {n['job']} enterprise {n['enterprise_customer_uuid']} ({who}): {n['error'][:70]}"
+            )
+        outbox = stack.braze.save_outbox(OUT / "braze-outbox.json")
         print(f"   ledger records: {ledger_count(stack)} (table {stack.resources.ledger_table_name})")
         print(f"   Braze outbox: {outbox.relative_to(ROOT)}; Lambda logs and EMF metrics: .demo/lambda-logs.jsonl")
     if problems:

@@ -275,7 +275,8 @@ class _EnterpriseUtilization:
             ]
         )
         taken = [(admin, claim) for admin, claim in zip(admins, claims, strict=True) if claim is not None]
-        self.outcome.skipped["claimed_elsewhere"] += len(admins) - len(taken)
+        if len(taken) < len(admins):
+            self.outcome.skipped["claimed_elsewhere"] += len(admins) - len(taken)
         if kind is NotificationType.LIMITED_ALLOCATIONS_REMAINING and taken:
             taken = self.drop_superseded(plan, taken)
         return taken

@@ -675,17 +675,18 @@ class _Creator:
             )
         return {None: name, "Arn": table["TableArn"], "StreamArn": table.get("LatestStreamArn")}
 
+    def fifo_aware_name(self, logical_id: str, explicit: Any, *, fifo: bool) -> str:
+        """The suffixed name; a FIFO queue or topic keeps ``.fifo`` at the end, as AWS requires."""
+        if explicit and str(explicit).endswith(".fifo"):
+            return f"{str(explicit)[: -len('.fifo')]}{self.suffix}.fifo"
+        name = self.name(logical_id, explicit)
+        return f"{name}.fifo" if fifo else name
+
     # -- SQS
     def create_queue(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
         self.check_known(logical_id, props, {*_SQS_ATTRIBUTES, "QueueName", "Tags"})
         sqs = self.client("sqs")
-        explicit = props.get("QueueName")
-        if explicit and str(explicit).endswith(".fifo"):
-            name = f"{str(explicit)[: -len('.fifo')]}{self.suffix}.fifo"
-        else:
-            name = self.name(logical_id, explicit)
-            if props.get("FifoQueue"):
-                name += ".fifo"
+        name = self.fifo_aware_name(logical_id, props.get("QueueName"), fifo=bool(props.get("FifoQueue")))
         attributes = {_SQS_ATTRIBUTES[k]: _string(v) for k, v in props.items() if k in _SQS_ATTRIBUTES}
         kwargs: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
         if props.get("Tags"):
@@ -703,13 +704,7 @@ class _Creator:
     def create_topic(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
         self.check_known(logical_id, props, {*_SNS_ATTRIBUTES, "TopicName", "Tags"})
         sns = self.client("sns")
-        explicit = props.get("TopicName")
-        if explicit and str(explicit).endswith(".fifo"):
-            name = f"{str(explicit)[: -len('.fifo')]}{self.suffix}.fifo"
-        else:
-            name = self.name(logical_id, explicit)
-            if props.get("FifoTopic"):
-                name += ".fifo"
+        name = self.fifo_aware_name(logical_id, props.get("TopicName"), fifo=bool(props.get("FifoTopic")))
         attributes = {_SNS_ATTRIBUTES[k]: _string(v) for k, v in props.items() if k in _SNS_ATTRIBUTES}
         kwargs: dict[str, Any] = {"Name": name, "Attributes": attributes}
         if props.get("Tags"):

@@ -7,8 +7,52 @@ import logging
 from collections.abc import Callable
 
 from license_notifications.adapters.braze import BrazeClient
+from license_notifications.adapters.ledger import Ledger
+from license_notifications.adapters.license_manager import LicenseManagerClient
+from license_notifications.adapters.lms import LmsClient
 from license_notifications.errors import ConfigurationError
 from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.observability import EmailRenderer
+
+
+class EnterpriseJob:
+    """What both jobs hold: the adapters they share, and ``run_enterprise`` around their own ``process``."""
+
+    name: str  # the job name, as in work messages and logs
+    logger: logging.Logger
+
+    def __init__(
+        self,
+        *,
+        license_manager: LicenseManagerClient,
+        lms: LmsClient,
+        braze: BrazeClient,
+        ledger: Ledger,
+        emails: EmailRenderer | None = None,
+    ):
+        self.license_manager = license_manager
+        self.lms = lms
+        self.braze = braze
+        self.ledger = ledger
+        self.emails = emails or EmailRenderer()
+
+    def describe(self, run) -> str:
+        raise NotImplementedError
+
+    def process(self, enterprise_customer_uuid: str, run, outcome: EnterpriseOutcome) -> None:
+        raise NotImplementedError
+
+    def run_enterprise(self, enterprise_customer_uuid: str, run) -> EnterpriseOutcome:
+        """Process one enterprise; see :func:`run_guarded`."""
+        return run_guarded(
+            self.logger,
+            self.name,
+            enterprise_customer_uuid,
+            dry_run=run.dry_run,
+            braze=self.braze,
+            describe=self.describe(run),
+            body=lambda outcome: self.process(enterprise_customer_uuid, run, outcome),
+        )
 
 
 def run_guarded(

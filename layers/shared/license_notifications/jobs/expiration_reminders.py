@@ -9,17 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, BrazeClient, Recipient, UserAlias
-from license_notifications.adapters.ledger import Claim, Ledger
-from license_notifications.adapters.license_manager import LicenseManagerClient
-from license_notifications.adapters.lms import LmsClient
+from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias
+from license_notifications.adapters.ledger import Claim
 from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
-from license_notifications.jobs.enterprise_run import run_guarded
+from license_notifications.jobs.enterprise_run import EnterpriseJob
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
-from license_notifications.observability import EmailRenderer
 from license_notifications.rules.expiration import (
     ReminderDecision,
     braze_datetime,
@@ -48,39 +46,23 @@ class ReminderRun:
     dry_run: bool = False
 
 
-class ExpirationReminders:
+class ExpirationReminders(EnterpriseJob):
     """The job, wired to its adapters. A dry run reads the ledger (to report only what is due) but writes nothing."""
 
-    def __init__(
-        self,
-        *,
-        license_manager: LicenseManagerClient,
-        lms: LmsClient,
-        braze: BrazeClient,
-        ledger: Ledger,
-        campaign_id: str,
-        emails: EmailRenderer | None = None,
-    ):
+    name = JOB
+    logger = logger
+
+    def __init__(self, *, campaign_id: str, **adapters: Any):
         if not campaign_id:
             raise ConfigurationError("missing setting(s): BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
-        self.license_manager = license_manager
-        self.lms = lms
-        self.braze = braze
-        self.ledger = ledger
+        super().__init__(**adapters)
         self.campaign_id = campaign_id
-        self.emails = emails or EmailRenderer()
 
-    def run_enterprise(self, enterprise_customer_uuid: str, run: ReminderRun) -> EnterpriseOutcome:
-        """Process one enterprise; see :func:`~license_notifications.jobs.enterprise_run.run_guarded`."""
-        return run_guarded(
-            logger,
-            JOB,
-            enterprise_customer_uuid,
-            dry_run=run.dry_run,
-            braze=self.braze,
-            describe=f"days_before_expiration={run.days_before_expiration}",
-            body=lambda outcome: _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process(),
-        )
+    def describe(self, run: ReminderRun) -> str:
+        return f"days_before_expiration={run.days_before_expiration}"
+
+    def process(self, enterprise_customer_uuid: str, run: ReminderRun, outcome: EnterpriseOutcome) -> None:
+        _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process()
 
 
 class _EnterpriseReminders:

@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, BrazeClient, Recipient
-from license_notifications.adapters.ledger import Claim, Ledger
-from license_notifications.adapters.license_manager import LicenseManagerClient
-from license_notifications.adapters.lms import LmsClient
+from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient
+from license_notifications.adapters.ledger import Claim
 from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
-from license_notifications.jobs.enterprise_run import run_guarded
+from license_notifications.jobs.enterprise_run import EnterpriseJob
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
-from license_notifications.observability import EmailRenderer
 from license_notifications.rules.expiration import braze_datetime
 from license_notifications.rules.utilization import (
     THRESHOLD_TYPES,
@@ -68,41 +65,25 @@ class UtilizationRun:
     dry_run: bool = False
 
 
-class UtilizationNotifications:
+class UtilizationNotifications(EnterpriseJob):
     """The job, wired to its adapters; ``campaigns`` maps each notification type to its Braze campaign id."""
 
-    def __init__(
-        self,
-        *,
-        license_manager: LicenseManagerClient,
-        lms: LmsClient,
-        braze: BrazeClient,
-        ledger: Ledger,
-        campaigns: dict[NotificationType, str],
-        admin_portal_base_url: str,
-        emails: EmailRenderer | None = None,
-    ):
+    name = JOB
+    logger = logger
+
+    def __init__(self, *, campaigns: dict[NotificationType, str], admin_portal_base_url: str, **adapters: Any):
         missing = [t.value for t in NotificationType if not campaigns.get(t)]
         if missing or not admin_portal_base_url:
             raise ConfigurationError(f"utilization needs a campaign id for {missing} and an admin portal URL")
-        self.license_manager = license_manager
-        self.lms = lms
-        self.braze = braze
-        self.ledger = ledger
+        super().__init__(**adapters)
         self.campaigns = campaigns
         self.admin_portal_base_url = admin_portal_base_url.rstrip("/")
-        self.emails = emails or EmailRenderer()
 
-    def run_enterprise(self, enterprise_customer_uuid: str, run: UtilizationRun) -> EnterpriseOutcome:
-        return run_guarded(
-            logger,
-            JOB,
-            enterprise_customer_uuid,
-            dry_run=run.dry_run,
-            braze=self.braze,
-            describe=f"as_of={run.as_of.isoformat()}",
-            body=lambda outcome: _EnterpriseUtilization(self, enterprise_customer_uuid, run, outcome).process(),
-        )
+    def describe(self, run: UtilizationRun) -> str:
+        return f"as_of={run.as_of.isoformat()}"
+
+    def process(self, enterprise_customer_uuid: str, run: UtilizationRun, outcome: EnterpriseOutcome) -> None:
+        _EnterpriseUtilization(self, enterprise_customer_uuid, run, outcome).process()
 
 
 class _EnterpriseUtilization:

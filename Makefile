@@ -10,6 +10,9 @@ UV     := $(BIN)/uv
 SAM_VENV := .tools/sam
 SAM      := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
+CHECKOV_VENV := .tools/checkov
+CHECKOV      := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
@@ -35,14 +38,20 @@ $(SAM):
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	$(SAM_VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python aws-sam-cli==$(SAM_VERSION)
 
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(CHECKOV_VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==$(CHECKOV_VERSION)
+
 demo: venv  ## run the main job on the embedded local stack (moto + local license-manager, LMS, Braze)
 	$(BIN)/license-notifications-demo
 
-test: venv $(SAM)  ## lint, validate the template, run the test suite
+test: venv $(SAM) $(CHECKOV)  ## lint, validate the template (sam, cfn-lint, checkov), run the test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(SAM) validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
+	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download
 	$(BIN)/pytest
 
 benchmark: venv  ## print speed and memory figures (cold start, rule, job throughput, Braze requests, peak memory)
@@ -51,9 +60,10 @@ benchmark: venv  ## print speed and memory figures (cold start, rule, job throug
 lint: venv  ## ruff only
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-validate: venv $(SAM)  ## sam validate --lint and cfn-lint
+validate: venv $(SAM) $(CHECKOV)  ## sam validate --lint, cfn-lint and checkov
 	$(SAM) validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
+	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: $(SAM)  ## sam build, then precompile .pyc for the runtime (Lambda cannot write them at cold start)
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build

@@ -5,12 +5,14 @@ Sections are owned by topic; add new fixtures in a section of their own.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import boto3
 import pytest
 from devstack.aws import MotoStack, StackResources, create_resources_from_template
 from devstack.dataset import Dataset
@@ -127,6 +129,23 @@ def app_env(aws_resources: StackResources, upstream: Upstream, monkeypatch: pyte
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return {**env, **aws_resources.lambda_env()}
+
+
+@pytest.fixture
+def error_inbox(app_env, aws_resources: StackResources):
+    """Reads the error notifications: an SQS queue subscribed (raw delivery) to the template's error topic."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    url = sqs.create_queue(QueueName=f"errors{aws_resources.suffix}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(
+        TopicArn=aws_resources.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+
+    def read() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return read
 
 
 # ===================================================================================== end stand-ins

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from devstack.aws import load_template
 from devstack.dataset import build_sample_dataset
 
+from license_notifications.config import Settings
 from license_notifications.events import DispatchRequest, WorkMessage, parse_enterprise_uuids
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -35,4 +37,16 @@ def test_worker_events_carry_valid_work_messages(path: Path):
 
 def test_every_event_file_is_covered():
     covered = set(EVENTS.glob("dispatcher-*.json")) | set(EVENTS.glob("worker-sqs-*.json"))
-    assert covered == set(EVENTS.glob("*.json"))
+    assert covered | {EVENTS / "sam-local-env.json"} == set(EVENTS.glob("*.json"))
+
+
+def test_sam_local_env_names_only_real_settings_for_real_functions():
+    """events/sam-local-env.json (sam local invoke --env-vars) uses the template's function ids and the
+    configuration model's variable names, so a typo cannot silently leave a setting unset."""
+    env = json.loads((EVENTS / "sam-local-env.json").read_text())
+    template = load_template()
+    assert set(env) == {"DispatcherFunction", "WorkerFunction"} <= set(template["Resources"])
+    known = {f.alias for f in Settings.model_fields.values()} | {"POWERTOOLS_TRACE_DISABLED"}
+    for variables in env.values():
+        assert set(variables) <= known
+        assert {"LICENSE_MANAGER_URL", "LMS_URL", "OAUTH_CLIENT_ID", "BRAZE_API_URL"} <= set(variables)

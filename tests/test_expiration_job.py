@@ -12,7 +12,9 @@ import pytest
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
 from license_notifications.adapters import license_manager
 from license_notifications.config import load_settings
+from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.expiration_reminders import ReminderRun, ledger_key
+from license_notifications.jobs.work import process_work_message
 from license_notifications.services import Services
 
 
@@ -263,3 +265,19 @@ def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: 
     assert all(o.ok for o in outcomes)
     # The workers really collided: claims were refused because the other worker held them.
     assert sum(o.skipped["claimed_elsewhere"] for o in outcomes) > 0
+
+
+def test_failures_are_published_to_the_error_topic(upstream: Upstream, services: Services, error_inbox):
+    customer, _, licenses = add_enterprise(upstream, activated=3)
+    upstream.braze.fail_next("/campaigns/trigger/send", 400)
+    message = WorkMessage(
+        job=Job.EXPIRATION_REMINDERS, run_id="run-7", enterprise_customer_uuid=customer.uuid, as_of=NOW
+    )
+    outcome = process_work_message(message, services)
+    assert outcome.failed == 3
+    (notification,) = error_inbox()
+    assert notification["job"] == "license_expiration_reminders"
+    assert notification["enterprise_customer_uuid"] == customer.uuid
+    assert sorted(notification["license_uuids"]) == sorted(lic.uuid for lic in licenses)
+    assert notification["run_id"] == "run-7"
+    assert notification["recipients_affected"] == 3

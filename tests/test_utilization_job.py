@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from datetime import timedelta
 
-import boto3
 import pytest
 
 from conftest import ADMIN_PORTAL, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, WEEKLY_CAMPAIGN, Upstream
@@ -222,23 +220,6 @@ def test_dry_run_sends_and_records_nothing(upstream: Upstream, services: Service
     assert outcome.would_send == 6  # 3 x 100 % + 3 weekly
     assert upstream.braze.request_count() == 0
     assert run(services, customer.uuid).sent == 6
-
-
-@pytest.fixture
-def error_inbox(app_env, aws_resources):
-    """An SQS queue subscribed to the error topic (raw delivery), to read the notifications."""
-    sqs, sns = boto3.client("sqs"), boto3.client("sns")
-    url = sqs.create_queue(QueueName=f"errors{aws_resources.suffix}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(
-        TopicArn=aws_resources.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-
-    def read() -> list[dict]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return read
 
 
 def message(enterprise: str) -> WorkMessage:

@@ -281,3 +281,25 @@ def test_failures_are_published_to_the_error_topic(upstream: Upstream, services:
     assert sorted(notification["license_uuids"]) == sorted(lic.uuid for lic in licenses)
     assert notification["run_id"] == "run-7"
     assert notification["recipients_affected"] == 3
+
+
+def test_recording_a_send_survives_transient_ledger_errors(upstream: Upstream, services: Services, monkeypatch):
+    """Braze accepted the batch: a throttled ledger write is retried rather than leaving a claim to expire."""
+    from pynamodb.exceptions import UpdateError
+    from pynamodb.models import Model
+
+    customer, _, licenses = add_enterprise(upstream, activated=2)
+    real_update = Model.update
+    failures = {"left": 3}
+
+    def flaky_update(self, actions, condition=None, **kwargs):
+        if failures["left"] and any("dispatch_id" in str(a) for a in actions):  # only mark_sent's writes
+            failures["left"] -= 1
+            raise UpdateError("throttled", cause=None)
+        return real_update(self, actions, condition=condition, **kwargs)
+
+    monkeypatch.setattr(Model, "update", flaky_update)
+    outcome = run(services, customer.uuid)
+    assert outcome.sent == 2
+    assert failures["left"] == 0  # the failures really happened...
+    assert all(services.ledger.get(ledger_key(lic.uuid)).state == "sent" for lic in licenses)  # ...and were retried

@@ -25,6 +25,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> dict[str, Any]:
+    logger.remove_keys(["job", "enterprise_customer_uuid"])  # no stale keys from the previous record
     message = parse(event=record.body, model=WorkMessage)
     logger.set_correlation_id(message.run_id)
     logger.append_keys(job=message.job.value, enterprise_customer_uuid=str(message.enterprise_customer_uuid))

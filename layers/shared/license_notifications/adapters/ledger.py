@@ -31,12 +31,14 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.models import Model
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 logger = logging.getLogger(__name__)
 
 CLAIMED = "claimed"
 SENT = "sent"
 _WRITE_WORKERS = 8  # parallel conditional writes per batch
+MARK_ATTEMPTS = 6  # recording a send Braze accepted: worth ~15 s of retries on top of botocore's
 
 
 class LedgerRecord(Model):
@@ -141,7 +143,16 @@ class Ledger:
         worker timeout rules out in practice."""
         actions, condition = self._mark_write(claim, as_of=as_of, run_id=run_id, dispatch_id=dispatch_id)
         try:
-            self.model(claim.key).update(actions=actions, condition=condition)
+            # Braze has already accepted this send: try harder than botocore's own retries before giving up,
+            # since an unmarked claim becomes claimable again once its lease runs out.
+            for attempt in Retrying(
+                retry=retry_if_exception(lambda exc: isinstance(exc, UpdateError) and not _condition_failed(exc)),
+                stop=stop_after_attempt(MARK_ATTEMPTS),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5),
+                reraise=True,
+            ):
+                with attempt:
+                    self.model(claim.key).update(actions=actions, condition=condition)
         except UpdateError as exc:
             if _condition_failed(exc):
                 logger.error("ledger claim lost before mark_sent", extra={"ledger_key": claim.key})

@@ -14,6 +14,7 @@ from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.adapters.oauth import OAuthTokenProvider
 from license_notifications.errors import (
+    AmbiguousOutcomeError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -373,7 +374,40 @@ def test_queued_reply_during_maintenance_counts_as_accepted(upstream: Upstream, 
     assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")])
 
 
-def test_trigger_reply_without_dispatch_id_is_malformed(upstream: Upstream, braze: BrazeClient):
+def test_any_2xx_counts_as_accepted_even_without_a_dispatch_id(upstream: Upstream, braze: BrazeClient):
+    """Braze accepted the send: an odd reply body must never make the caller release and send it again."""
     upstream.braze.fail_next("/campaigns/trigger/send", 201, body={"message": "success"})
-    with pytest.raises(MalformedResponseError, match="dispatch_id"):
-        braze.trigger_campaign("camp", [alias_recipient("a@example.com")])
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "accepted-without-dispatch-id"
+    upstream.braze.malformed_next("/campaigns/trigger/send")
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "accepted-without-dispatch-id"
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 2  # neither was retried
+
+
+def test_a_send_without_reply_is_ambiguous_and_not_retried(upstream: Upstream, sleep):
+    """A read timeout on /campaigns/trigger/send: Braze may have accepted it, so retrying could send twice."""
+    client = BrazeClient(
+        http("braze", sleep, timeout=0.3, default_headers={"Authorization": f"Bearer {BRAZE_KEY}"}), upstream.braze.url
+    )
+    upstream.braze.delay_next("/campaigns/trigger/send", 1.0)
+    with pytest.raises(AmbiguousOutcomeError):
+        client.trigger_campaign("camp", [alias_recipient("a@example.com")])
+    time.sleep(1.0)  # the stand-in logs the request once its delayed reply is done
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 1
+    assert len(upstream.braze.outbox) == 1  # Braze did accept it: exactly why it must not be retried
+    assert sleep.waits == []
+
+
+def test_alias_creation_is_idempotent_so_its_timeouts_are_retried(upstream: Upstream, sleep):
+    client = BrazeClient(
+        http("braze", sleep, timeout=0.3, default_headers={"Authorization": f"Bearer {BRAZE_KEY}"}), upstream.braze.url
+    )
+    upstream.braze.delay_next("/users/alias/new", 1.0)
+    client.create_aliases([UserAlias("a@example.com")])
+    assert len(sleep.waits) == 1
+
+
+def test_a_send_that_never_connected_is_retried(sleep):
+    client = BrazeClient(http("braze", sleep), "http://127.0.0.1:9")
+    with pytest.raises(UpstreamConnectionError):
+        client.trigger_campaign("camp", [alias_recipient("a@example.com")])
+    assert len(sleep.waits) == 2  # refused: nothing was sent, so trying again is safe

@@ -102,10 +102,27 @@ def test_pages_of_licenses_are_processed_as_they_arrive(upstream: Upstream, serv
     assert outcome.sent == 90
     pages = [r for r in upstream.license_manager.requests if r.path.endswith("/licenses/")]
     assert [r.query.get("page", ["1"])[0] for r in pages] == ["1", "2", "3"]
-    # Each page is decided and sent before the next is fetched: 40 -> 1 batch, 40 -> 1, 10 -> 1.
-    assert [len(r["recipients"]) for r in upstream.braze.outbox] == [40, 40, 10]
-    assert outcome.braze_requests == 6
+    # Due licenses carry over pages into full batches of 50; a full batch goes out before the next page
+    # is fetched (streaming), and the remainder goes out at the end.
+    assert [len(r["recipients"]) for r in upstream.braze.outbox] == [50, 40]
+    first_trigger = next(r for r in upstream.braze.requests if r.path == "/campaigns/trigger/send")
+    assert first_trigger.at < pages[2].at
+    assert outcome.braze_requests == 4
     assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
+def test_due_licenses_of_several_plans_share_braze_batches(upstream: Upstream, services: Services):
+    customer, _, first = add_enterprise(upstream, activated=10)
+    everyone = list(first)
+    for n in range(2):
+        plan = upstream.dataset.add_plan(customer.uuid, title=f"extra {n}", expires_in_days=5 + n)
+        everyone += upstream.dataset.add_licenses(plan.uuid, "activated", 10, f"extra{n}-{{n:03d}}@example.com")
+    outcome = run(services, customer.uuid)
+    assert outcome.sent == 30
+    assert outcome.braze_requests == 2  # one alias request and one trigger for all three plans
+    titles = {p["subscription_plan_title"] for _, p in upstream.braze.sent_to(REMINDER_CAMPAIGN)}
+    assert titles == {"Acme plan", "extra 0", "extra 1"}
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in everyone})
 
 
 def test_ledger_records_the_send_with_as_of_run_id_and_dispatch_id(upstream: Upstream, services: Services):
@@ -303,3 +320,20 @@ def test_recording_a_send_survives_transient_ledger_errors(upstream: Upstream, s
     assert outcome.sent == 2
     assert failures["left"] == 0  # the failures really happened...
     assert all(services.ledger.get(ledger_key(lic.uuid)).state == "sent" for lic in licenses)  # ...and were retried
+
+
+def test_an_unanswered_send_is_recorded_as_unconfirmed_and_never_resent(upstream: Upstream, app_env, monkeypatch):
+    """No reply to a trigger (read timeout): Braze may have delivered. Keep the licenses as sent
+    ("unconfirmed"), report them, and do not send them again on later runs."""
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "0.5")
+    services = Services(load_settings())
+    customer, _, licenses = add_enterprise(upstream, activated=3)
+    upstream.braze.delay_next("/campaigns/trigger/send", 1.5)
+    first = run(services, customer.uuid)
+    assert (first.sent, first.failed) == (0, 3)
+    assert "recorded as sent" in first.failures[0].error
+    assert services.ledger.get(ledger_key(licenses[0].uuid)).dispatch_id == "unconfirmed:run-1"
+    second = run(services, customer.uuid, run_id="run-2")
+    assert second.skipped["already_sent"] == 3
+    time.sleep(1.0)  # the stand-in logs the delayed request once its reply is done
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 1

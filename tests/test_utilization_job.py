@@ -11,8 +11,9 @@ import pytest
 from conftest import ADMIN_PORTAL, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, WEEKLY_CAMPAIGN, Upstream
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.utilization import UtilizationRun
+from license_notifications.jobs.utilization import UtilizationRun, threshold_key
 from license_notifications.jobs.work import process_work_message
+from license_notifications.rules.utilization import NotificationType
 from license_notifications.services import Services
 
 DAY = timedelta(days=1)
@@ -292,6 +293,20 @@ def test_a_75_percent_claim_backs_off_when_a_100_percent_record_appears(
     outcome = run(services, customer.uuid, run_id="A")
     assert sends(upstream, LIMITED_CAMPAIGN) == Counter()
     assert outcome.skipped["superseded_by_100_percent"] == 1
-    assert not any("limited_allocations_remaining" in key for key in ledger.existing(
-        [f"utilization#{plan.uuid}#{customer.uuid}#{admin.id}#limited_allocations_remaining"]
-    ))  # fmt: skip
+    limited_key = threshold_key(plan.uuid, customer.uuid, admin.id, NotificationType.LIMITED_ALLOCATIONS_REMAINING)
+    assert ledger.states([limited_key]) == {}  # A's claim was given back
+
+
+def test_a_100_percent_claim_waits_while_a_75_percent_send_is_in_flight(upstream: Upstream, services: Services):
+    """Interleaving: run A claimed 75 % and is sending it; run B (100 %) claims, sees A's claim in flight,
+    backs off; the 100 % email goes out on the next run, after the 75 % one: never before it."""
+    customer, plan, (admin,) = auto_apply_enterprise(upstream, allocated=10, total=10, admins=1)
+    ledger = services.ledger
+    limited_key = threshold_key(plan.uuid, customer.uuid, admin.id, NotificationType.LIMITED_ALLOCATIONS_REMAINING)
+    in_flight = ledger.claim(limited_key, kind="limited_allocations_remaining", run_id="A", expires_at=NOW + 90 * DAY)
+    outcome = run(services, customer.uuid, run_id="B")
+    assert sends(upstream, NO_ALLOCATIONS_CAMPAIGN) == Counter()
+    assert outcome.skipped["waits_for_75_percent"] == 1
+    ledger.mark_sent(in_flight, as_of=NOW, run_id="A", dispatch_id="d-75")  # A's 75 % email went out
+    run(services, customer.uuid, as_of=NOW + DAY, run_id="C")
+    assert sends(upstream, NO_ALLOCATIONS_CAMPAIGN) == Counter({str(admin.user.id): 1})

@@ -6,6 +6,7 @@ raises, so BatchProcessor reports it in ``batchItemFailures`` and SQS delivers i
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Tracer
@@ -23,13 +24,19 @@ tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+# Stop starting new Braze batches this long before the invocation's timeout: a batch in flight then always
+# has time to be recorded in the ledger (a kill between send and record is the one duplicate risk).
+TIME_MARGIN_SECONDS = 150
+
+
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
     logger.remove_keys(["job", "enterprise_customer_uuid"])  # no stale keys from the previous record
     message = parse(event=record.body, model=WorkMessage)
     logger.set_correlation_id(message.run_id)
     logger.append_keys(job=message.job.value, enterprise_customer_uuid=str(message.enterprise_customer_uuid))
-    outcome = process_work_message(message, services())
+    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - TIME_MARGIN_SECONDS
+    outcome = process_work_message(message, services(), deadline=deadline)
     record_outcome_metrics(metrics, message.job, outcome)
     if not outcome.ok:
         raise EnterpriseFailedError(outcome)

@@ -47,6 +47,11 @@ class MalformedResponseError(UpstreamError):
     """A 2xx reply whose body is not the JSON shape the contract promises."""
 
 
+class AmbiguousOutcomeError(UpstreamError):
+    """A non-idempotent call (a Braze send) whose outcome is unknown: the request went out but no reply came
+    (read timeout, connection dropped mid-reply). Retrying could deliver twice, so it is not retried."""
+
+
 class TransientUpstreamError(UpstreamError):
     """Worth another try: rate limits, server errors, timeouts, broken connections."""
 

@@ -7,12 +7,15 @@ Braze says is transient (429 until X-RateLimit-Reset, 5xx, timeouts, connection 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from license_notifications.adapters.http import HttpClient
 from license_notifications.errors import MalformedResponseError
+
+logger = logging.getLogger(__name__)
 
 SERVICE = "braze"
 MAX_ALIASES_PER_REQUEST = 50
@@ -98,12 +101,20 @@ class BrazeClient:
         if trigger_properties:
             body["trigger_properties"] = dict(trigger_properties)
         url = f"{self._base}/campaigns/trigger/send"
-        reply = self._http.post(url, json=body)
-        if not isinstance(reply, dict):
-            raise MalformedResponseError(SERVICE, "trigger reply is not a JSON object", url=url)
-        if reply.get("message") == "queued":  # maintenance mode: accepted, delivered later (no dispatch id)
-            return str(reply.get("dispatch_id") or "queued")
-        dispatch_id = reply.get("dispatch_id")
-        if not isinstance(dispatch_id, str) or not dispatch_id:
-            raise MalformedResponseError(SERVICE, f"trigger reply without dispatch_id: {reply!r:.200}", url=url)
-        return dispatch_id
+        # Not idempotent: Braze delivers every accepted trigger, so an unanswered send is not retried.
+        try:
+            reply = self._http.post(url, json=body, idempotent=False)
+        except MalformedResponseError as exc:
+            if exc.status is None or not 200 <= exc.status < 300:
+                raise
+            reply = None  # a 2xx whose body is not JSON: accepted all the same
+        # Any 2xx means Braze accepted the send; an odd body must not make us send it again.
+        dispatch_id = reply.get("dispatch_id") if isinstance(reply, dict) else None
+        if isinstance(dispatch_id, str) and dispatch_id:
+            if isinstance(reply, dict) and reply.get("errors"):
+                logger.warning("Braze accepted the trigger with errors: %s", reply["errors"])
+            return dispatch_id
+        if isinstance(reply, dict) and reply.get("message") == "queued":  # maintenance: accepted, sent later
+            return "queued"
+        logger.warning("Braze accepted the trigger without a dispatch_id: %s", str(reply)[:200])
+        return "accepted-without-dispatch-id"

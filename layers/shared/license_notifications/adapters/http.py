@@ -20,8 +20,10 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from license_notifications.errors import (
+    AmbiguousOutcomeError,
     AuthenticationError,
     MalformedResponseError,
     RateLimitedError,
@@ -79,18 +81,25 @@ class HttpClient:
     def get(self, url: str, *, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", url, params=params)
 
-    def post(self, url: str, *, json: Any = None, data: Mapping[str, str] | None = None) -> Any:
-        return self.request("POST", url, json=json, data=data)
+    def post(
+        self, url: str, *, json: Any = None, data: Mapping[str, str] | None = None, idempotent: bool = True
+    ) -> Any:
+        return self.request("POST", url, json=json, data=data, idempotent=idempotent)
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send with retries; on a 401 with an auth hook, refresh the credential once and try again."""
+    def request(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        """Send with retries; on a 401 with an auth hook, refresh the credential once and try again.
+
+        ``idempotent=False`` (a send that must not happen twice): a read timeout or a connection dropped
+        after the request went out raises AmbiguousOutcomeError instead of being retried; failures that
+        prove the request was not processed (connect errors, 429, 5xx) are still retried.
+        """
         try:
-            return self._with_retries(method, url, force_refresh=False, **kwargs)
+            return self._with_retries(method, url, force_refresh=False, idempotent=idempotent, **kwargs)
         except AuthenticationError:
             if self.auth is None:
                 raise
-            logger.info("%s answered 401; refreshing the token and retrying once", self.service)
-            return self._with_retries(method, url, force_refresh=True, **kwargs)
+            logger.info("%s answered 401; refreshing the credential and retrying once", self.service)
+            return self._with_retries(method, url, force_refresh=True, idempotent=idempotent, **kwargs)
 
     def paginate(self, url: str, *, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Yield each page of a DRF page-number list, following ``next`` (an absolute URL) until null."""
@@ -123,7 +132,7 @@ class HttpClient:
                 refresh = False
         return result
 
-    def _send(self, method: str, url: str, *, force_refresh: bool, **kwargs: Any) -> Any:
+    def _send(self, method: str, url: str, *, force_refresh: bool, idempotent: bool, **kwargs: Any) -> Any:
         headers = {"Accept": "application/json", **self.default_headers, **kwargs.pop("headers", {})}
         if self.auth is not None:
             headers["Authorization"] = self.auth(force_refresh=force_refresh)
@@ -131,9 +140,15 @@ class HttpClient:
             self.request_count += 1
         try:
             response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout as exc:  # never connected: nothing was sent
+            raise UpstreamConnectionError(self.service, f"connect timeout: {exc}", url=url) from exc
         except requests.Timeout as exc:
+            if not idempotent:
+                raise AmbiguousOutcomeError(self.service, f"no reply within {self.timeout}s", url=url) from exc
             raise UpstreamTimeout(self.service, f"no reply within {self.timeout}s", url=url) from exc
         except requests.ConnectionError as exc:
+            if not idempotent and not _never_connected(exc):
+                raise AmbiguousOutcomeError(self.service, f"connection lost: {exc}", url=url) from exc
             raise UpstreamConnectionError(self.service, f"connection failed: {exc}", url=url) from exc
         return self._parse(response, url)
 
@@ -187,6 +202,12 @@ class HttpClient:
             wait,
             extra={"service_called": self.service, "attempt": state.attempt_number, "wait_seconds": wait},
         )
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the error proves the request never reached the server (refused, DNS, connect timeout)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | NameResolutionError | ConnectTimeoutError)
 
 
 def _new_session() -> requests.Session:

@@ -108,12 +108,13 @@ class Ledger:
                 found[record.pk] = record.sent_at
         return found
 
-    def existing(self, keys: Iterable[str]) -> set[str]:
-        """Keys that have a record, claimed or sent (strongly consistent reads)."""
+    def states(self, keys: Iterable[str]) -> dict[str, str]:
+        """``claimed`` or ``sent`` for each key that has a record (strongly consistent reads)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
-            return set()
-        return {r.pk for r in self.model.batch_get(unique, consistent_read=True, attributes_to_get=["pk"])}
+            return {}
+        records = self.model.batch_get(unique, consistent_read=True, attributes_to_get=["pk", "state"])
+        return {r.pk: r.state for r in records}
 
     def get(self, key: str) -> LedgerRecord | None:
         try:

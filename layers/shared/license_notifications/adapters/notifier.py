@@ -42,7 +42,7 @@ class ErrorNotifier:
     def publish(self, outcome: EnterpriseOutcome, *, run_id: str) -> int:
         """Publish one notification per failure of ``outcome``; returns how many were published."""
         published = 0
-        for failure in outcome.failures:
+        for failure in [*outcome.failures, *outcome.problems]:
             message = failure_message(failure, run_id=run_id, dry_run=outcome.dry_run)
             who = f"enterprise {failure.enterprise_customer_uuid}"
             if failure.subject_kind == "admin" and failure.subjects:

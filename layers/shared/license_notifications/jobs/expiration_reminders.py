@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias
 from license_notifications.adapters.ledger import Claim
-from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
-from license_notifications.jobs.enterprise_run import EnterpriseJob
+from license_notifications.errors import ConfigurationError
+from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, OutOfTimeError, send_claimed
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
 from license_notifications.rules.expiration import (
@@ -38,12 +38,9 @@ def ledger_key(license_uuid: UUID | str) -> str:
     return f"{LEDGER_KIND}#{license_uuid}"
 
 
-@dataclass(frozen=True)
-class ReminderRun:
-    run_id: str
-    as_of: datetime
+@dataclass(frozen=True, kw_only=True)
+class ReminderRun(JobRun):
     days_before_expiration: int = 30
-    dry_run: bool = False
 
 
 class ExpirationReminders(EnterpriseJob):
@@ -73,6 +70,7 @@ class _EnterpriseReminders:
         self.enterprise_uuid = enterprise_uuid
         self.run = run
         self.outcome = outcome
+        self.where = {"enterprise_customer_uuid": enterprise_uuid}
         self._customer: EnterpriseCustomer | None = None
 
     @property
@@ -98,23 +96,29 @@ class _EnterpriseReminders:
                 extra={"enterprise_customer_uuid": self.enterprise_uuid, "skip_reason": "opted_out"},
             )
             return
+        # Due licenses wait here until a Braze batch is full, across pages and plans (recipients carry their
+        # own plan data), so an enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
+        pending: list[tuple[SubscriptionPlan, License]] = []
         for plan in agreement.subscriptions:
-            if plan.is_active and expires_in_window(
-                plan.expiration_date, self.run.as_of, self.run.days_before_expiration
+            if not (
+                plan.is_active
+                and expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
             ):
-                self.process_plan(plan)
-
-    def process_plan(self, plan: SubscriptionPlan) -> None:
-        for page in self.job.license_manager.license_pages(plan.uuid):
-            due = self.due_licenses(plan, page)
-            logger.info(
-                "Found %d licenses to process for enterprise %s",
-                len(due),
-                self.enterprise_uuid,
-                extra={"enterprise_customer_uuid": self.enterprise_uuid, "subscription_plan_uuid": str(plan.uuid)},
-            )
-            for start in range(0, len(due), MAX_RECIPIENTS_PER_REQUEST):
-                self.send_batch(plan, due[start : start + MAX_RECIPIENTS_PER_REQUEST])
+                continue
+            for page in self.job.license_manager.license_pages(plan.uuid):
+                due = self.due_licenses(plan, page)
+                logger.info(
+                    "Found %d licenses to process for enterprise %s",
+                    len(due),
+                    self.enterprise_uuid,
+                    extra={**self.where, "subscription_plan_uuid": str(plan.uuid)},
+                )
+                pending.extend((plan, lic) for lic in due)
+                while len(pending) >= MAX_RECIPIENTS_PER_REQUEST:
+                    self.send_batch(pending[:MAX_RECIPIENTS_PER_REQUEST])
+                    del pending[:MAX_RECIPIENTS_PER_REQUEST]
+        if pending:
+            self.send_batch(pending)
 
     def due_licenses(self, plan: SubscriptionPlan, page: list[License]) -> list[License]:
         sent = self.job.ledger.sent_at(ledger_key(lic.uuid) for lic in page)
@@ -136,84 +140,72 @@ class _EnterpriseReminders:
         self.outcome.due += len(due)
         return due
 
-    def send_batch(self, plan: SubscriptionPlan, licenses: list[License]) -> None:
+    def send_batch(self, batch: list[tuple[SubscriptionPlan, License]]) -> None:
+        if self.run.out_of_time():
+            raise OutOfTimeError(f"stopped before a batch of {len(batch)}: the invocation's time is nearly up")
+        customer = self.customer  # fetched once, before claiming: an unknown enterprise fails with nothing held
         if self.run.dry_run:
-            customer = self.customer  # a preview still checks the enterprise is known to the LMS
-            for lic in licenses:
+            for plan, lic in batch:
                 logger.info(
                     "[dry run] Would send license expiration reminder to %s for license %s expiring on %s",
                     self.job.emails(lic.user_email),
                     lic.uuid,
                     plan.expiration_date.date().isoformat(),
-                    extra={"enterprise_customer_uuid": str(customer.uuid), "license_uuid": str(lic.uuid)},
+                    extra={**self.where, "license_uuid": str(lic.uuid)},
                 )
-            self.outcome.would_send += len(licenses)
+            self.outcome.would_send += len(batch)
             return
-
-        self.customer  # noqa: B018 - fetch (once) before claiming: an unknown enterprise fails with nothing held
-        claims = self.claim(plan, licenses)
-        taken = [(lic, claim) for lic, claim in zip(licenses, claims, strict=True) if claim is not None]
-        if len(taken) < len(licenses):
-            self.outcome.skipped["claimed_elsewhere"] += len(licenses) - len(taken)
+        claims = self.claim(batch)
+        taken = [(plan, lic, claim) for (plan, lic), claim in zip(batch, claims, strict=True) if claim is not None]
+        if len(taken) < len(batch):
+            self.outcome.skipped["claimed_elsewhere"] += len(batch) - len(taken)
         if not taken:
             return
-        try:
-            recipients = [self.recipient(plan, lic) for lic, _ in taken]
-            self.job.braze.create_aliases([UserAlias(lic.user_email) for lic, _ in taken])
-            dispatch_id = self.job.braze.trigger_campaign(self.job.campaign_id, recipients)
-        except Exception as exc:
-            self.job.ledger.release_many([claim for _, claim in taken])
-            logger.exception(
-                "Failed to send license expiration reminders for %d license(s) of enterprise %s: %s",
-                len(taken),
-                self.enterprise_uuid,
-                exc,
-                extra={
-                    "enterprise_customer_uuid": self.enterprise_uuid,
-                    "license_uuids": [str(lic.uuid) for lic, _ in taken],
-                },
-            )
-            self.outcome.fail(
-                f"{type(exc).__name__}: {exc}", subject_kind="license", subjects=[str(lic.uuid) for lic, _ in taken]
-            )
-            if not isinstance(exc, UpstreamError) or isinstance(exc, AuthenticationError | PermissionDeniedError):
-                raise  # a bug or bad credentials: every further batch would fail the same way
-            return
-        self.job.ledger.mark_sent_many(
-            [claim for _, claim in taken], as_of=self.run.as_of, run_id=self.run.run_id, dispatch_id=dispatch_id
+
+        def send() -> str:
+            self.job.braze.create_aliases([UserAlias(lic.user_email) for _, lic, _ in taken])
+            recipients = [self.recipient(customer, plan, lic) for plan, lic, _ in taken]
+            return self.job.braze.trigger_campaign(self.job.campaign_id, recipients)
+
+        dispatch_id = send_claimed(
+            self.job,
+            self.outcome,
+            run_id=self.run.run_id,
+            as_of=self.run.as_of,
+            claims=[claim for _, _, claim in taken],
+            subject_kind="license",
+            subjects=[str(lic.uuid) for _, lic, _ in taken],
+            what=f"license expiration reminders for {len(taken)} license(s) of enterprise {self.enterprise_uuid}",
+            send=send,
         )
+        if dispatch_id is None:
+            return
         self.outcome.sent += len(taken)
-        for lic, _ in taken:
+        for plan, lic, _ in taken:
             logger.info(
                 "Successfully sent license expiration reminder to %s for license %s expiring on %s",
                 self.job.emails(lic.user_email),
                 lic.uuid,
                 plan.expiration_date.date().isoformat(),
-                extra={
-                    "enterprise_customer_uuid": self.enterprise_uuid,
-                    "license_uuid": str(lic.uuid),
-                    "dispatch_id": dispatch_id,
-                },
+                extra={**self.where, "license_uuid": str(lic.uuid), "dispatch_id": dispatch_id},
             )
 
-    def claim(self, plan: SubscriptionPlan, licenses: list[License]) -> list[Claim | None]:
-        expires_at = plan.expiration_date + RECORD_RETENTION
+    def claim(self, batch: list[tuple[SubscriptionPlan, License]]) -> list[Claim | None]:
         return self.job.ledger.claim_many(
             [
                 {
                     "key": ledger_key(lic.uuid),
                     "kind": LEDGER_KIND,
                     "run_id": self.run.run_id,
-                    "expires_at": expires_at,
+                    "expires_at": plan.expiration_date + RECORD_RETENTION,
                     "enterprise_customer_uuid": self.enterprise_uuid,
                     "subject_uuid": str(lic.uuid),
                 }
-                for lic in licenses
+                for plan, lic in batch
             ]
         )
 
-    def recipient(self, plan: SubscriptionPlan, lic: License) -> Recipient:
-        customer = self.customer
+    def recipient(self, customer: EnterpriseCustomer, plan: SubscriptionPlan, lic: License) -> Recipient:
         email = lic.user_email or ""
         return Recipient(
             user_alias=UserAlias(email),

@@ -36,6 +36,7 @@ class EnterpriseOutcome:
     braze_requests: int = 0
     error: str | None = None  # the enterprise as a whole failed (e.g. an upstream API error)
     failures: list[Failure] = field(default_factory=list)
+    problems: list[Failure] = field(default_factory=list)  # notified, but nothing failed to send (e.g. unrecorded)
 
     @property
     def ok(self) -> bool:

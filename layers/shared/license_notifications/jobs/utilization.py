@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient
-from license_notifications.adapters.ledger import Claim
-from license_notifications.errors import AuthenticationError, ConfigurationError, PermissionDeniedError, UpstreamError
-from license_notifications.jobs.enterprise_run import EnterpriseJob
+from license_notifications.adapters.ledger import CLAIMED, Claim
+from license_notifications.errors import ConfigurationError
+from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, OutOfTimeError, send_claimed
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
 from license_notifications.rules.expiration import braze_datetime
@@ -58,11 +58,9 @@ def weekly_key(enterprise_uuid: str, admin_id: int) -> str:
     return f"weekly_digest#{enterprise_uuid}#{admin_id}"
 
 
-@dataclass(frozen=True)
-class UtilizationRun:
-    run_id: str
-    as_of: datetime
-    dry_run: bool = False
+@dataclass(frozen=True, kw_only=True)
+class UtilizationRun(JobRun):
+    """A utilization run: nothing beyond the common run fields."""
 
 
 class UtilizationNotifications(EnterpriseJob):
@@ -180,6 +178,8 @@ class _EnterpriseUtilization:
     def send_batch(
         self, kind: NotificationType, plan: SubscriptionPlan, properties: dict[str, Any], admins: list[EnterpriseAdmin]
     ) -> None:
+        if self.run.out_of_time():
+            raise OutOfTimeError(f"stopped before a batch of {len(admins)}: the invocation's time is nearly up")
         if self.run.dry_run:
             for admin in admins:
                 logger.info(
@@ -195,35 +195,29 @@ class _EnterpriseUtilization:
         taken = self.claim(kind, plan, admins)
         if not taken:
             return
-        try:
-            recipients = [
-                Recipient(
-                    external_user_id=str(admin.user_id),
-                    trigger_properties={"user_name": admin.display_name, "email": admin.email},
-                )
-                for admin, _ in taken
-            ]
-            dispatch_id = self.job.braze.trigger_campaign(
+        recipients = [
+            Recipient(
+                external_user_id=str(admin.user_id),
+                trigger_properties={"user_name": admin.display_name, "email": admin.email},
+            )
+            for admin, _ in taken
+        ]
+        admin_ids = [str(admin.id) for admin, _ in taken]
+        dispatch_id = send_claimed(
+            self.job,
+            self.outcome,
+            run_id=self.run.run_id,
+            as_of=self.run.as_of,
+            claims=[claim for _, claim in taken],
+            subject_kind="admin",
+            subjects=admin_ids,
+            what=f"{kind.value} email to admin(s) {', '.join(admin_ids)} of enterprise {self.enterprise_uuid}",
+            send=lambda: self.job.braze.trigger_campaign(
                 self.job.campaigns[kind], recipients, trigger_properties=properties
-            )
-        except Exception as exc:
-            self.job.ledger.release_many([claim for _, claim in taken])
-            admin_ids = [str(admin.id) for admin, _ in taken]
-            logger.exception(
-                "Failed to send %s email to admin(s) %s of enterprise %s: %s",
-                kind.value,
-                ", ".join(admin_ids),
-                self.enterprise_uuid,
-                exc,
-                extra={**self.where, "admin_ids": admin_ids, "notification_type": kind.value},
-            )
-            self.outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind="admin", subjects=admin_ids)
-            if not isinstance(exc, UpstreamError) or isinstance(exc, AuthenticationError | PermissionDeniedError):
-                raise
-            return
-        self.job.ledger.mark_sent_many(
-            [claim for _, claim in taken], as_of=self.run.as_of, run_id=self.run.run_id, dispatch_id=dispatch_id
+            ),
         )
+        if dispatch_id is None:
+            return
         self.outcome.sent += len(taken)
         self.outcome.sent_by_type[kind.value] += len(taken)
         for admin, _ in taken:
@@ -258,24 +252,31 @@ class _EnterpriseUtilization:
         taken = [(admin, claim) for admin, claim in zip(admins, claims, strict=True) if claim is not None]
         if len(taken) < len(admins):
             self.outcome.skipped["claimed_elsewhere"] += len(admins) - len(taken)
-        if kind is NotificationType.LIMITED_ALLOCATIONS_REMAINING and taken:
-            taken = self.drop_superseded(plan, taken)
+        if kind in THRESHOLD_TYPES and taken:
+            taken = self.drop_conflicting(kind, plan, taken)
         return taken
 
-    def drop_superseded(
-        self, plan: SubscriptionPlan, taken: list[tuple[EnterpriseAdmin, Claim]]
+    def drop_conflicting(
+        self, kind: NotificationType, plan: SubscriptionPlan, taken: list[tuple[EnterpriseAdmin, Claim]]
     ) -> list[tuple[EnterpriseAdmin, Claim]]:
-        """Never a 75 % email after a 100 % one: after claiming the 75 % keys, look (consistently) for 100 %
-        records; a concurrent run that claimed or sent 100 % wins, and our 75 % claim is given back. Claim
-        first, check second: whichever order two runs interleave in, they cannot both miss each other."""
-        full = NotificationType.NO_ALLOCATIONS_REMAINING
-        existing = self.job.ledger.existing(
-            threshold_key(plan.uuid, self.enterprise_uuid, a.id, full) for a, _ in taken
+        """Keep the 75 % and 100 % emails of one plan and admin in order, even across racing runs.
+
+        Claim first, check second (a strongly consistent read of the other threshold's record):
+        - a 75 % claim backs off if a 100 % record exists (claimed or sent): never a 75 % after a 100 %;
+        - a 100 % claim backs off while a 75 % claim is in flight: the 100 % email waits for the next run.
+        Whichever way two runs interleave, at least one of them sees the other's claim."""
+        limited, full = NotificationType.LIMITED_ALLOCATIONS_REMAINING, NotificationType.NO_ALLOCATIONS_REMAINING
+        other = full if kind is limited else limited
+        keys = {admin.id: threshold_key(plan.uuid, self.enterprise_uuid, admin.id, other) for admin, _ in taken}
+        states = self.job.ledger.states(keys.values())
+        if kind is limited:
+            conflict = {admin_id for admin_id, key in keys.items() if key in states}
+        else:
+            conflict = {admin_id for admin_id, key in keys.items() if states.get(key) == CLAIMED}
+        if not conflict:
+            return taken
+        self.job.ledger.release_many([claim for admin, claim in taken if admin.id in conflict])
+        self.outcome.skipped["superseded_by_100_percent" if kind is limited else "waits_for_75_percent"] += len(
+            conflict
         )
-        superseded = [
-            (a, c) for a, c in taken if threshold_key(plan.uuid, self.enterprise_uuid, a.id, full) in existing
-        ]
-        if superseded:
-            self.job.ledger.release_many([c for _, c in superseded])
-            self.outcome.skipped["superseded_by_100_percent"] += len(superseded)
-        return [(a, c) for a, c in taken if (a, c) not in superseded]
+        return [(admin, claim) for admin, claim in taken if admin.id not in conflict]

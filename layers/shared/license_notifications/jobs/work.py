@@ -18,8 +18,13 @@ class EnterpriseFailedError(Exception):
         super().__init__(f"{outcome.job} for enterprise {outcome.enterprise_customer_uuid} failed: {detail}")
 
 
-def process_work_message(message: WorkMessage, services: Services) -> EnterpriseOutcome:
-    """Route the message to its job, then publish an error notification for each failure (if configured)."""
+def process_work_message(
+    message: WorkMessage, services: Services, *, deadline: float | None = None
+) -> EnterpriseOutcome:
+    """Route the message to its job, then publish an error notification for each failure (if configured).
+
+    ``deadline`` (monotonic seconds): no new Braze batch starts after it (the worker derives it from the
+    Lambda's remaining time, so an invocation never times out between a send and its ledger record)."""
     enterprise = str(message.enterprise_customer_uuid)
     if message.job is Job.EXPIRATION_REMINDERS:
         run = ReminderRun(
@@ -27,13 +32,16 @@ def process_work_message(message: WorkMessage, services: Services) -> Enterprise
             as_of=message.as_of,
             days_before_expiration=message.days_before_expiration,
             dry_run=message.dry_run,
+            deadline=deadline,
         )
         outcome = services.expiration_reminders().run_enterprise(enterprise, run)
     elif message.job is Job.UTILIZATION:
-        utilization_run = UtilizationRun(run_id=message.run_id, as_of=message.as_of, dry_run=message.dry_run)
+        utilization_run = UtilizationRun(
+            run_id=message.run_id, as_of=message.as_of, dry_run=message.dry_run, deadline=deadline
+        )
         outcome = services.utilization().run_enterprise(enterprise, utilization_run)
     else:  # pragma: no cover - the Job enum and this routing change together
         raise ValueError(f"unknown job {message.job!r}")
-    if outcome.failures and services.notifier is not None:
+    if (outcome.failures or outcome.problems) and services.notifier is not None:
         services.notifier.publish(outcome, run_id=message.run_id)
     return outcome

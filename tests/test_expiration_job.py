@@ -337,3 +337,21 @@ def test_an_unanswered_send_is_recorded_as_unconfirmed_and_never_resent(upstream
     assert second.skipped["already_sent"] == 3
     time.sleep(1.0)  # the stand-in logs the delayed request once its reply is done
     assert upstream.braze.request_count("/campaigns/trigger/send") == 1
+
+
+def test_a_ledger_error_while_claiming_gives_back_the_claims_already_taken(app_env, upstream: Upstream, monkeypatch):
+    from pynamodb.exceptions import UpdateError
+
+    ledger = Services(load_settings()).ledger
+    real_claim = type(ledger).claim
+
+    def claim(self, key, **request):
+        if key.endswith("#3"):
+            raise UpdateError("DynamoDB unavailable", cause=None)
+        return real_claim(self, key, **request)
+
+    monkeypatch.setattr(type(ledger), "claim", claim)
+    requests = [{"key": f"k#{i}", "kind": "x", "run_id": "r", "expires_at": NOW} for i in range(6)]
+    with pytest.raises(UpdateError):
+        ledger.claim_many(requests)
+    assert ledger.states([r["key"] for r in requests]) == {}  # nothing left held until a lease runs out

@@ -289,7 +289,7 @@ def test_a_75_percent_claim_backs_off_when_a_100_percent_record_appears(
     for lic in [lic for lic in upstream.dataset.licenses_of(plan.uuid) if lic.status == "assigned"][:2]:
         lic.status = "unassigned"  # A saw the plan at 80 %
     ledger = services.ledger
-    monkeypatch.setattr(ledger, "sent_at", lambda keys: {})  # A's read happened before B's claim
+    monkeypatch.setattr(ledger, "sent", lambda keys: {})  # A's read happened before B's claim
     outcome = run(services, customer.uuid, run_id="A")
     assert sends(upstream, LIMITED_CAMPAIGN) == Counter()
     assert outcome.skipped["superseded_by_100_percent"] == 1

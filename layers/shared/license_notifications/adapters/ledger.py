@@ -71,9 +71,23 @@ def ledger_model(table_name: str) -> type[LedgerRecord]:
 
 
 @dataclass(frozen=True)
+class SentRecord:
+    sent_at: datetime  # the sending run's as_of
+    recorded_at: datetime | None  # the wall clock when it was recorded
+
+
+@dataclass(frozen=True)
 class Claim:
     key: str
     token: str
+
+
+def _outcome[R](fn: Callable[[], R]) -> R | Exception:
+    """The result, or the exception raised: lets a parallel batch finish every item before deciding."""
+    try:
+        return fn()
+    except Exception as exc:
+        return exc
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -97,16 +111,16 @@ class Ledger:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def sent_at(self, keys: Iterable[str]) -> dict[str, datetime]:
-        """For each key that was ever sent, when it was last sent (BatchGetItem, 100 keys a call)."""
-        found: dict[str, datetime] = {}
+    def sent(self, keys: Iterable[str]) -> dict[str, SentRecord]:
+        """For each key that was ever sent, its last send (BatchGetItem, 100 keys a call)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
-            return found
-        for record in self.model.batch_get(unique, attributes_to_get=["pk", "sent_at"]):
-            if record.sent_at is not None:  # a re-claimed recurring record keeps its last send time
-                found[record.pk] = record.sent_at
-        return found
+            return {}
+        return {
+            record.pk: SentRecord(record.sent_at, record.recorded_at)
+            for record in self.model.batch_get(unique, attributes_to_get=["pk", "sent_at", "recorded_at"])
+            if record.sent_at is not None  # a re-claimed recurring record keeps its last send
+        }
 
     def states(self, keys: Iterable[str]) -> dict[str, str]:
         """``claimed`` or ``sent`` for each key that has a record (strongly consistent reads)."""
@@ -128,7 +142,8 @@ class Ledger:
         """Take ``key`` for this worker, or return None if someone else holds it or it is already sent.
 
         ``request``: kind, run_id, expires_at, and optionally enterprise_customer_uuid, subject_uuid,
-        resend_if_sent_before (recurring notifications: a send older than this may be sent again).
+        resend_if_sent_before (recurring notifications: a send whose ``as_of`` is older than this may be
+        sent again).
         """
         actions, condition, claim = self._claim_write(key, **request)
         try:
@@ -235,7 +250,13 @@ class Ledger:
     # TransactWriteItems would make a batch one request, but one held key cancels the whole transaction.
 
     def claim_many(self, requests: Sequence[dict[str, Any]]) -> list[Claim | None]:
-        return self._parallel(lambda request: self.claim(**request), requests)
+        """Claim each key; if any write errors, give back the claims already taken, then raise."""
+        results = self._parallel(lambda request: _outcome(lambda: self.claim(**request)), requests)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self.release_many([r for r in results if isinstance(r, Claim)])
+            raise errors[0]
+        return results
 
     def mark_sent_many(self, claims: Sequence[Claim], *, as_of: datetime, run_id: str, dispatch_id: str) -> int:
         marks = {"as_of": as_of, "run_id": run_id, "dispatch_id": dispatch_id}

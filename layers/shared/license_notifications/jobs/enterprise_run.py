@@ -31,8 +31,9 @@ class OutOfTimeError(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class JobRun:
-    """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record; ``deadline``
-    (monotonic seconds, from the Lambda's remaining time) is when no new Braze batch may start."""
+    """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record (the run behaves
+    as if the clock read that instant); ``deadline`` (monotonic seconds, from the Lambda's remaining time)
+    is when no new Braze batch may start."""
 
     run_id: str
     as_of: datetime

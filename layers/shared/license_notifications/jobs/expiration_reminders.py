@@ -100,10 +100,8 @@ class _EnterpriseReminders:
         # own plan data), so an enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
         pending: list[tuple[SubscriptionPlan, License]] = []
         for plan in agreement.subscriptions:
-            if not (
-                plan.is_active
-                and expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
-            ):
+            window = expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
+            if not (plan.is_active and window):
                 continue
             for page in self.job.license_manager.license_pages(plan.uuid):
                 due = self.due_licenses(plan, page)
@@ -121,7 +119,7 @@ class _EnterpriseReminders:
             self.send_batch(pending)
 
     def due_licenses(self, plan: SubscriptionPlan, page: list[License]) -> list[License]:
-        sent = self.job.ledger.sent_at(ledger_key(lic.uuid) for lic in page)
+        sent = self.job.ledger.sent(ledger_key(lic.uuid) for lic in page)
         due = []
         for lic in page:
             decision = reminder_decision(

@@ -140,7 +140,7 @@ class _EnterpriseUtilization:
         for admin in admins:
             keys.append(weekly_key(self.enterprise_uuid, admin.id))
             keys.extend(threshold_key(plan.uuid, self.enterprise_uuid, admin.id, kind) for kind in THRESHOLD_TYPES)
-        sent = self.job.ledger.sent_at(keys)
+        sent = self.job.ledger.sent(keys)
         due: dict[NotificationType, list[EnterpriseAdmin]] = defaultdict(list)
         for admin in admins:
             already = {
@@ -151,7 +151,8 @@ class _EnterpriseUtilization:
                 due[threshold].append(admin)
             elif reached is not None:
                 self.outcome.skipped["threshold_already_sent"] += 1
-            if weekly_digest_due(admin.created, sent.get(weekly_key(self.enterprise_uuid, admin.id)), self.run.as_of):
+            last = sent.get(weekly_key(self.enterprise_uuid, admin.id))
+            if weekly_digest_due(admin.created, last.sent_at if last else None, self.run.as_of):
                 due[NotificationType.PERIODIC_INFORMATIONAL].append(admin)
             else:
                 self.outcome.skipped["weekly_not_due"] += 1

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from devstack.aws import StackResources
 from devstack.lambda_local import LocalContext, LocalEventSourceMapping, load_handler, sqs_event
 from pydantic import ValidationError
@@ -213,3 +214,29 @@ def test_utilization_without_campaign_settings_enqueues_nothing(handlers, aws_re
     with pytest.raises(ConfigurationError, match="WEEKLY_LICENSE_UTILIZATION_CAMPAIGN"):
         dispatcher.lambda_handler({"job": "license_utilization"}, LocalContext("dispatcher"))
     assert queued_bodies(sqs, aws_resources.work_queue_url) == []
+
+
+def test_a_dispatcher_failure_is_announced_on_the_error_topic(handlers, error_inbox):
+    dispatcher, _ = handlers
+    with pytest.raises(ConfigurationError):
+        dispatcher.lambda_handler(schedule_event("nope"), LocalContext("dispatcher"))
+    (notification,) = error_inbox()
+    assert notification["job"] == "license_expiration_reminders"
+    assert notification["enterprise_customer_uuid"] is None
+    assert "No valid enterprise customer UUIDs" in notification["error"]
+
+
+def test_a_configuration_error_in_the_worker_is_announced_naming_the_enterprise(
+    handlers, upstream, aws_resources, sqs, error_inbox, monkeypatch
+):
+    dispatcher, worker = handlers
+    customer = enterprises(upstream, 1)[0]
+    dispatcher.lambda_handler(schedule_event(customer.uuid), LocalContext("dispatcher"))
+    lambda_runtime.services.cache_clear()
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "wrong")  # the LMS rejects the client: systemic
+    messages = sqs.receive_message(QueueUrl=aws_resources.work_queue_url)["Messages"]
+    with pytest.raises(BatchProcessingError):  # every record failed: the invocation fails
+        worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    (notification,) = error_inbox()
+    assert notification["enterprise_customer_uuid"] == customer.uuid
+    assert "ConfigurationError" in notification["error"]

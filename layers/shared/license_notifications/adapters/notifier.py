@@ -39,6 +39,18 @@ class ErrorNotifier:
         self._sns = sns_client
         self.topic_arn = topic_arn
 
+    def publish_run_failure(self, *, job: str, error: str, run_id: str | None = None) -> None:
+        """A failure before any enterprise was reached (the dispatcher could not plan or enqueue the run)."""
+        message = {"job": job, "run_id": run_id, "enterprise_customer_uuid": None, "error": error}
+        try:
+            self._sns.publish(
+                TopicArn=self.topic_arn,
+                Subject=f"license-notifications: {job} run failed"[:SNS_SUBJECT_LIMIT],
+                Message=json.dumps(message, indent=2),
+            )
+        except Exception:
+            logger.exception("could not publish the error notification", extra={"notification": message})
+
     def publish(self, outcome: EnterpriseOutcome, *, run_id: str) -> int:
         """Publish one notification per failure of ``outcome``; returns how many were published."""
         published = 0

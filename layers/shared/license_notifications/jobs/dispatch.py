@@ -97,7 +97,16 @@ def plan_run(request: DispatchRequest, services: Services) -> tuple[DispatchResu
 
 
 def dispatch(request: DispatchRequest, services: Services) -> DispatchResult:
-    """Plan the run and enqueue it."""
+    """Plan the run and enqueue it; a failure is announced on the error topic (when set) and re-raised."""
+    try:
+        return _dispatch(request, services)
+    except Exception as exc:
+        if services.settings.error_topic_arn:
+            services.notifier.publish_run_failure(job=request.job.value, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _dispatch(request: DispatchRequest, services: Services) -> DispatchResult:
     result, messages = plan_run(request, services)
     logger.info(
         "Starting %s for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",

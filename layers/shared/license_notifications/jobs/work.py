@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.expiration_reminders import ReminderRun
 from license_notifications.jobs.outcome import EnterpriseOutcome
@@ -26,6 +27,20 @@ def process_work_message(
     ``deadline`` (monotonic seconds): no new Braze batch starts after it (the worker derives it from the
     Lambda's remaining time, so an invocation never times out between a send and its ledger record)."""
     enterprise = str(message.enterprise_customer_uuid)
+    try:
+        outcome = _run(message, enterprise, services, deadline)
+    except ConfigurationError as exc:  # stops the run; still tell the operators which enterprise it hit
+        outcome = EnterpriseOutcome(message.job.value, enterprise, dry_run=message.dry_run)
+        outcome.fail_enterprise(f"ConfigurationError: {exc}")
+        if services.settings.error_topic_arn:
+            services.notifier.publish(outcome, run_id=message.run_id)
+        raise
+    if (outcome.failures or outcome.problems) and services.notifier is not None:
+        services.notifier.publish(outcome, run_id=message.run_id)
+    return outcome
+
+
+def _run(message: WorkMessage, enterprise: str, services: Services, deadline: float | None) -> EnterpriseOutcome:
     if message.job is Job.EXPIRATION_REMINDERS:
         run = ReminderRun(
             run_id=message.run_id,
@@ -34,14 +49,10 @@ def process_work_message(
             dry_run=message.dry_run,
             deadline=deadline,
         )
-        outcome = services.expiration_reminders().run_enterprise(enterprise, run)
+        return services.expiration_reminders().run_enterprise(enterprise, run)
     elif message.job is Job.UTILIZATION:
         utilization_run = UtilizationRun(
             run_id=message.run_id, as_of=message.as_of, dry_run=message.dry_run, deadline=deadline
         )
-        outcome = services.utilization().run_enterprise(enterprise, utilization_run)
-    else:  # pragma: no cover - the Job enum and this routing change together
-        raise ValueError(f"unknown job {message.job!r}")
-    if (outcome.failures or outcome.problems) and services.notifier is not None:
-        services.notifier.publish(outcome, run_id=message.run_id)
-    return outcome
+        return services.utilization().run_enterprise(enterprise, utilization_run)
+    raise ValueError(f"unknown job {message.job!r}")  # pragma: no cover - the Job enum and this change together

@@ -310,3 +310,12 @@ def test_a_100_percent_claim_waits_while_a_75_percent_send_is_in_flight(upstream
     ledger.mark_sent(in_flight, as_of=NOW, run_id="A", dispatch_id="d-75")  # A's 75 % email went out
     run(services, customer.uuid, as_of=NOW + DAY, run_id="C")
     assert sends(upstream, NO_ALLOCATIONS_CAMPAIGN) == Counter({str(admin.user.id): 1})
+
+
+def test_a_malformed_admin_record_fails_only_that_admin(upstream: Upstream, services: Services):
+    customer, _, (good, bad) = auto_apply_enterprise(upstream, allocated=8, total=10, admins=2)
+    bad.created = None  # the LMS sends "created": null: not the contract's shape
+    outcome = run(services, customer.uuid)
+    assert sends(upstream, LIMITED_CAMPAIGN) == Counter({str(good.user.id): 1})
+    assert outcome.failed == 1
+    assert outcome.failures[0].subjects == (str(bad.id),)

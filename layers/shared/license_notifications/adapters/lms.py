@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters._parsing import parse_as
 from license_notifications.adapters.http import HttpClient
+from license_notifications.errors import MalformedResponseError
 from license_notifications.models import ENTERPRISE_ADMIN_ROLE, EnterpriseAdmin, EnterpriseCustomer
 
 SERVICE = "lms"
@@ -26,7 +28,12 @@ class LmsClient:
         data = self._http.get(f"{self._api}/enterprise-customer/{enterprise_customer_uuid}/")
         return parse_as(EnterpriseCustomer, data, service=SERVICE, what="enterprise customer")
 
-    def enterprise_admins(self, enterprise_customer_uuid: UUID | str) -> Iterator[EnterpriseAdmin]:
+    def enterprise_admins(
+        self,
+        enterprise_customer_uuid: UUID | str,
+        *,
+        on_malformed: Callable[[Any, MalformedResponseError], None] | None = None,
+    ) -> Iterator[EnterpriseAdmin]:
         """The enterprise's admins (3.2), streamed page by page (100 a request, following ``next``).
 
         One record per (user, enterprise): an admin of several enterprises appears once in each, with a
@@ -34,7 +41,8 @@ class LmsClient:
         ``enterprise_admin`` are yielded, and a record naming another enterprise is skipped: the LMS applies
         the ``enterprise_customer_uuid`` / ``role`` filters only for staff callers, and a non-staff service
         account silently gets only its own record instead (contract section 1), which must never be taken
-        for this enterprise's admin list. A record not matching the contract raises MalformedResponseError.
+        for this enterprise's admin list. A record not matching the contract raises MalformedResponseError,
+        or, with ``on_malformed``, is handed to it and skipped.
         Inactive records and deactivated users are yielded; skipping them is the caller's rule.
         """
         wanted = UUID(str(enterprise_customer_uuid))
@@ -46,7 +54,13 @@ class LmsClient:
         }
         for page in self._http.paginate(url, params=params):
             for item in page["results"]:
-                admin = parse_as(EnterpriseAdmin, item, service=SERVICE, what="enterprise admin")
+                try:
+                    admin = parse_as(EnterpriseAdmin, item, service=SERVICE, what="enterprise admin")
+                except MalformedResponseError as exc:
+                    if on_malformed is None:
+                        raise
+                    on_malformed(item, exc)  # one bad record must not cost the other admins their email
+                    continue
                 if not admin.is_admin:
                     continue
                 if admin.enterprise_customer_uuid is not None and admin.enterprise_customer_uuid != wanted:

@@ -126,7 +126,15 @@ class _EnterpriseUtilization:
     def reachable_admins(self) -> list[EnterpriseAdmin]:
         # Admins per enterprise number in the tens: held in memory, unlike licenses.
         admins = []
-        for admin in self.job.lms.enterprise_admins(self.enterprise_uuid):
+
+        def malformed(item: Any, exc: Exception) -> None:
+            admin_id = str(item.get("id", "?")) if isinstance(item, dict) else "?"
+            logger.error(
+                "Skipping malformed admin record %s: %s", admin_id, exc, extra={**self.where, "admin_id": admin_id}
+            )
+            self.outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind="admin", subjects=[admin_id])
+
+        for admin in self.job.lms.enterprise_admins(self.enterprise_uuid, on_malformed=malformed):
             if admin_is_reachable(admin.active, admin.user_is_active, admin.email):
                 admins.append(admin)
             else:

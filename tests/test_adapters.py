@@ -38,6 +38,11 @@ class RecordingSleep:
         self.waits.append(seconds)
 
 
+def fixed(secret: str):
+    """A secret source that never changes (the app's reads Secrets Manager, with force_fetch after a 401)."""
+    return lambda *, force_fetch=False: secret
+
+
 @pytest.fixture
 def sleep() -> RecordingSleep:
     return RecordingSleep()
@@ -52,7 +57,7 @@ def http(service: str, sleep: RecordingSleep, *, attempts: int = 3, timeout: flo
 @pytest.fixture
 def oauth(upstream: Upstream, sleep: RecordingSleep) -> OAuthTokenProvider:
     return OAuthTokenProvider(
-        http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, upstream.lms.client_secret
+        http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, fixed(upstream.lms.client_secret)
     )
 
 
@@ -123,7 +128,7 @@ def test_token_is_refreshed_shortly_before_it_expires(upstream: Upstream, sleep:
     clock = [1000.0]
     upstream.lms.expires_in = 100
     provider = OAuthTokenProvider(
-        http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, upstream.lms.client_secret,
+        http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, fixed(upstream.lms.client_secret),
         refresh_margin=30, clock=lambda: clock[0],
     )  # fmt: skip
     first = provider.token()
@@ -135,7 +140,7 @@ def test_token_is_refreshed_shortly_before_it_expires(upstream: Upstream, sleep:
 
 
 def test_wrong_client_secret_is_a_configuration_error(upstream: Upstream, sleep: RecordingSleep):
-    provider = OAuthTokenProvider(http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, "wrong")
+    provider = OAuthTokenProvider(http("lms-oauth", sleep), upstream.lms.url, upstream.lms.client_id, fixed("wrong"))
     with pytest.raises(ConfigurationError, match="OAUTH_CLIENT_ID/SECRET"):
         provider.token()
 

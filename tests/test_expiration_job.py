@@ -7,7 +7,9 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import boto3
 import pytest
+from devstack.aws import create_secret
 
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
 from license_notifications.adapters import license_manager
@@ -227,7 +229,7 @@ def test_bad_braze_key_stops_the_enterprise(upstream: Upstream, services: Servic
     assert outcome.failed == 50
     assert outcome.error is not None
     assert "AuthenticationError" in outcome.error
-    assert upstream.braze.request_count("/users/alias/new") == 1
+    assert upstream.braze.request_count("/users/alias/new") == 2  # once more with the key read afresh
 
 
 def test_enterprise_unknown_to_the_lms_fails_that_enterprise(upstream: Upstream, services: Services):
@@ -355,3 +357,21 @@ def test_a_ledger_error_while_claiming_gives_back_the_claims_already_taken(app_e
     with pytest.raises(UpdateError):
         ledger.claim_many(requests)
     assert ledger.states([r["key"] for r in requests]) == {}  # nothing left held until a lease runs out
+
+
+def test_a_rotated_braze_key_is_picked_up_without_a_restart(upstream: Upstream, app_env, aws_resources, monkeypatch):
+    """The key lives in Secrets Manager (moto); after a rotation Braze answers 401 to the cached key, the
+    client reads the secret afresh once and carries on."""
+    secret_arn = create_secret(aws_resources.endpoint_url, f"braze-key{aws_resources.suffix}", "key-v1")
+    monkeypatch.delenv("BRAZE_API_KEY")
+    monkeypatch.setenv("BRAZE_API_KEY_SECRET_ARN", secret_arn)
+    monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "300")  # as deployed: the old key stays cached
+    upstream.braze.api_key = "key-v1"
+    services = Services(load_settings())
+    customer, _, _ = add_enterprise(upstream, activated=2)
+    assert run(services, customer.uuid).sent == 2
+    boto3.client("secretsmanager").put_secret_value(SecretId=secret_arn, SecretString="key-v2")
+    upstream.braze.api_key = "key-v2"
+    other, _, _ = add_enterprise(upstream, "Other", activated=2)
+    assert run(services, other.uuid, run_id="run-2").sent == 2
+    assert [r.status for r in upstream.braze.requests].count(401) == 1  # the cached key, refused once

@@ -26,7 +26,12 @@ def http(service: str, **kwargs: Any) -> HttpClient:
 
 @pytest.fixture
 def lms(upstream: Upstream) -> LmsClient:
-    oauth = OAuthTokenProvider(http("lms-oauth"), upstream.lms.url, upstream.lms.client_id, upstream.lms.client_secret)
+    oauth = OAuthTokenProvider(
+        http("lms-oauth"),
+        upstream.lms.url,
+        upstream.lms.client_id,
+        lambda *, force_fetch=False: upstream.lms.client_secret,
+    )
     return LmsClient(http("lms", auth=oauth), upstream.lms.url)
 
 

@@ -83,20 +83,22 @@ class Settings(BaseModel):
         if missing:
             raise ConfigurationError(f"missing setting(s): {', '.join(missing)}")
 
-    def resolve_oauth_client_secret(self) -> str:
-        return _secret(self.oauth_client_secret, self.oauth_client_secret_arn, "OAUTH_CLIENT_SECRET_ARN")
+    def resolve_oauth_client_secret(self, *, force_fetch: bool = False) -> str:
+        return _secret(self.oauth_client_secret, self.oauth_client_secret_arn, "OAUTH_CLIENT_SECRET_ARN", force_fetch)
 
-    def resolve_braze_api_key(self) -> str:
-        return _secret(self.braze_api_key, self.braze_api_key_secret_arn, "BRAZE_API_KEY_SECRET_ARN")
+    def resolve_braze_api_key(self, *, force_fetch: bool = False) -> str:
+        return _secret(self.braze_api_key, self.braze_api_key_secret_arn, "BRAZE_API_KEY_SECRET_ARN", force_fetch)
 
 
-def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str) -> str:
+def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str, force_fetch: bool) -> str:
+    """The secret in clear, or read from Secrets Manager through Powertools Parameters, which caches it for
+    ``POWERTOOLS_PARAMETERS_MAX_AGE`` seconds (``force_fetch`` skips the cache: after a rotation)."""
     if clear is not None:
         return clear.get_secret_value()
     from aws_lambda_powertools.utilities import parameters
 
     try:
-        value = parameters.get_secret(arn)
+        value = parameters.get_secret(arn, force_fetch=force_fetch)
     except parameters.exceptions.GetParameterError as exc:
         raise ConfigurationError(f"{arn_setting}: cannot read secret {arn!r}: {exc}") from exc
     if not isinstance(value, str) or not value.strip():

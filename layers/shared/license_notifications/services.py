@@ -46,7 +46,7 @@ class Services:
     def oauth(self) -> OAuthTokenProvider:
         s = self.settings
         return OAuthTokenProvider(
-            self._http("lms-oauth"), s.oauth_url, s.oauth_client_id, s.resolve_oauth_client_secret()
+            self._http("lms-oauth"), s.oauth_url, s.oauth_client_id, s.resolve_oauth_client_secret
         )
 
     @cached_property
@@ -59,9 +59,15 @@ class Services:
 
     @cached_property
     def braze(self) -> BrazeClient:
-        key = self.settings.resolve_braze_api_key()
-        http = self._http("braze", default_headers={"Authorization": f"Bearer {key}"})
-        return BrazeClient(http, self.settings.braze_api_url)
+        resolve = self.settings.resolve_braze_api_key
+        resolve()  # fail fast (a configuration error) if the key cannot be read
+
+        def bearer(*, force_refresh: bool = False) -> str:
+            # Read through Powertools' cache on every request: a rotated key is picked up within its max age,
+            # and a 401 reads it afresh once.
+            return f"Bearer {resolve(force_fetch=force_refresh)}"
+
+        return BrazeClient(self._http("braze", auth=bearer), self.settings.braze_api_url)
 
     @cached_property
     def ledger(self) -> Ledger:

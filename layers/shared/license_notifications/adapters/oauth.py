@@ -39,7 +39,7 @@ class OAuthTokenProvider:
         http: HttpClient,
         base_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: Callable[..., str],
         *,
         refresh_margin: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -48,7 +48,7 @@ class OAuthTokenProvider:
         self._url = f"{base_url.rstrip('/')}/oauth2/access_token"
         self._key = (base_url.rstrip("/"), client_id)
         self._client_id = client_id
-        self._client_secret = client_secret
+        self._client_secret = client_secret  # called with force_fetch=...: a rotated secret is read afresh
         self._margin = refresh_margin
         self._clock = clock
 
@@ -64,18 +64,24 @@ class OAuthTokenProvider:
             _CACHE[self._key] = fresh
             return fresh.value
 
-    def _fetch(self) -> _Token:
+    def _request_token(self, *, force_fetch: bool) -> object:
         form = {
             "grant_type": "client_credentials",
             "client_id": self._client_id,
-            "client_secret": self._client_secret,
+            "client_secret": self._client_secret(force_fetch=force_fetch),
             "token_type": "jwt",
         }
+        return self._http.post(self._url, data=form)
+
+    def _fetch(self) -> _Token:
         try:
-            reply = self._http.post(self._url, data=form)
-        except (AuthenticationError, BadRequestError) as exc:
-            # Wrong client id/secret is systemic: every call of the run would fail the same way.
-            raise ConfigurationError(f"OAuth token request rejected (check OAUTH_CLIENT_ID/SECRET): {exc}") from exc
+            reply = self._request_token(force_fetch=False)
+        except (AuthenticationError, BadRequestError):
+            try:  # the secret may have been rotated since it was cached: read it afresh, once
+                reply = self._request_token(force_fetch=True)
+            except (AuthenticationError, BadRequestError) as exc:
+                # Wrong client id/secret is systemic: every call of the run would fail the same way.
+                raise ConfigurationError(f"OAuth token request rejected (check OAUTH_CLIENT_ID/SECRET): {exc}") from exc
         token = reply.get("access_token") if isinstance(reply, dict) else None
         expires_in = reply.get("expires_in") if isinstance(reply, dict) else None
         if not isinstance(token, str) or not token or not isinstance(expires_in, int | float) or expires_in <= 0:

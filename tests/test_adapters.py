@@ -416,3 +416,36 @@ def test_a_send_that_never_connected_is_retried(sleep):
     with pytest.raises(UpstreamConnectionError):
         client.trigger_campaign("camp", [alias_recipient("a@example.com")])
     assert len(sleep.waits) == 2  # refused: nothing was sent, so trying again is safe
+
+
+def test_next_links_are_followed_on_the_configured_host_only(upstream: Upstream, lm: LicenseManagerClient):
+    """A proxy-written http:// or foreign-host `next` keeps its path and query but goes to our host."""
+    customer, _ = enterprise_with_plan(upstream)
+    upstream.license_manager.fail_next(
+        "/api/v1/subscriptions",
+        200,
+        body={
+            "count": 2,
+            "next": f"http://evil.example.com/api/v1/subscriptions/?enterprise_customer_uuid={customer.uuid}&page=1",
+            "previous": None,
+            "results": [],
+        },
+    )
+    assert len(lm.enterprise_plans(customer.uuid)) == 1
+    assert upstream.license_manager.request_count("/api/v1/subscriptions") == 2
+
+
+def test_a_pagination_loop_is_an_error(upstream: Upstream, lm: LicenseManagerClient):
+    customer, _ = enterprise_with_plan(upstream)
+    looping = {"count": 9, "next": f"{upstream.license_manager.url}/api/v1/subscriptions/?page=2", "results": []}
+    upstream.license_manager.fail_next("/api/v1/subscriptions", 200, body=looping, times=3)
+    with pytest.raises(MalformedResponseError, match="loops"):
+        lm.enterprise_plans(customer.uuid)
+
+
+def test_emails_in_upstream_error_bodies_are_masked(upstream: Upstream, braze: BrazeClient):
+    upstream.braze.fail_next("/campaigns/trigger/send", 400, body={"message": "bad alias jane.doe@example.com"})
+    with pytest.raises(BadRequestError) as info:
+        braze.trigger_campaign("camp", [alias_recipient("jane.doe@example.com")])
+    assert "jane.doe@example.com" not in str(info.value)
+    assert "j***@example.com" in str(info.value)

@@ -66,6 +66,13 @@ def test_malformed_number_is_named():
         load_settings({**BASE_ENV, "HTTP_MAX_ATTEMPTS": "many"})
 
 
+def test_a_claim_lease_shorter_than_the_slowest_send_is_refused():
+    env = {**BASE_ENV, "HTTP_MAX_ATTEMPTS": "10", "HTTP_MAX_WAIT_SECONDS": "120", "CLAIM_LEASE_SECONDS": "1200"}
+    with pytest.raises(ConfigurationError, match="CLAIM_LEASE_SECONDS"):
+        load_settings(env)
+    assert load_settings({**env, "CLAIM_LEASE_SECONDS": "5000"}).claim_lease_seconds == 5000
+
+
 def test_missing_campaign_is_named_before_anything_is_planned():
     settings = load_settings({k: v for k, v in BASE_ENV.items() if "CAMPAIGN" not in k})
     request = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids=UUID_A)

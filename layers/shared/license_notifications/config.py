@@ -73,6 +73,21 @@ class Settings(BaseModel):
             raise ValueError("BRAZE_API_KEY or BRAZE_API_KEY_SECRET_ARN must be set")
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A claim must outlive the slowest batch (alias + trigger, each with every retry), or a live worker
+        # could lose it mid-send and another could send the same batch.
+        one_call = (
+            self.http_max_attempts * self.http_timeout_seconds
+            + (self.http_max_attempts - 1) * self.http_max_wait_seconds
+        )
+        if self.claim_lease_seconds <= 2 * one_call:
+            raise ValueError(
+                f"CLAIM_LEASE_SECONDS ({self.claim_lease_seconds}) must exceed the slowest Braze batch, "
+                f"{2 * one_call:.0f} s with HTTP_MAX_ATTEMPTS, HTTP_TIMEOUT_SECONDS and HTTP_MAX_WAIT_SECONDS as set"
+            )
+        return self
+
     @property
     def oauth_url(self) -> str:
         return self.oauth_base_url or self.lms_url

@@ -7,6 +7,8 @@ with structured ``extra`` keys; the Lambda handlers route those loggers through 
 
 from __future__ import annotations
 
+import re
+
 SERVICE_NAME = "license-notifications"
 METRICS_NAMESPACE = "LicenseNotifications"
 
@@ -19,6 +21,14 @@ def mask_email(email: str | None) -> str:
     if not sep:
         return "***"
     return f"{local[:1]}***@{domain}"
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_emails(text: str) -> str:
+    """Every email address in ``text`` masked (for upstream error bodies that end up in logs and alerts)."""
+    return _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
 
 
 class EmailRenderer:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,6 +33,7 @@ from license_notifications.errors import (
     UpstreamTimeout,
     error_for_status,
 )
+from license_notifications.observability import mask_emails
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +104,24 @@ class HttpClient:
             return self._with_retries(method, url, force_refresh=True, idempotent=idempotent, **kwargs)
 
     def paginate(self, url: str, *, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield each page of a DRF page-number list, following ``next`` (an absolute URL) until null."""
+        """Yield each page of a DRF page-number list, following ``next`` (an absolute URL) until null.
+
+        ``next`` is followed on the configured host only (its path and query, our scheme and host): DRF
+        behind a TLS-terminating proxy often writes ``http://`` links, and the JWT must not go elsewhere."""
+        base = urlsplit(url)
+        seen: set[str] = set()
         page = self.get(url, params=params)
         while True:
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
                 raise MalformedResponseError(self.service, "paginated reply without a results list", url=url)
             yield page
-            next_url = page.get("next")
-            if not next_url:
+            if not page.get("next"):
                 return
-            url = next_url
+            nxt = urlsplit(str(page["next"]))
+            url = urlunsplit((base.scheme, base.netloc, nxt.path, nxt.query, ""))
+            if url in seen:
+                raise MalformedResponseError(self.service, "pagination loops back to a page already read", url=url)
+            seen.add(url)
             page = self.get(url)
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ class HttpClient:
                 return response.json()
             except ValueError as exc:
                 raise MalformedResponseError(self.service, "reply is not JSON", status=status, url=url) from exc
-        detail = response.text[:300].strip()
+        detail = mask_emails(response.text[:300].strip())  # error bodies can echo recipients' emails
         if status == 429:
             raise RateLimitedError(
                 self.service, detail or "rate limited", status=status, url=url, reset_at=self._reset_at(response)

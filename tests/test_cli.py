@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -130,3 +131,23 @@ def test_utilization_command_discovers_and_sends(app_env, upstream: Upstream):
     assert {r for r, _ in upstream.braze.sent_to()} == {str(admin.user.id)}
     code, summary = run(["utilization", "--enterprise-customer-uuid", customer.uuid, "--as-of", NOW.isoformat()])
     assert (code, summary.sent) == (EXIT_OK, 0)  # the same day again: nothing twice
+
+
+def test_an_out_of_range_window_is_a_usage_error(app_env, caplog):
+    code, summary = cli(
+        "--enterprise-customer-uuid", "00000000-0000-4000-8000-000000000000", "--days-before-expiration", "0"
+    )
+    assert (code, summary) == (EXIT_USAGE, None)
+    assert "days_before_expiration" in caplog.text
+
+
+def test_a_rejected_oauth_client_stops_the_run_with_a_summary(app_env, upstream: Upstream, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    a, b = enterprise(upstream, "Alpha"), enterprise(upstream, "Beta")
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "wrong")
+    code, summary = cli("--enterprise-customer-uuid", f"{a.uuid},{b.uuid}", "--as-of", NOW.isoformat())
+    assert code == EXIT_USAGE
+    assert summary is not None
+    assert summary.sent == 0
+    assert "run stopped after 0 enterprise(s)" in caplog.text
+    assert "Total Success: 0" in caplog.text

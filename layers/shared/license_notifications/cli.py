@@ -5,8 +5,9 @@
     license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
 
 The same planning as the dispatcher and the same per-enterprise logic as the worker; settings come from the
-environment (see README). Exit status: 0 all done, 1 something failed (the run still went through every
-enterprise), 2 bad input or configuration (nothing was sent).
+environment (see README). Exit status: 0 all done; 1 something failed (the run still went through every
+enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth client,
+say) it stopped the run, after the summary of what was done up to then.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+
+from pydantic import ValidationError
 
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
@@ -66,32 +69,42 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None, *, services: Services | None = None) -> tuple[int, RunSummary | None]:
     args = build_parser().parse_args(argv)
     job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
-    request = DispatchRequest(
-        job=job,
-        enterprise_customer_uuids=args.enterprise_customer_uuid,
-        days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
-        dry_run=args.dry_run,
-        as_of=args.as_of,
-    )
     command = COMMANDS[job]
+    try:
+        request = DispatchRequest(
+            job=job,
+            enterprise_customer_uuids=args.enterprise_customer_uuid,
+            days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
+            dry_run=args.dry_run,
+            as_of=args.as_of,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        logger.error("Invalid arguments: %s", problems)
+        return EXIT_USAGE, None
     try:
         svc = services or Services(load_settings())
         result, messages = plan_run(request, svc)
-        logger.info(
-            "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
-            command,
-            len(messages),
-            f"days_before_expiration={request.days_before_expiration}"
-            if job is Job.EXPIRATION_REMINDERS
-            else f"as_of={result.as_of.isoformat()}",
-            request.dry_run,
-        )
-        summary = RunSummary(request.job.value, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
-        for message in messages:
-            summary.add(process_work_message(message, svc))
-    except ConfigurationError as exc:
+    except ConfigurationError as exc:  # nothing was sent
         logger.error("Configuration error: %s", exc)
         return EXIT_USAGE, None
+    logger.info(
+        "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
+        command,
+        len(messages),
+        f"days_before_expiration={request.days_before_expiration}"
+        if job is Job.EXPIRATION_REMINDERS
+        else f"as_of={result.as_of.isoformat()}",
+        request.dry_run,
+    )
+    summary = RunSummary(request.job.value, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
+    code = None
+    try:
+        for message in messages:
+            summary.add(process_work_message(message, svc))
+    except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
+        logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)
+        code = EXIT_USAGE
     logger.info(
         "Completed %s command for %d enterprise customer(s). Total Success: %d, Total Failures: %d",
         command,
@@ -99,7 +112,9 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
         sum(o.would_send if o.dry_run else o.sent for o in summary.outcomes),
         summary.failed,
     )
-    return (EXIT_OK if summary.ok and not summary.invalid_uuids else EXIT_FAILURES), summary
+    if code is None:
+        code = EXIT_OK if summary.ok and not summary.invalid_uuids else EXIT_FAILURES
+    return code, summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

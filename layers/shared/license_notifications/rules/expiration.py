@@ -79,8 +79,10 @@ def reminder_decision(
 
 
 def days_until_expiration(expiration_date: datetime, now: datetime) -> int:
-    """Whole calendar days (UTC) from ``now`` to the expiration, as license-manager computes it
-    (``expiration_date.date() - now.date()``)."""
+    """Whole calendar days (UTC) from ``now`` to the expiration: ``expiration_date.date() - now.date()``.
+
+    The contract does not give license-manager's formula; calendar days are chosen so that every learner
+    reminded on the same UTC day reads the same number, whatever the hour of the run."""
     _require_aware(expiration_date, "expiration_date")
     _require_aware(now, "now")
 

@@ -30,7 +30,7 @@ from typing import Any
 from devstack.dataset import Dataset
 from devstack.lambda_local import ROOT
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
-from license_notifications.adapters.ledger import Claim, SentRecord
+from license_notifications.adapters.ledger import Claim
 from license_notifications.adapters.oauth import clear_token_cache
 from license_notifications.config import load_settings
 from license_notifications.jobs.expiration_reminders import ReminderRun
@@ -51,9 +51,7 @@ class InMemoryLedger:
 
     def sent(self, keys):
         with self._lock:
-            return {
-                k: SentRecord(self._items[k]["sent_at"], None) for k in keys if self._items.get(k, {}).get("sent_at")
-            }
+            return {k: self._items[k]["sent_at"] for k in keys if self._items.get(k, {}).get("sent_at")}
 
     def claim_many(self, requests):
         claims = []

@@ -71,12 +71,6 @@ def ledger_model(table_name: str) -> type[LedgerRecord]:
 
 
 @dataclass(frozen=True)
-class SentRecord:
-    sent_at: datetime  # the sending run's as_of
-    recorded_at: datetime | None  # the wall clock when it was recorded
-
-
-@dataclass(frozen=True)
 class Claim:
     key: str
     token: str
@@ -111,14 +105,15 @@ class Ledger:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def sent(self, keys: Iterable[str]) -> dict[str, SentRecord]:
-        """For each key that was ever sent, its last send (BatchGetItem, 100 keys a call)."""
+    def sent(self, keys: Iterable[str]) -> dict[str, datetime]:
+        """For each key that was ever sent, when it was last sent: the sending run's ``as_of``
+        (BatchGetItem, 100 keys a call)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
             return {}
         return {
-            record.pk: SentRecord(record.sent_at, record.recorded_at)
-            for record in self.model.batch_get(unique, attributes_to_get=["pk", "sent_at", "recorded_at"])
+            record.pk: record.sent_at
+            for record in self.model.batch_get(unique, attributes_to_get=["pk", "sent_at"])
             if record.sent_at is not None  # a re-claimed recurring record keeps its last send
         }
 

@@ -159,8 +159,7 @@ class _EnterpriseUtilization:
                 due[threshold].append(admin)
             elif reached is not None:
                 self.outcome.skipped["threshold_already_sent"] += 1
-            last = sent.get(weekly_key(self.enterprise_uuid, admin.id))
-            if weekly_digest_due(admin.created, last.sent_at if last else None, self.run.as_of):
+            if weekly_digest_due(admin.created, sent.get(weekly_key(self.enterprise_uuid, admin.id)), self.run.as_of):
                 due[NotificationType.PERIODIC_INFORMATIONAL].append(admin)
             else:
                 self.outcome.skipped["weekly_not_due"] += 1

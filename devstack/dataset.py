@@ -158,9 +158,10 @@ class EnterpriseLearner:
     id: int
     enterprise_customer_uuid: str
     user: LmsUser
-    active: bool = True
+    active: bool = True  # the user's one *current* enterprise (contract 3.3), not "still a member"
     created: datetime | None = None
     roles: list[str] = field(default_factory=lambda: list(ADMIN_ROLES))
+    modified: int = 0  # a sequence number standing in for ``modified``: the LMS orders by -active, -modified
 
     @property
     def is_admin(self) -> bool:
@@ -183,6 +184,7 @@ class Dataset:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _next_learner_id: int = field(default=101, repr=False)
     _next_user_id: int = field(default=3001, repr=False)
+    _modified_seq: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.now = _require_aware(self.now, "now")
@@ -398,6 +400,13 @@ class Dataset:
                     date_joined=date_joined or self.now - timedelta(days=400),
                 )
                 self.users[user.id] = user
+            if active:
+                # edx-enterprise's link_user: linking a user to an enterprise makes it their current one and
+                # marks their links to every other enterprise ``active: false`` (contract 3.3).
+                for other in self.learners:
+                    if other.user.id == user.id and other.active:
+                        other.active = False
+                        self.touch(other)
             learner = EnterpriseLearner(
                 id=id if id is not None else self._take_learner_id(),
                 enterprise_customer_uuid=enterprise_customer_uuid,
@@ -406,8 +415,15 @@ class Dataset:
                 created=created or self.now - timedelta(days=60),
                 roles=list(roles),
             )
+            self.touch(learner)
             self.learners.append(learner)
         return learner
+
+    def touch(self, learner: EnterpriseLearner) -> None:
+        """Mark ``learner`` as just modified (it moves to the top of its ``active`` group in LMS listings)."""
+        with self.lock:
+            self._modified_seq += 1
+            learner.modified = self._modified_seq
 
     def add_admin(self, enterprise_customer_uuid: str, **kwargs: object) -> EnterpriseLearner:
         """Add an enterprise admin (roles enterprise_learner + enterprise_admin); same keywords as

@@ -177,7 +177,34 @@ def test_inactive_links_and_deactivated_users_are_yielded_for_the_caller_to_judg
     upstream.dataset.add_admin(customer.uuid, active=False)
     upstream.dataset.add_admin(customer.uuid, is_active=False)
     admins = list(lms.enterprise_admins(customer.uuid))
-    assert [(a.active, a.user_is_active) for a in admins] == [(False, True), (True, False)]
+    assert sorted((a.active, a.user_is_active) for a in admins) == [(False, True), (True, False)]
+
+
+def test_linking_a_user_to_a_second_enterprise_makes_the_first_link_inactive_as_the_real_lms_does(
+    upstream: Upstream, lms: LmsClient
+):
+    first = upstream.dataset.add_customer("First Co")
+    second = upstream.dataset.add_customer("Second Co")
+    older = upstream.dataset.add_admin(first.uuid, email="both@example.com")
+    newer = upstream.dataset.add_admin(second.uuid, lms_user_id=older.user.id)
+    [in_first] = list(lms.enterprise_admins(first.uuid))
+    [in_second] = list(lms.enterprise_admins(second.uuid))
+    assert (in_first.id, in_first.active) == (older.id, False)
+    assert (in_second.id, in_second.active) == (newer.id, True)
+
+
+def test_a_record_that_moves_between_pages_is_yielded_once(upstream: Upstream, lms: LmsClient):
+    customer = upstream.dataset.add_customer("Big Corp")
+    learners = [upstream.dataset.add_admin(customer.uuid) for _ in range(150)]
+    stream = lms.enterprise_admins(customer.uuid)
+    first_page = [next(stream) for _ in range(100)]
+    # modified while we page: ordered by -modified, it jumps to the top of page 1 and pushes the last record
+    # of page 1 down to page 2, where it would be read a second time
+    upstream.dataset.touch(learners[0])
+    rest = list(stream)
+    ids = [a.id for a in first_page + rest]
+    assert len(learner_calls(upstream)) == 2
+    assert len(ids) == len(set(ids)) == 149  # the moved record was read on page 1 before it moved
 
 
 @pytest.mark.parametrize(

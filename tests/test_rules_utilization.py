@@ -271,17 +271,16 @@ def test_naive_datetimes_are_refused():
 
 
 @pytest.mark.parametrize(
-    ("active", "user_is_active", "email", "expected"),
+    ("user_is_active", "email", "expected"),
     [
-        (True, True, "admin@example.com", True),
-        (False, True, "admin@example.com", False),  # unlinked / inactive enterprise-customer-user
-        (True, False, "admin@example.com", False),  # deactivated LMS account
-        (True, True, None, False),
-        (True, True, "  ", False),
+        (True, "admin@example.com", True),
+        (False, "admin@example.com", False),  # deactivated LMS account
+        (True, None, False),
+        (True, "  ", False),
     ],
 )
-def test_admin_is_reachable(active, user_is_active, email, expected):
-    assert admin_is_reachable(active, user_is_active, email) is expected
+def test_admin_is_reachable(user_is_active, email, expected):
+    assert admin_is_reachable(user_is_active, email) is expected
 
 
 # -- properties ----------------------------------------------------------------------------------------------

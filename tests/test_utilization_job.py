@@ -184,6 +184,8 @@ def test_admin_of_two_enterprises_gets_one_email_per_enterprise(upstream: Upstre
     second, _, _ = auto_apply_enterprise(upstream, "Cyber", allocated=10, total=10, admins=0)
     other = upstream.dataset.add_admin(second.uuid, lms_user_id=shared.user.id, created=NOW - 30 * DAY)
     assert other.id != shared.id
+    # as on the real LMS, the newer link is the user's current enterprise and the older one is inactive
+    assert (shared.active, other.active) == (False, True)
     run(services, first.uuid)
     run(services, second.uuid)
     user = str(shared.user.id)
@@ -193,12 +195,17 @@ def test_admin_of_two_enterprises_gets_one_email_per_enterprise(upstream: Upstre
     assert sorted(weekly) == sorted([first.uuid, second.uuid])
 
 
-def test_inactive_or_emailless_admins_are_skipped(upstream: Upstream, services: Services):
-    customer, _, (kept, gone, deactivated) = auto_apply_enterprise(upstream, allocated=8, total=10, admins=3)
-    gone.active = False
+def test_deactivated_or_emailless_admins_are_skipped_but_not_admins_whose_link_is_not_current(
+    upstream: Upstream, services: Services
+):
+    customer, _, (kept, elsewhere, deactivated, emailless) = auto_apply_enterprise(
+        upstream, allocated=8, total=10, admins=4
+    )
+    elsewhere.active = False  # current enterprise is another one (contract 3.3): still this one's admin
     deactivated.user.is_active = False
+    emailless.user.email = ""
     outcome = run(services, customer.uuid)
-    assert sends(upstream, LIMITED_CAMPAIGN) == Counter({str(kept.user.id): 1})
+    assert sends(upstream, LIMITED_CAMPAIGN) == Counter({str(kept.user.id): 1, str(elsewhere.user.id): 1})
     assert outcome.skipped["admin_unreachable"] == 2
 
 

@@ -78,8 +78,9 @@ class LmsStandIn(StandIn):
     def enterprise_learners(self, request: Request) -> Reply:
         """Contract 3.2: ``GET /enterprise/api/v1/enterprise-learner/?enterprise_customer_uuid=&role=``.
 
-        The service account is staff, so the filters apply. contract silent: ordered by ``id``; records of
-        an inactive customer are listed too (only the customer detail endpoint hides inactive customers).
+        The service account is staff, so the filters apply. Ordered by ``-active, -modified`` as the real
+        service (contract 3.3), so a record modified while a client pages can move between pages. contract
+        silent: records of an inactive customer are listed too (only the customer detail endpoint hides them).
         """
         raw_uuid = request.param("enterprise_customer_uuid")
         role = request.param("role")
@@ -95,7 +96,7 @@ class LmsStandIn(StandIn):
         with self.dataset.lock:
             learners = [
                 learner
-                for learner in sorted(self.dataset.learners, key=lambda lrn: lrn.id)
+                for learner in sorted(self.dataset.learners, key=lambda lrn: (not lrn.active, -lrn.modified))
                 if (enterprise_uuid is None or learner.enterprise_customer_uuid == enterprise_uuid)
                 and (not role or role in learner.roles)
             ]

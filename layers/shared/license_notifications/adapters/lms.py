@@ -43,7 +43,9 @@ class LmsClient:
         account silently gets only its own record instead (contract section 1), which must never be taken
         for this enterprise's admin list. A record not matching the contract raises MalformedResponseError,
         or, with ``on_malformed``, is handed to it and skipped.
-        Inactive records and deactivated users are yielded; skipping them is the caller's rule.
+        Each record is yielded once, by ``id``: the LMS orders by ``-active, -modified``, so a record modified
+        while we page can appear on two pages (contract 3.3). ``active: false`` records (the user's other
+        enterprises, still admins here) and deactivated users are yielded; judging them is the caller's rule.
         """
         wanted = UUID(str(enterprise_customer_uuid))
         url = f"{self._api}/enterprise-learner/"
@@ -52,6 +54,7 @@ class LmsClient:
             "role": ENTERPRISE_ADMIN_ROLE,
             "page_size": ENTERPRISE_LEARNER_PAGE_SIZE,
         }
+        seen: set[int] = set()
         for page in self._http.paginate(url, params=params):
             for item in page["results"]:
                 try:
@@ -61,7 +64,7 @@ class LmsClient:
                         raise
                     on_malformed(item, exc)  # one bad record must not cost the other admins their email
                     continue
-                if not admin.is_admin:
+                if not admin.is_admin or admin.id in seen:
                     continue
                 if admin.enterprise_customer_uuid is not None and admin.enterprise_customer_uuid != wanted:
                     logger.warning(
@@ -72,4 +75,5 @@ class LmsClient:
                         wanted,
                     )
                     continue
+                seen.add(admin.id)
                 yield admin

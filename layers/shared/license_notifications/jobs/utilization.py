@@ -135,7 +135,7 @@ class _EnterpriseUtilization:
             self.outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind="admin", subjects=[admin_id])
 
         for admin in self.job.lms.enterprise_admins(self.enterprise_uuid, on_malformed=malformed):
-            if admin_is_reachable(admin.active, admin.user_is_active, admin.email):
+            if admin_is_reachable(admin.user_is_active, admin.email):
                 admins.append(admin)
             else:
                 self.outcome.skipped["admin_unreachable"] += 1

@@ -174,6 +174,10 @@ def weekly_resend_cutoff(now: datetime) -> datetime:
 # -- recipients ----------------------------------------------------------------------------------------------
 
 
-def admin_is_reachable(active: bool, user_is_active: bool, email: str | None) -> bool:
-    """Skip an inactive enterprise-customer-user, a deactivated LMS user, or one without an email."""
-    return bool(active) and bool(user_is_active) and bool((email or "").strip())
+def admin_is_reachable(user_is_active: bool, email: str | None) -> bool:
+    """Skip a deactivated LMS user or one without an email.
+
+    The enterprise-learner record's own ``active`` flag is deliberately not read: on the real LMS it marks
+    the user's one *current* enterprise, so an admin of several enterprises has ``active: false`` in all but
+    one of them and is still their admin (contract 3.3; removed links are not listed at all)."""
+    return bool(user_is_active) and bool((email or "").strip())

@@ -699,6 +699,24 @@ def test_braze_queued_reply_and_save_outbox(braze: BrazeStandIn, tmp_path: Any) 
     assert saved[0]["received_at"].endswith("Z")
 
 
+def test_braze_rejected_recipient_fails_the_whole_request_and_minor_errors_are_listed(braze: BrazeStandIn) -> None:
+    braze.reject("bad@example.com")
+    braze.reject("worse@example.com", alias=True)
+    braze.minor_error("quiet@example.com")
+    good, bad, quiet = (valid_alias_recipient(f"{n}@example.com") for n in ("good", "bad", "quiet"))
+    refused = braze_post(braze, TRIGGER, {"campaign_id": "c", "recipients": [good, bad]})
+    assert refused.status_code == 400
+    assert "recipients[1]" in refused.json()["message"]
+    assert braze.outbox == []
+    accepted = braze_post(braze, TRIGGER, {"campaign_id": "c", "recipients": [good, quiet]})
+    assert accepted.status_code == 201
+    assert accepted.json()["errors"] == ["recipients[1] (quiet@example.com): user is unsubscribed"]
+    assert [who for who, _ in braze.sent_to("c")] == ["good@example.com", "quiet@example.com"]
+    aliases = [{"alias_name": name, "alias_label": "Enterprise"} for name in ("bad@example.com", "worse@example.com")]
+    assert braze_post(braze, "/users/alias/new", {"user_aliases": aliases}).status_code == 400
+    assert braze_post(braze, "/users/alias/new", {"user_aliases": aliases[:1]}).status_code == 201
+
+
 # -------------------------------------------------------------------------------------- fault injection
 def test_fail_next_counts_down_and_matches_prefix(lm: LicenseManagerStandIn, auth: dict[str, str]) -> None:
     url = f"{lm.url}/api/v1/subscriptions/"

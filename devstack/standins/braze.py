@@ -81,6 +81,9 @@ class BrazeStandIn(StandIn):
         self._state_lock = threading.Lock()
         self._windows = {path: _Window(*limit) for path, limit in (rate_limits or DEFAULT_RATE_LIMITS).items()}
         self._queue_next = 0
+        # identifier (alias_name or external_user_id) -> reason, per endpoint; see reject() / minor_error()
+        self.rejected: dict[str, dict[str, str]] = {ALIAS_PATH: {}, TRIGGER_PATH: {}}
+        self.minor_errors: dict[str, str] = {}
         super().__init__()
 
     def routes(self) -> list[Route]:
@@ -116,6 +119,22 @@ class BrazeStandIn(StandIn):
         202 ``{"message": "queued"}`` without a dispatch_id (contract section 4)."""
         with self._state_lock:
             self._queue_next += times
+
+    def reject(self, identifier: str, reason: str = "invalid email address", *, alias: bool = False) -> None:
+        """Answer 400 to every trigger (or, with ``alias``, every ``/users/alias/new``) that names
+        ``identifier`` (an alias_name or external_user_id), as Braze refuses a request with one bad recipient.
+
+        contract silent on the body of such a 400: ``{"message": "<where>: <reason> (<identifier>)"}`` here,
+        echoing the identifier (an email, for learners) the way error bodies can."""
+        with self._state_lock:
+            self.rejected[ALIAS_PATH if alias else TRIGGER_PATH][identifier] = reason
+
+    def minor_error(self, identifier: str, reason: str = "user is unsubscribed") -> None:
+        """Accept triggers naming ``identifier`` but add a non-fatal ``errors`` entry about it (Braze's
+        ``{"message": "success", "errors": [<minor error message>]}``). contract silent on the entry's text:
+        ``"recipients[<index>] (<identifier>): <reason>"`` here."""
+        with self._state_lock:
+            self.minor_errors[identifier] = reason
 
     # --------------------------------------------------------------------------------------- validation
     def authenticate(self, request: Request) -> None:
@@ -187,6 +206,11 @@ class BrazeStandIn(StandIn):
                 raise self._bad(f"user_aliases[{index}].external_id must be a non-empty string")
             parsed.append(alias)
         with self._state_lock:
+            rejected = dict(self.rejected[ALIAS_PATH])
+        for index, alias in enumerate(parsed):
+            if alias["alias_name"] in rejected:
+                raise self._bad(f"user_aliases[{index}]: {rejected[alias['alias_name']]} ({alias['alias_name']})")
+        with self._state_lock:
             for alias in parsed:
                 key = (alias["alias_label"], alias["alias_name"])
                 self.aliases.add(key)
@@ -225,6 +249,13 @@ class BrazeStandIn(StandIn):
         for index, recipient in enumerate(recipients):
             self._check_recipient(index, recipient)
         with self._state_lock:
+            rejected, minor = dict(self.rejected[TRIGGER_PATH]), dict(self.minor_errors)
+        identifiers = [_identifier(recipient) for recipient in recipients]
+        for index, identifier in enumerate(identifiers):
+            if identifier in rejected:
+                raise self._bad(f"recipients[{index}]: {rejected[identifier]} ({identifier})")
+        errors = [f"recipients[{i}] ({ident}): {minor[ident]}" for i, ident in enumerate(identifiers) if ident in minor]
+        with self._state_lock:
             queued = self._queue_next > 0
             if queued:
                 self._queue_next -= 1
@@ -240,7 +271,10 @@ class BrazeStandIn(StandIn):
             self.outbox.append(entry)
         if queued:
             return Reply(202, {"message": "queued"})
-        return Reply(201, {"dispatch_id": dispatch_id, "message": "success"})
+        reply: dict[str, Any] = {"dispatch_id": dispatch_id, "message": "success"}
+        if errors:
+            reply["errors"] = errors
+        return Reply(201, reply)
 
     def _properties(self, container: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
         """Optional object of JSON values (parsed JSON is always serialisable; only the type is checked)."""
@@ -296,7 +330,7 @@ class BrazeStandIn(StandIn):
             if campaign_id is not None and entry["campaign_id"] != campaign_id:
                 continue
             for recipient in entry["recipients"]:
-                identifier = recipient.get("external_user_id") or recipient["user_alias"]["alias_name"]
+                identifier = _identifier(recipient)
                 merged = {**entry["trigger_properties"], **recipient.get("trigger_properties", {})}
                 sent.append((identifier, merged))
         return sent
@@ -309,3 +343,8 @@ class BrazeStandIn(StandIn):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return target
+
+
+def _identifier(recipient: dict[str, Any]) -> str:
+    """A validated recipient's external_user_id or alias_name."""
+    return recipient.get("external_user_id") or recipient["user_alias"]["alias_name"]

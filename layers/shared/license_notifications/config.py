@@ -55,7 +55,7 @@ class Settings(BaseModel):
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120, alias="HTTP_TIMEOUT_SECONDS")
     http_max_attempts: int = Field(default=5, ge=1, le=10, alias="HTTP_MAX_ATTEMPTS")
     http_max_wait_seconds: float = Field(default=60.0, ge=0, le=900, alias="HTTP_MAX_WAIT_SECONDS")
-    claim_lease_seconds: int = Field(default=1200, ge=60, le=43200, alias="CLAIM_LEASE_SECONDS")
+    claim_lease_seconds: int = Field(default=1200, ge=10, le=43200, alias="CLAIM_LEASE_SECONDS")
 
     @model_validator(mode="before")
     @classmethod

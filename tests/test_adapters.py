@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import BRAZE_KEY, NOW, Upstream
-from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias
+from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias, attribute_errors
 from license_notifications.adapters.http import HttpClient, RetryPolicy
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
@@ -310,9 +310,10 @@ def test_aliases_are_created_fifty_per_request(upstream: Upstream, braze: BrazeC
 
 
 def test_trigger_returns_the_dispatch_id_and_sends_what_braze_expects(upstream: Upstream, braze: BrazeClient):
-    dispatch_id = braze.trigger_campaign("camp", [alias_recipient("a@example.com", license_uuid="L1")])
+    result = braze.trigger_campaign("camp", [alias_recipient("a@example.com", license_uuid="L1")])
     sent = upstream.braze.outbox[-1]
-    assert sent["dispatch_id"] == dispatch_id
+    assert sent["dispatch_id"] == result.dispatch_id
+    assert result.errors == ()
     recipient = sent["recipients"][0]
     assert recipient["user_alias"] == {"alias_name": "a@example.com", "alias_label": "Enterprise"}
     assert recipient["send_to_existing_only"] is False
@@ -382,10 +383,38 @@ def test_queued_reply_during_maintenance_counts_as_accepted(upstream: Upstream, 
 def test_any_2xx_counts_as_accepted_even_without_a_dispatch_id(upstream: Upstream, braze: BrazeClient):
     """Braze accepted the send: an odd reply body must never make the caller release and send it again."""
     upstream.braze.fail_next("/campaigns/trigger/send", 201, body={"message": "success"})
-    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "accepted-without-dispatch-id"
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]).dispatch_id == (
+        "accepted-without-dispatch-id"
+    )
     upstream.braze.malformed_next("/campaigns/trigger/send")
-    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "accepted-without-dispatch-id"
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]).dispatch_id == (
+        "accepted-without-dispatch-id"
+    )
     assert upstream.braze.request_count("/campaigns/trigger/send") == 2  # neither was retried
+
+
+def test_non_fatal_errors_come_back_with_the_dispatch_id(upstream: Upstream, braze: BrazeClient):
+    upstream.braze.minor_error("b@example.com")
+    result = braze.trigger_campaign("camp", [alias_recipient("a@example.com"), alias_recipient("b@example.com")])
+    assert result.dispatch_id == upstream.braze.outbox[-1]["dispatch_id"]
+    assert result.errors == ("recipients[1] (b@example.com): user is unsubscribed",)
+
+
+@pytest.mark.parametrize(
+    ("errors", "expected"),
+    [
+        (["recipients[1] (x): unsubscribed"], {1}),
+        (["Invalid email at index 0"], {0}),
+        (["b@example.com: bounced"], {1}),
+        (["ab@example.com: bounced"], set()),  # another address that merely ends like one of ours
+        (["something went wrong"], set()),
+        (["recipients[7]: out of range"], set()),
+        ([{"type": "x", "index": 2}], {2}),
+    ],
+)
+def test_non_fatal_errors_are_attributed_by_index_or_identifier(errors, expected):
+    recipients = [alias_recipient(f"{n}@example.com") for n in ("a", "b", "c")]
+    assert set(attribute_errors(errors, recipients)) == expected
 
 
 def test_a_send_without_reply_is_ambiguous_and_not_retried(upstream: Upstream, sleep):

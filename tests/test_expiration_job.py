@@ -214,11 +214,13 @@ def test_failed_batch_is_released_and_retried_by_the_next_run(upstream: Upstream
     assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
 
 
-def test_a_bad_request_fails_only_its_batch(upstream: Upstream, services: Services):
-    customer, _, _ = add_enterprise(upstream, activated=100)
-    upstream.braze.fail_next("/campaigns/trigger/send", 400)
+def test_a_refused_request_is_narrowed_down_and_sent_in_halves(upstream: Upstream, services: Services):
+    customer, _, licenses = add_enterprise(upstream, activated=100)
+    upstream.braze.fail_next("/campaigns/trigger/send", 400)  # refused once, whoever is in it
     outcome = run(services, customer.uuid)
-    assert (outcome.sent, outcome.failed, outcome.error) == (50, 50, None)
+    assert (outcome.sent, outcome.failed, outcome.error) == (100, 0, None)
+    assert upstream.braze.request_count("/campaigns/trigger/send") == 4  # 50 refused, 25 + 25, 50
+    assert reminded_licenses(upstream) == Counter({lic.uuid: 1 for lic in licenses})
 
 
 def test_bad_braze_key_stops_the_enterprise(upstream: Upstream, services: Services):
@@ -288,7 +290,7 @@ def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: 
 
 def test_failures_are_published_to_the_error_topic(upstream: Upstream, services: Services, error_inbox):
     customer, _, licenses = add_enterprise(upstream, activated=3)
-    upstream.braze.fail_next("/campaigns/trigger/send", 400)
+    upstream.braze.fail_next("/campaigns/trigger/send", 500, times=3)  # past its retries
     message = WorkMessage(
         job=Job.EXPIRATION_REMINDERS, run_id="run-7", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )

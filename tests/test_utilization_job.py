@@ -238,7 +238,7 @@ def test_a_failed_batch_notifies_naming_enterprise_and_admins_and_others_go_on(
     upstream: Upstream, services: Services, error_inbox
 ):
     customer, _, admins = auto_apply_enterprise(upstream, allocated=10, total=10, admins=2)
-    upstream.braze.fail_next("/campaigns/trigger/send", 400)  # the 100 % batch is refused
+    upstream.braze.fail_next("/campaigns/trigger/send", 500, times=3)  # the 100 % batch outlives its retries
     outcome = process_work_message(message(customer.uuid), services)
     assert outcome.failed == 2
     assert outcome.sent_by_type == {"periodic_informational": 2}  # the weekly batch still went out
@@ -247,7 +247,21 @@ def test_a_failed_batch_notifies_naming_enterprise_and_admins_and_others_go_on(
     assert notification["enterprise_customer_uuid"] == customer.uuid
     assert sorted(notification["admin_ids"]) == sorted(str(a.id) for a in admins)
     assert notification["run_id"] == "run-errors"
-    assert "BadRequestError" in notification["error"]
+    assert "ServerError" in notification["error"]
+
+
+def test_an_admin_braze_refuses_costs_only_that_admin(upstream: Upstream, services: Services, error_inbox):
+    customer, _, (refused, *others) = auto_apply_enterprise(upstream, allocated=10, total=10, admins=5)
+    upstream.braze.reject(str(refused.user.id), "unknown external_user_id")
+    outcome = process_work_message(message(customer.uuid), services)
+    assert outcome.sent_by_type == {"no_allocations_remaining": 4, "periodic_informational": 4}
+    assert (outcome.failed, outcome.rejected) == (2, 2)  # the 100 % email and the digest
+    assert not outcome.needs_redelivery  # a redelivery would be refused the same way
+    notifications = error_inbox()
+    assert len(notifications) == 2
+    assert all(n["admin_ids"] == [str(refused.id)] for n in notifications)
+    sent = sends(upstream, NO_ALLOCATIONS_CAMPAIGN)
+    assert sent == Counter({str(admin.user.id): 1 for admin in others})
 
 
 def test_a_failed_enterprise_notifies_naming_it(upstream: Upstream, services: Services, error_inbox):

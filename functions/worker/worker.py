@@ -24,10 +24,6 @@ tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-# Stop starting new Braze batches this long before the invocation's timeout: a batch in flight then always
-# has time to be recorded in the ledger (a kill between send and record is the one duplicate risk).
-TIME_MARGIN_SECONDS = 150
-
 
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
@@ -35,10 +31,12 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
     message = parse(event=record.body, model=WorkMessage)
     logger.set_correlation_id(message.run_id)
     logger.append_keys(job=message.job.value, enterprise_customer_uuid=str(message.enterprise_customer_uuid))
-    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - TIME_MARGIN_SECONDS
+    # No new Braze request or page after this: what Braze accepts always has time to be recorded in the ledger.
+    margin = services().time_margin_seconds
+    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - margin
     outcome = process_work_message(message, services(), deadline=deadline)
     record_outcome_metrics(metrics, message.job, outcome)
-    if not outcome.ok:
+    if outcome.needs_redelivery:  # failures a redelivery cannot change are reported, not retried
         raise EnterpriseFailedError(outcome)
     return {"enterprise_customer_uuid": outcome.enterprise_customer_uuid, "sent": outcome.sent}
 

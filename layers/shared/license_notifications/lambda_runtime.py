@@ -52,6 +52,11 @@ def record_outcome_metrics(metrics: Metrics, job: Job, outcome: EnterpriseOutcom
     metrics.add_metric(name=f"{prefix}Sent", unit=MetricUnit.Count, value=outcome.sent)
     metrics.add_metric(name=f"{prefix}Failed", unit=MetricUnit.Count, value=outcome.failed)
     metrics.add_metric(name=f"{prefix}Skipped", unit=MetricUnit.Count, value=sum(outcome.skipped.values()))
+    # of Failed: refused by Braze, sent but unrecorded, malformed upstream records; of Sent: Braze's errors list
+    metrics.add_metric(name=f"{prefix}Rejected", unit=MetricUnit.Count, value=outcome.rejected)
+    metrics.add_metric(name=f"{prefix}Unrecorded", unit=MetricUnit.Count, value=outcome.unrecorded)
+    metrics.add_metric(name="MalformedUpstreamRecords", unit=MetricUnit.Count, value=outcome.malformed)
+    metrics.add_metric(name="BrazeRecipientErrors", unit=MetricUnit.Count, value=outcome.warned)
     metrics.add_metric(name="BrazeRequests", unit=MetricUnit.Count, value=outcome.braze_requests)
     metrics.add_metric(
         name="EnterprisesFailed" if outcome.error else "EnterprisesProcessed", unit=MetricUnit.Count, value=1

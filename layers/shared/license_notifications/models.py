@@ -6,7 +6,6 @@ field we need is a :class:`~license_notifications.errors.MalformedResponseError`
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Self
 from uuid import UUID
 
@@ -18,13 +17,6 @@ ENTERPRISE_ADMIN_ROLE = "enterprise_admin"
 
 class _Upstream(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class LicenseStatus(StrEnum):
-    UNASSIGNED = "unassigned"
-    ASSIGNED = "assigned"
-    ACTIVATED = "activated"
-    REVOKED = "revoked"
 
 
 class LicenseCounts(_Upstream):
@@ -68,10 +60,11 @@ class CustomerAgreement(_Upstream):
 
 
 class License(_Upstream):
-    """license-manager license (contract 2.3)."""
+    """license-manager license (contract 2.3). ``status`` is kept as sent: a value this code does not know
+    (a newer license-manager's) is simply not ``activated``, so never due, and never an error."""
 
     uuid: UUID
-    status: LicenseStatus
+    status: str
     user_email: str | None = None
     subscription_plan_uuid: UUID | None = None
 

@@ -8,7 +8,7 @@ from functools import cached_property
 
 from license_notifications.adapters.braze import BrazeClient
 from license_notifications.adapters.http import HttpClient, RetryPolicy
-from license_notifications.adapters.ledger import Ledger
+from license_notifications.adapters.ledger import MARK_WORST_CASE_SECONDS, Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.adapters.notifier import ErrorNotifier
@@ -30,9 +30,20 @@ UTILIZATION_SETTINGS = (
 )
 
 
+WORKER_TIME_SLACK_SECONDS = 5.0
+
+
 @dataclass
 class Services:
     settings: Settings
+
+    @property
+    def time_margin_seconds(self) -> float:
+        """How long before its timeout the worker starts no new Braze request or license page: one request
+        attempt (``HTTP_TIMEOUT_SECONDS`` bounds an attempt's total time, and retries stop at the deadline),
+        then the ledger record of what Braze accepted with its own bounded retries, plus a little slack. A
+        timeout can then never fall between Braze accepting a batch and the ledger recording it."""
+        return self.settings.http_timeout_seconds + MARK_WORST_CASE_SECONDS + WORKER_TIME_SLACK_SECONDS
 
     @cached_property
     def retry(self) -> RetryPolicy:

@@ -8,6 +8,7 @@ Braze says is transient (429 until X-RateLimit-Reset, 5xx, timeouts, connection 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,44 @@ class Recipient:
         return body
 
 
+@dataclass(frozen=True)
+class SendResult:
+    """An accepted trigger: Braze's ``dispatch_id`` (or what stands for it) and its non-fatal ``errors``."""
+
+    dispatch_id: str
+    errors: tuple[Any, ...] = ()
+
+
+_INDEX = re.compile(r"recipients\s*\[\s*(\d+)\s*\]|\bindex['\"]?\s*[:=]?\s*(\d+)", re.IGNORECASE)
+
+
+def _identifier(recipient: Recipient) -> str:
+    return recipient.user_alias.alias_name if recipient.user_alias is not None else str(recipient.external_user_id)
+
+
+def attribute_errors(errors: Sequence[Any], recipients: Sequence[Recipient]) -> dict[int, str]:
+    """Which recipients (by index) Braze's non-fatal ``errors`` name, and the error naming each.
+
+    Braze documents the entries only as "<minor error message>" (contract section 4 is silent on their
+    shape), so an entry names a recipient by an index (``recipients[3]``, ``index 3``) or by its identifier
+    (alias name / external id) in the text. Entries naming none are not attributed: the caller reports them
+    for the whole request."""
+    found: dict[int, str] = {}
+    identifiers = {_identifier(r): i for i, r in enumerate(recipients)}
+    for entry in errors:
+        text = entry if isinstance(entry, str) else repr(entry)
+        match = _INDEX.search(text)
+        if match:
+            index = int(match.group(1) or match.group(2))
+            if 0 <= index < len(recipients):
+                found.setdefault(index, text)
+                continue
+        for identifier, index in identifiers.items():
+            if re.search(rf"(?<![\w.@+-]){re.escape(identifier)}(?![\w.@-])", text):
+                found.setdefault(index, text)
+    return found
+
+
 class BrazeClient:
     def __init__(self, http: HttpClient, base_url: str):
         self._http = http
@@ -84,8 +123,9 @@ class BrazeClient:
         recipients: Sequence[Recipient],
         *,
         trigger_properties: Mapping[str, Any] | None = None,
-    ) -> str:
-        """``POST /campaigns/trigger/send`` to at most 50 recipients; returns Braze's ``dispatch_id``.
+    ) -> SendResult:
+        """``POST /campaigns/trigger/send`` to at most 50 recipients; returns Braze's ``dispatch_id`` and its
+        non-fatal ``errors`` (a 2xx: the recipients they do not concern were delivered).
 
         The caller batches: one call is one Braze request, so a failure maps to exactly these recipients.
         """
@@ -109,12 +149,12 @@ class BrazeClient:
                 raise
             reply = None  # a 2xx whose body is not JSON: accepted all the same
         # Any 2xx means Braze accepted the send; an odd body must not make us send it again.
+        body_errors = reply.get("errors") if isinstance(reply, dict) else None
+        errors = tuple(body_errors) if isinstance(body_errors, list) else ((body_errors,) if body_errors else ())
         dispatch_id = reply.get("dispatch_id") if isinstance(reply, dict) else None
         if isinstance(dispatch_id, str) and dispatch_id:
-            if isinstance(reply, dict) and reply.get("errors"):
-                logger.warning("Braze accepted the trigger with errors: %s", reply["errors"])
-            return dispatch_id
+            return SendResult(dispatch_id, errors)
         if isinstance(reply, dict) and reply.get("message") == "queued":  # maintenance: accepted, sent later
-            return "queued"
-        logger.warning("Braze accepted the trigger without a dispatch_id: %s", str(reply)[:200])
-        return "accepted-without-dispatch-id"
+            return SendResult("queued", errors)
+        logger.warning("Braze accepted the trigger without a dispatch_id (%d recipient(s))", len(recipients))
+        return SendResult("accepted-without-dispatch-id", errors)

@@ -8,7 +8,8 @@ Protocol, for every notification key (e.g. ``expiration_reminder#<license uuid>`
 2. send through Braze;
 3. ``mark_sent`` (only after Braze accepted the batch: sent time = the run's ``as_of``, wall-clock
    ``recorded_at``, run id, Braze ``dispatch_id``), or ``release`` when the send failed, so a later run
-   retries it.
+   retries it, or ``hold`` when Braze refused the recipient: the key stays taken (state ``rejected``) until
+   the hold runs out, then any run may claim it again.
 
 Leases use the wall clock, not ``as_of``: they measure how long a real worker may hold a key, which a
 preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 1200) exceeds the worker's (900 s)
@@ -31,14 +32,24 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.models import Model
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 logger = logging.getLogger(__name__)
 
 CLAIMED = "claimed"
 SENT = "sent"
+REJECTED = "rejected"
 _WRITE_WORKERS = 8  # parallel conditional writes per batch
-MARK_ATTEMPTS = 6  # recording a send Braze accepted: worth ~15 s of retries on top of botocore's
+# Recording a send Braze accepted is worth retrying on top of botocore's own retries, within a time budget:
+# MARK_WORST_CASE_SECONDS is what the worker keeps free before its timeout for the last batch's record.
+MARK_ATTEMPTS = 6
+MARK_BUDGET_SECONDS = 20
+DYNAMODB_CONNECT_TIMEOUT_SECONDS = 2
+DYNAMODB_READ_TIMEOUT_SECONDS = 5
+DYNAMODB_MAX_RETRY_ATTEMPTS = 2  # botocore's retries of one request (after the first try)
+MARK_WORST_CASE_SECONDS = MARK_BUDGET_SECONDS + (DYNAMODB_MAX_RETRY_ATTEMPTS + 1) * (
+    DYNAMODB_CONNECT_TIMEOUT_SECONDS + DYNAMODB_READ_TIMEOUT_SECONDS
+)
 
 
 class LedgerRecord(Model):
@@ -59,6 +70,7 @@ class LedgerRecord(Model):
     dispatch_id = UnicodeAttribute(null=True)
     enterprise_customer_uuid = UnicodeAttribute(null=True)
     subject_uuid = UnicodeAttribute(null=True)  # license uuid, plan uuid, ...
+    note = UnicodeAttribute(null=True)  # why a key is held (``rejected``)
     expires_at = TTLAttribute(null=True)
 
 
@@ -66,7 +78,17 @@ class LedgerRecord(Model):
 def ledger_model(table_name: str) -> type[LedgerRecord]:
     """A LedgerRecord subclass bound to ``table_name`` (pynamodb binds tables at class level)."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    meta = type("Meta", (), {"table_name": table_name, "region": region})
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": table_name,
+            "region": region,
+            "connect_timeout_seconds": DYNAMODB_CONNECT_TIMEOUT_SECONDS,
+            "read_timeout_seconds": DYNAMODB_READ_TIMEOUT_SECONDS,
+            "max_retry_attempts": DYNAMODB_MAX_RETRY_ATTEMPTS,
+        },
+    )
     return type(f"LedgerRecord_{abs(hash(table_name))}", (LedgerRecord,), {"Meta": meta})
 
 
@@ -98,10 +120,12 @@ class Ledger:
         *,
         lease_seconds: int = 1200,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.model = ledger_model(table_name)
         self.lease_seconds = lease_seconds
         self._wall_clock = wall_clock
+        self._sleep = sleep
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -158,8 +182,9 @@ class Ledger:
             # since an unmarked claim becomes claimable again once its lease runs out.
             for attempt in Retrying(
                 retry=retry_if_exception(lambda exc: isinstance(exc, UpdateError) and not _condition_failed(exc)),
-                stop=stop_after_attempt(MARK_ATTEMPTS),
+                stop=stop_after_attempt(MARK_ATTEMPTS) | stop_after_delay(MARK_BUDGET_SECONDS),
                 wait=wait_exponential_jitter(multiplier=0.2, max=5),
+                sleep=self._sleep,
                 reraise=True,
             ):
                 with attempt:
@@ -185,7 +210,7 @@ class Ledger:
         model = self.model
         now = self._wall_clock()
         token = f"{run_id}:{secrets.token_hex(8)}"
-        condition = model.pk.does_not_exist() | ((model.state == CLAIMED) & (model.lease_until < now))
+        condition = model.pk.does_not_exist() | (model.state.is_in(CLAIMED, REJECTED) & (model.lease_until < now))
         if resend_if_sent_before is not None:
             condition = condition | ((model.state == SENT) & (model.sent_at < resend_if_sent_before))
         actions = [
@@ -195,6 +220,7 @@ class Ledger:
             model.lease_until.set(int(now) + self.lease_seconds),
             model.claimed_by_run.set(run_id),
             model.expires_at.set(expires_at),
+            model.note.remove(),
         ]
         if enterprise_customer_uuid:
             actions.append(model.enterprise_customer_uuid.set(enterprise_customer_uuid))
@@ -241,6 +267,25 @@ class Ledger:
                 raise
             logger.warning("ledger claim already gone at release", extra={"ledger_key": claim.key})
 
+    def hold(self, claim: Claim, *, seconds: int, reason: str) -> None:
+        """Keep the key from every run for ``seconds`` (wall clock) after Braze refused it: state ``rejected``
+        with a lease; once it runs out any run may claim the key again. A previous send (``sent_at``) stays."""
+        model = self.model
+        try:
+            model(claim.key).update(
+                actions=[
+                    model.state.set(REJECTED),
+                    model.lease_until.set(int(self._wall_clock()) + seconds),
+                    model.note.set(reason),
+                    model.claim_token.remove(),
+                ],
+                condition=model.claim_token == claim.token,
+            )
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+            logger.warning("ledger claim already gone at hold", extra={"ledger_key": claim.key})
+
     # -- batches: each item is its own conditional write (so each key is decided on its own), run in parallel.
     # TransactWriteItems would make a batch one request, but one held key cancels the whole transaction.
 
@@ -259,6 +304,9 @@ class Ledger:
 
     def release_many(self, claims: Sequence[Claim]) -> None:
         self._parallel(self.release, claims)
+
+    def hold_many(self, claims: Sequence[Claim], *, seconds: int, reason: str) -> None:
+        self._parallel(lambda claim: self.hold(claim, seconds=seconds, reason=reason), claims)
 
     def _parallel[T, R](self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1:

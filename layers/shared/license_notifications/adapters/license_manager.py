@@ -1,16 +1,25 @@
-"""license-manager REST API (contract section 2): plans, customer agreements, licenses."""
+"""license-manager REST API (contract section 2): plans, customer agreements, licenses.
+
+One record that does not parse (a missing ``uuid``, a non-string email, a plan without dates) costs only
+itself: with ``on_malformed`` it is handed to the caller, which reports it, and the rest of the page goes on;
+without it, it raises MalformedResponseError.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters._parsing import parse_as
 from license_notifications.adapters.http import HttpClient
+from license_notifications.errors import MalformedResponseError
 from license_notifications.models import CustomerAgreement, License, SubscriptionPlan
 
 SERVICE = "license-manager"
 LICENSES_PAGE_SIZE = 500  # the API's maximum (contract 2.3)
+
+OnMalformed = Callable[[Any, MalformedResponseError], None]
 
 
 class LicenseManagerClient:
@@ -18,34 +27,58 @@ class LicenseManagerClient:
         self._http = http
         self._api = f"{base_url.rstrip('/')}/api/v1"
 
-    def customer_agreement(self, enterprise_customer_uuid: UUID | str) -> CustomerAgreement | None:
-        """The enterprise's customer agreement (with its active plans), or None if it has none (2.2)."""
+    def customer_agreement(
+        self, enterprise_customer_uuid: UUID | str, *, on_malformed: OnMalformed | None = None
+    ) -> CustomerAgreement | None:
+        """The enterprise's customer agreement (with its active plans), or None if it has none (2.2).
+        ``on_malformed`` receives each plan of ``subscriptions`` that does not parse (the others are kept)."""
         url = f"{self._api}/customer-agreement/"
         for page in self._http.paginate(url, params={"enterprise_customer_uuid": str(enterprise_customer_uuid)}):
             for item in page["results"]:
-                agreement = parse_as(CustomerAgreement, item, service=SERVICE, what="customer agreement")
-                if str(agreement.enterprise_customer_uuid) == str(enterprise_customer_uuid):
-                    return agreement
+                raw_plans = item.get("subscriptions") if isinstance(item, dict) else None
+                if raw_plans is not None and not isinstance(raw_plans, list):
+                    raise MalformedResponseError(SERVICE, "unexpected customer agreement: subscriptions: not a list")
+                shell = {**item, "subscriptions": []} if isinstance(item, dict) else item
+                agreement = parse_as(CustomerAgreement, shell, service=SERVICE, what="customer agreement")
+                if str(agreement.enterprise_customer_uuid) != str(enterprise_customer_uuid):
+                    continue
+                plans = list(_parse_each(SubscriptionPlan, raw_plans or [], "subscription plan", on_malformed))
+                return agreement.model_copy(update={"subscriptions": plans})
         return None
 
-    def enterprise_plans(self, enterprise_customer_uuid: UUID | str) -> list[SubscriptionPlan]:
+    def enterprise_plans(
+        self, enterprise_customer_uuid: UUID | str, *, on_malformed: OnMalformed | None = None
+    ) -> list[SubscriptionPlan]:
         """Active plans of one enterprise (2.1)."""
-        return list(self._plans({"enterprise_customer_uuid": str(enterprise_customer_uuid)}))
+        return list(self._plans({"enterprise_customer_uuid": str(enterprise_customer_uuid)}, on_malformed))
 
-    def all_plans(self) -> Iterator[SubscriptionPlan]:
+    def all_plans(self, *, on_malformed: OnMalformed | None = None) -> Iterator[SubscriptionPlan]:
         """Every plan of every enterprise, active and inactive, streamed page by page (operator role, 2.1)."""
-        return self._plans(None)
+        return self._plans(None, on_malformed)
 
     def license_pages(
-        self, plan_uuid: UUID | str, *, statuses: tuple[str, ...] = ("activated",)
+        self,
+        plan_uuid: UUID | str,
+        *,
+        statuses: tuple[str, ...] = ("activated",),
+        on_malformed: OnMalformed | None = None,
     ) -> Iterator[list[License]]:
         """A plan's licenses with the given statuses, one page (<= 500) at a time; never all in memory (2.3)."""
         url = f"{self._api}/subscriptions/{plan_uuid}/licenses/"
         params = {"status": ",".join(statuses), "page_size": LICENSES_PAGE_SIZE}
         for page in self._http.paginate(url, params=params):
-            yield [parse_as(License, item, service=SERVICE, what="license") for item in page["results"]]
+            yield list(_parse_each(License, page["results"], "license", on_malformed))
 
-    def _plans(self, params: dict[str, str] | None) -> Iterator[SubscriptionPlan]:
+    def _plans(self, params: dict[str, str] | None, on_malformed: OnMalformed | None) -> Iterator[SubscriptionPlan]:
         for page in self._http.paginate(f"{self._api}/subscriptions/", params=params):
-            for item in page["results"]:
-                yield parse_as(SubscriptionPlan, item, service=SERVICE, what="subscription plan")
+            yield from _parse_each(SubscriptionPlan, page["results"], "subscription plan", on_malformed)
+
+
+def _parse_each[M](model: type[M], items: list[Any], what: str, on_malformed: OnMalformed | None) -> Iterator[M]:
+    for item in items:
+        try:
+            yield parse_as(model, item, service=SERVICE, what=what)
+        except MalformedResponseError as exc:
+            if on_malformed is None:
+                raise
+            on_malformed(item, exc)

@@ -5,35 +5,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from license_notifications.adapters.braze import BrazeClient
-from license_notifications.adapters.ledger import Claim, Ledger
+from license_notifications.adapters.ledger import Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
-from license_notifications.errors import (
-    AmbiguousOutcomeError,
-    AuthenticationError,
-    ConfigurationError,
-    PermissionDeniedError,
-    UpstreamError,
-)
-from license_notifications.jobs.outcome import EnterpriseOutcome, Failure
-from license_notifications.observability import EmailRenderer
-
-
-class OutOfTimeError(Exception):
-    """The invocation is about to hit its timeout: stop before the next batch, with nothing in flight.
-    The enterprise counts as failed, so SQS delivers its message again and the next attempt continues."""
+from license_notifications.errors import ConfigurationError
+from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.observability import EmailRenderer, mask_emails
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobRun:
     """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record (the run behaves
-    as if the clock read that instant); ``deadline`` (monotonic seconds, from the Lambda's remaining time)
-    is when no new Braze batch may start."""
+    as if the clock read that instant); ``deadline`` (monotonic seconds, from the Lambda's remaining time
+    less ``Settings.worker_time_margin_seconds``) is when no new Braze request and no new page may start."""
 
     run_id: str
     as_of: datetime
@@ -128,64 +118,26 @@ def run_guarded(
     return outcome
 
 
-def send_claimed(
-    job: EnterpriseJob,
-    outcome: EnterpriseOutcome,
-    *,
-    run_id: str,
-    as_of: datetime,
-    claims: Sequence[Claim],
-    subject_kind: str,
-    subjects: Sequence[str],
-    what: str,
-    send: Callable[[], str],
-) -> str | None:
-    """Steps 2 and 3 of the ledger protocol for one Braze batch whose keys this worker has claimed.
+def malformed_reporter(
+    logger: logging.Logger, outcome: EnterpriseOutcome, subject_kind: str, id_field: str
+) -> Callable[[Any, Exception], None]:
+    """The ``on_malformed`` callback of the adapters: one upstream record that does not parse is skipped,
+    logged and counted as failed (named by ``id_field`` when it has one), and the rest go on. Not redelivered:
+    the same record would fail again."""
 
-    ``send`` makes the one Braze request and returns its dispatch id. Then:
-    - accepted: mark the claims sent (``as_of``, run id, dispatch id) and return the dispatch id;
-    - refused or failed before Braze processed it: release the claims (a later run retries them), record
-      the failure, and re-raise errors that would fail every further batch (bad credentials, bugs);
-    - outcome unknown (no reply to a send that went out): keep the claims and mark them sent as
-      ``unconfirmed``, since a retry could deliver twice; the failure names them for an operator to check.
-    A send Braze accepted but the ledger could not record is reported (it may be sent again after the
-    claim's lease), never counted as failed delivery.
-    """
-    where = {"enterprise_customer_uuid": outcome.enterprise_customer_uuid, f"{subject_kind}_ids": list(subjects)}
-    try:
-        dispatch_id = send()
-    except AmbiguousOutcomeError as exc:
-        job.logger.error(
-            "Braze outcome unknown for %s: %s; recorded as sent to avoid a duplicate", what, exc, extra=where
+    def report(item: Any, exc: Exception) -> None:
+        raw_id = item.get(id_field) if isinstance(item, dict) else None
+        subject = mask_emails(str(raw_id))[:80] if raw_id not in (None, "") else "?"
+        logger.error(
+            "Skipping malformed %s record %s: %s",
+            subject_kind,
+            subject,
+            exc,
+            extra={"enterprise_customer_uuid": outcome.enterprise_customer_uuid, f"{subject_kind}_id": subject},
         )
-        job.ledger.mark_sent_many(claims, as_of=as_of, run_id=run_id, dispatch_id=f"unconfirmed:{run_id}")
+        outcome.malformed += 1
         outcome.fail(
-            f"{type(exc).__name__}: {exc} (recorded as sent, not retried: check Braze's delivery log)",
-            subject_kind=subject_kind,
-            subjects=list(subjects),
+            f"malformed {subject_kind} record: {exc}", subject_kind=subject_kind, subjects=[subject], retry=False
         )
-        return None
-    except Exception as exc:
-        job.ledger.release_many(claims)
-        job.logger.exception("Failed to send %s: %s", what, exc, extra=where)
-        outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind=subject_kind, subjects=list(subjects))
-        if not isinstance(exc, UpstreamError) or isinstance(exc, AuthenticationError | PermissionDeniedError):
-            raise  # a bug or bad credentials: every further batch would fail the same way
-        return None
-    try:
-        marked = job.ledger.mark_sent_many(claims, as_of=as_of, run_id=run_id, dispatch_id=dispatch_id)
-    except Exception as exc:
-        marked = 0
-        job.logger.exception("Sent %s (dispatch %s) but could not record it: %s", what, dispatch_id, exc, extra=where)
-    if marked < len(claims):
-        outcome.problems.append(
-            Failure(
-                outcome.job,
-                outcome.enterprise_customer_uuid,
-                f"sent (dispatch {dispatch_id}) but {len(claims) - marked} of {len(claims)} not recorded in the "
-                "ledger: they may be sent again once their claim's lease runs out",
-                subject_kind,
-                tuple(subjects),
-            )
-        )
-    return dispatch_id
+
+    return report

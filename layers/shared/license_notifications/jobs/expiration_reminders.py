@@ -13,10 +13,10 @@ from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias
-from license_notifications.adapters.ledger import Claim
 from license_notifications.errors import ConfigurationError
-from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, OutOfTimeError, send_claimed
+from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, OutOfTimeError
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
 from license_notifications.rules.expiration import (
     ReminderDecision,
@@ -71,6 +71,8 @@ class _EnterpriseReminders:
         self.run = run
         self.outcome = outcome
         self.where = {"enterprise_customer_uuid": enterprise_uuid}
+        self.sender = BatchSender(job, run, outcome, subject_kind="license")
+        self.campaign = Campaign(job.campaign_id)
         self._customer: EnterpriseCustomer | None = None
 
     @property
@@ -80,12 +82,16 @@ class _EnterpriseReminders:
         return self._customer
 
     def process(self) -> None:
-        agreement = self.job.license_manager.customer_agreement(self.enterprise_uuid)
+        agreement = self.job.license_manager.customer_agreement(
+            self.enterprise_uuid, on_malformed=malformed_reporter(logger, self.outcome, "plan", "uuid")
+        )
         if agreement is None:
-            logger.warning(
-                "Enterprise %s has no customer agreement in license-manager: no licenses to process",
-                self.enterprise_uuid,
-                extra={"enterprise_customer_uuid": self.enterprise_uuid},
+            # On the real license-manager a service account without the enterprise_openedx_operator:* role
+            # gets an empty 200, not a 403 (contract 2.4): never take "no agreement" for "nothing to do".
+            self.outcome.fail_enterprise(
+                f"license-manager returned no customer agreement for enterprise {self.enterprise_uuid}: the "
+                "service account likely lacks the enterprise_openedx_operator:* role (missing permissions answer "
+                "an empty 200), or the enterprise has no agreement"
             )
             return
         if agreement.disable_expiration_notifications:
@@ -98,12 +104,13 @@ class _EnterpriseReminders:
             return
         # Due licenses wait here until a Braze batch is full, across pages and plans (recipients carry their
         # own plan data), so an enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
-        pending: list[tuple[SubscriptionPlan, License]] = []
+        pending: list[Delivery] = []
+        on_malformed = malformed_reporter(logger, self.outcome, "license", "uuid")
         for plan in agreement.subscriptions:
             window = expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
             if not (plan.is_active and window):
                 continue
-            for page in self.job.license_manager.license_pages(plan.uuid):
+            for page in self.job.license_manager.license_pages(plan.uuid, on_malformed=on_malformed):
                 due = self.due_licenses(plan, page)
                 logger.info(
                     "Found %d licenses to process for enterprise %s",
@@ -111,12 +118,13 @@ class _EnterpriseReminders:
                     self.enterprise_uuid,
                     extra={**self.where, "subscription_plan_uuid": str(plan.uuid)},
                 )
-                pending.extend((plan, lic) for lic in due)
+                pending.extend(self.delivery(plan, lic) for lic in due)
                 while len(pending) >= MAX_RECIPIENTS_PER_REQUEST:
-                    self.send_batch(pending[:MAX_RECIPIENTS_PER_REQUEST])
+                    self.sender.send(self.campaign, pending[:MAX_RECIPIENTS_PER_REQUEST])
                     del pending[:MAX_RECIPIENTS_PER_REQUEST]
-        if pending:
-            self.send_batch(pending)
+                if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
+                    raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
+        self.sender.send(self.campaign, pending)
 
     def due_licenses(self, plan: SubscriptionPlan, page: list[License]) -> list[License]:
         sent = self.job.ledger.sent(ledger_key(lic.uuid) for lic in page)
@@ -138,84 +146,37 @@ class _EnterpriseReminders:
         self.outcome.due += len(due)
         return due
 
-    def send_batch(self, batch: list[tuple[SubscriptionPlan, License]]) -> None:
-        if self.run.out_of_time():
-            raise OutOfTimeError(f"stopped before a batch of {len(batch)}: the invocation's time is nearly up")
-        customer = self.customer  # fetched once, before claiming: an unknown enterprise fails with nothing held
-        if self.run.dry_run:
-            for plan, lic in batch:
-                logger.info(
-                    "[dry run] Would send license expiration reminder to %s for license %s expiring on %s",
-                    self.job.emails(lic.user_email),
-                    lic.uuid,
-                    plan.expiration_date.date().isoformat(),
-                    extra={**self.where, "license_uuid": str(lic.uuid)},
-                )
-            self.outcome.would_send += len(batch)
-            return
-        claims = self.claim(batch)
-        taken = [(plan, lic, claim) for (plan, lic), claim in zip(batch, claims, strict=True) if claim is not None]
-        if len(taken) < len(batch):
-            self.outcome.skipped["claimed_elsewhere"] += len(batch) - len(taken)
-        if not taken:
-            return
-
-        def send() -> str:
-            self.job.braze.create_aliases([UserAlias(lic.user_email) for _, lic, _ in taken])
-            recipients = [self.recipient(customer, plan, lic) for plan, lic, _ in taken]
-            return self.job.braze.trigger_campaign(self.job.campaign_id, recipients)
-
-        dispatch_id = send_claimed(
-            self.job,
-            self.outcome,
-            run_id=self.run.run_id,
-            as_of=self.run.as_of,
-            claims=[claim for _, _, claim in taken],
-            subject_kind="license",
-            subjects=[str(lic.uuid) for _, lic, _ in taken],
-            what=f"license expiration reminders for {len(taken)} license(s) of enterprise {self.enterprise_uuid}",
-            send=send,
-        )
-        if dispatch_id is None:
-            return
-        self.outcome.sent += len(taken)
-        for plan, lic, _ in taken:
-            logger.info(
-                "Successfully sent license expiration reminder to %s for license %s expiring on %s",
-                self.job.emails(lic.user_email),
-                lic.uuid,
-                plan.expiration_date.date().isoformat(),
-                extra={**self.where, "license_uuid": str(lic.uuid), "dispatch_id": dispatch_id},
-            )
-
-    def claim(self, batch: list[tuple[SubscriptionPlan, License]]) -> list[Claim | None]:
-        return self.job.ledger.claim_many(
-            [
-                {
-                    "key": ledger_key(lic.uuid),
-                    "kind": LEDGER_KIND,
-                    "run_id": self.run.run_id,
-                    "expires_at": plan.expiration_date + RECORD_RETENTION,
-                    "enterprise_customer_uuid": self.enterprise_uuid,
-                    "subject_uuid": str(lic.uuid),
-                }
-                for plan, lic in batch
-            ]
-        )
-
-    def recipient(self, customer: EnterpriseCustomer, plan: SubscriptionPlan, lic: License) -> Recipient:
+    def delivery(self, plan: SubscriptionPlan, lic: License) -> Delivery:
         email = lic.user_email or ""
-        return Recipient(
-            user_alias=UserAlias(email),
-            attributes={"email": email, "enterprise_default_language": customer.default_language},
-            trigger_properties={
-                "license_uuid": str(lic.uuid),
-                "expiration_date": braze_datetime(plan.expiration_date),
-                "days_until_expiration": days_until_expiration(plan.expiration_date, self.run.as_of),
-                "subscription_plan_title": plan.title,
-                "enterprise_customer_name": customer.name,
-                "enterprise_customer_slug": customer.slug,
-                "enterprise_sender_alias": customer.sender_alias_or_default,
-                "enterprise_contact_email": customer.contact_email,
+        customer = self.customer  # fetched once, before anything is claimed: an unknown enterprise holds nothing
+        return Delivery(
+            subject=str(lic.uuid),
+            claim={
+                "key": ledger_key(lic.uuid),
+                "kind": LEDGER_KIND,
+                "run_id": self.run.run_id,
+                "expires_at": plan.expiration_date + RECORD_RETENTION,
+                "enterprise_customer_uuid": self.enterprise_uuid,
+                "subject_uuid": str(lic.uuid),
             },
+            alias=UserAlias(email),
+            recipient=Recipient(
+                user_alias=UserAlias(email),
+                attributes={"email": email, "enterprise_default_language": customer.default_language},
+                trigger_properties={
+                    "license_uuid": str(lic.uuid),
+                    "expiration_date": braze_datetime(plan.expiration_date),
+                    "days_until_expiration": days_until_expiration(plan.expiration_date, self.run.as_of),
+                    "subscription_plan_title": plan.title,
+                    "enterprise_customer_name": customer.name,
+                    "enterprise_customer_slug": customer.slug,
+                    "enterprise_sender_alias": customer.sender_alias_or_default,
+                    "enterprise_contact_email": customer.contact_email,
+                },
+            ),
+            description=(
+                f"license expiration reminder to {self.job.emails(email)} for license {lic.uuid} "
+                f"expiring on {plan.expiration_date.date().isoformat()}"
+            ),
+            log_extra={"license_uuid": str(lic.uuid)},
         )

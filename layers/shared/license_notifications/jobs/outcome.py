@@ -16,6 +16,7 @@ class Failure:
     error: str
     subject_kind: str | None = None  # "license" or "admin" when the failure concerns recipients
     subjects: tuple[str, ...] = ()  # their license uuids / admin ids
+    retry: bool = True  # worth delivering the work message again (False: a redelivery cannot change it)
 
     @property
     def count(self) -> int:
@@ -33,19 +34,37 @@ class EnterpriseOutcome:
     failed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     sent_by_type: Counter[str] = field(default_factory=Counter)  # utilization: per notification type
+    rejected: int = 0  # refused by Braze (of ``failed``)
+    unrecorded: int = 0  # sent but not recorded in the ledger (of ``failed``)
+    malformed: int = 0  # upstream records that did not parse (of ``failed``)
+    warned: int = 0  # accepted by Braze with a non-fatal error naming them (of ``sent``)
     braze_requests: int = 0
     error: str | None = None  # the enterprise as a whole failed (e.g. an upstream API error)
     failures: list[Failure] = field(default_factory=list)
-    problems: list[Failure] = field(default_factory=list)  # notified, but nothing failed to send (e.g. unrecorded)
+    problems: list[Failure] = field(default_factory=list)  # notified, but sent (e.g. Braze's non-fatal errors)
 
     @property
     def ok(self) -> bool:
+        """Nothing failed (the CLI's exit status; the problems are reported, they are not failures)."""
         return self.error is None and self.failed == 0
 
-    def fail(self, error: str, *, subject_kind: str, subjects: list[str]) -> None:
+    @property
+    def needs_redelivery(self) -> bool:
+        """Something failed that delivering the work message again may still send (the worker raises for it);
+        refused recipients, malformed records, unconfirmed or unrecorded sends cannot change by retrying now."""
+        return self.error is not None or any(f.retry for f in self.failures)
+
+    def fail(self, error: str, *, subject_kind: str, subjects: list[str], retry: bool = True) -> None:
         """A batch of recipients failed (one Failure for the batch, counted per recipient)."""
         self.failed += len(subjects)
-        self.failures.append(Failure(self.job, self.enterprise_customer_uuid, error, subject_kind, tuple(subjects)))
+        self.failures.append(
+            Failure(self.job, self.enterprise_customer_uuid, error, subject_kind, tuple(subjects), retry=retry)
+        )
+
+    def warn(self, error: str, *, subject_kind: str, subjects: list[str]) -> None:
+        """Sent, but something about these recipients needs an operator's eye (notified, not failed)."""
+        self.warned += len(subjects)
+        self.problems.append(Failure(self.job, self.enterprise_customer_uuid, error, subject_kind, tuple(subjects)))
 
     def fail_enterprise(self, error: str) -> None:
         self.error = error

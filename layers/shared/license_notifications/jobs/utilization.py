@@ -20,10 +20,11 @@ from datetime import timedelta
 from typing import Any
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient
-from license_notifications.adapters.ledger import CLAIMED, Claim
+from license_notifications.adapters.ledger import CLAIMED
 from license_notifications.errors import ConfigurationError
-from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, OutOfTimeError, send_claimed
+from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, Taken
 from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
 from license_notifications.rules.expiration import braze_datetime
 from license_notifications.rules.utilization import (
@@ -50,11 +51,11 @@ SEND_ORDER = (
 )
 
 
-def threshold_key(plan_uuid: object, enterprise_uuid: str, admin_id: int, kind: NotificationType) -> str:
+def threshold_key(plan_uuid: object, enterprise_uuid: str, admin_id: int | str, kind: NotificationType) -> str:
     return f"utilization#{plan_uuid}#{enterprise_uuid}#{admin_id}#{kind.value}"
 
 
-def weekly_key(enterprise_uuid: str, admin_id: int) -> str:
+def weekly_key(enterprise_uuid: str, admin_id: int | str) -> str:
     return f"weekly_digest#{enterprise_uuid}#{admin_id}"
 
 
@@ -93,7 +94,10 @@ class _EnterpriseUtilization:
         self.where = {"enterprise_customer_uuid": enterprise_uuid}
 
     def process(self) -> None:
-        plan = auto_assign_plan(self.job.license_manager.enterprise_plans(self.enterprise_uuid), self.run.as_of)
+        plans = self.job.license_manager.enterprise_plans(
+            self.enterprise_uuid, on_malformed=malformed_reporter(logger, self.outcome, "plan", "uuid")
+        )
+        plan = auto_assign_plan(plans, self.run.as_of)
         if plan is None:
             self.outcome.skipped["no_auto_apply_plan"] += 1
             logger.info(
@@ -119,21 +123,24 @@ class _EnterpriseUtilization:
         due = self.due_admins(plan, reached, admins)
         properties = self.plan_properties(plan, customer)
         for kind in SEND_ORDER:
-            batch = due.get(kind, [])
+            batch = [self.delivery(kind, plan, admin) for admin in due.get(kind, [])]
+            sender = BatchSender(
+                self.job,
+                self.run,
+                self.outcome,
+                subject_kind="admin",
+                after_claim=(lambda taken, kind=kind: self.drop_conflicting(kind, plan, taken))
+                if kind in THRESHOLD_TYPES
+                else None,
+            )
+            campaign = Campaign(self.job.campaigns[kind], properties, sent_type=kind.value)
             for start in range(0, len(batch), MAX_RECIPIENTS_PER_REQUEST):
-                self.send_batch(kind, plan, properties, batch[start : start + MAX_RECIPIENTS_PER_REQUEST])
+                sender.send(campaign, batch[start : start + MAX_RECIPIENTS_PER_REQUEST])
 
     def reachable_admins(self) -> list[EnterpriseAdmin]:
         # Admins per enterprise number in the tens: held in memory, unlike licenses.
         admins = []
-
-        def malformed(item: Any, exc: Exception) -> None:
-            admin_id = str(item.get("id", "?")) if isinstance(item, dict) else "?"
-            logger.error(
-                "Skipping malformed admin record %s: %s", admin_id, exc, extra={**self.where, "admin_id": admin_id}
-            )
-            self.outcome.fail(f"{type(exc).__name__}: {exc}", subject_kind="admin", subjects=[admin_id])
-
+        malformed = malformed_reporter(logger, self.outcome, "admin", "id")
         for admin in self.job.lms.enterprise_admins(self.enterprise_uuid, on_malformed=malformed):
             if admin_is_reachable(admin.user_is_active, admin.email):
                 admins.append(admin)
@@ -183,90 +190,33 @@ class _EnterpriseUtilization:
             return weekly_key(self.enterprise_uuid, admin.id)
         return threshold_key(plan.uuid, self.enterprise_uuid, admin.id, kind)
 
-    def send_batch(
-        self, kind: NotificationType, plan: SubscriptionPlan, properties: dict[str, Any], admins: list[EnterpriseAdmin]
-    ) -> None:
-        if self.run.out_of_time():
-            raise OutOfTimeError(f"stopped before a batch of {len(admins)}: the invocation's time is nearly up")
-        if self.run.dry_run:
-            for admin in admins:
-                logger.info(
-                    "[dry run] Would send %s email to admin %s (%s) of enterprise %s",
-                    kind.value,
-                    admin.id,
-                    self.job.emails(admin.email),
-                    self.enterprise_uuid,
-                    extra={**self.where, "admin_id": admin.id, "notification_type": kind.value},
-                )
-            self.outcome.would_send += len(admins)
-            return
-        taken = self.claim(kind, plan, admins)
-        if not taken:
-            return
-        recipients = [
-            Recipient(
+    def delivery(self, kind: NotificationType, plan: SubscriptionPlan, admin: EnterpriseAdmin) -> Delivery:
+        weekly = kind is NotificationType.PERIODIC_INFORMATIONAL
+        return Delivery(
+            subject=str(admin.id),
+            claim={
+                "key": self.key(kind, plan, admin),
+                "kind": kind.value,
+                "run_id": self.run.run_id,
+                "expires_at": self.run.as_of + WEEKLY_RETENTION
+                if weekly
+                else plan.expiration_date + THRESHOLD_RETENTION,
+                "enterprise_customer_uuid": self.enterprise_uuid,
+                "subject_uuid": str(plan.uuid),
+                "resend_if_sent_before": weekly_resend_cutoff(self.run.as_of) if weekly else None,
+            },
+            recipient=Recipient(
                 external_user_id=str(admin.user_id),
                 trigger_properties={"user_name": admin.display_name, "email": admin.email},
-            )
-            for admin, _ in taken
-        ]
-        admin_ids = [str(admin.id) for admin, _ in taken]
-        dispatch_id = send_claimed(
-            self.job,
-            self.outcome,
-            run_id=self.run.run_id,
-            as_of=self.run.as_of,
-            claims=[claim for _, claim in taken],
-            subject_kind="admin",
-            subjects=admin_ids,
-            what=f"{kind.value} email to admin(s) {', '.join(admin_ids)} of enterprise {self.enterprise_uuid}",
-            send=lambda: self.job.braze.trigger_campaign(
-                self.job.campaigns[kind], recipients, trigger_properties=properties
             ),
+            description=(
+                f"{kind.value} email to admin {admin.id} ({self.job.emails(admin.email)}) "
+                f"of enterprise {self.enterprise_uuid}"
+            ),
+            log_extra={"admin_id": admin.id, "notification_type": kind.value},
         )
-        if dispatch_id is None:
-            return
-        self.outcome.sent += len(taken)
-        self.outcome.sent_by_type[kind.value] += len(taken)
-        for admin, _ in taken:
-            logger.info(
-                "Successfully sent %s email to admin %s (%s) of enterprise %s",
-                kind.value,
-                admin.id,
-                self.job.emails(admin.email),
-                self.enterprise_uuid,
-                extra={**self.where, "admin_id": admin.id, "notification_type": kind.value, "dispatch_id": dispatch_id},
-            )
 
-    def claim(
-        self, kind: NotificationType, plan: SubscriptionPlan, admins: list[EnterpriseAdmin]
-    ) -> list[tuple[EnterpriseAdmin, Claim]]:
-        weekly = kind is NotificationType.PERIODIC_INFORMATIONAL
-        expires_at = self.run.as_of + WEEKLY_RETENTION if weekly else plan.expiration_date + THRESHOLD_RETENTION
-        claims = self.job.ledger.claim_many(
-            [
-                {
-                    "key": self.key(kind, plan, admin),
-                    "kind": kind.value,
-                    "run_id": self.run.run_id,
-                    "expires_at": expires_at,
-                    "enterprise_customer_uuid": self.enterprise_uuid,
-                    "subject_uuid": str(plan.uuid),
-                    "resend_if_sent_before": weekly_resend_cutoff(self.run.as_of) if weekly else None,
-                }
-                for admin in admins
-            ]
-        )
-        taken = [(admin, claim) for admin, claim in zip(admins, claims, strict=True) if claim is not None]
-        if len(taken) < len(admins):
-            self.outcome.skipped["claimed_elsewhere"] += len(admins) - len(taken)
-        if kind in THRESHOLD_TYPES and taken:
-            taken = self.drop_conflicting(kind, plan, taken)
-        return taken
-
-    def drop_conflicting(
-        self, kind: NotificationType, plan: SubscriptionPlan, taken: list[tuple[EnterpriseAdmin, Claim]]
-    ) -> list[tuple[EnterpriseAdmin, Claim]]:
+    def drop_conflicting(self, kind: NotificationType, plan: SubscriptionPlan, taken: list[Taken]) -> list[Taken]:
         """Keep the 75 % and 100 % emails of one plan and admin in order, even across racing runs.
 
         Claim first, check second (a strongly consistent read of the other threshold's record):
@@ -275,7 +225,7 @@ class _EnterpriseUtilization:
         Whichever way two runs interleave, at least one of them sees the other's claim."""
         limited, full = NotificationType.LIMITED_ALLOCATIONS_REMAINING, NotificationType.NO_ALLOCATIONS_REMAINING
         other = full if kind is limited else limited
-        keys = {admin.id: threshold_key(plan.uuid, self.enterprise_uuid, admin.id, other) for admin, _ in taken}
+        keys = {d.subject: threshold_key(plan.uuid, self.enterprise_uuid, d.subject, other) for d, _ in taken}
         states = self.job.ledger.states(keys.values())
         if kind is limited:
             conflict = {admin_id for admin_id, key in keys.items() if key in states}
@@ -283,8 +233,8 @@ class _EnterpriseUtilization:
             conflict = {admin_id for admin_id, key in keys.items() if states.get(key) == CLAIMED}
         if not conflict:
             return taken
-        self.job.ledger.release_many([claim for admin, claim in taken if admin.id in conflict])
+        self.job.ledger.release_many([claim for d, claim in taken if d.subject in conflict])
         self.outcome.skipped["superseded_by_100_percent" if kind is limited else "waits_for_75_percent"] += len(
             conflict
         )
-        return [(admin, claim) for admin, claim in taken if admin.id not in conflict]
+        return [(d, claim) for d, claim in taken if d.subject not in conflict]

@@ -9,7 +9,7 @@ For each batch of at most 50 deliveries (a recipient plus the ledger key that ke
 4. create the Braze aliases (learners), then trigger the campaign. A request Braze refuses with a 400 (one
    bad recipient refuses the whole request) is narrowed down: split in halves and each half tried again,
    until the refused recipients stand alone. Everyone else is sent in the same run; isolating one refused
-   recipient of 50 costs about 2 x log2(50) + 1 extra requests;
+   recipient of 50 costs at most 2 x ceil(log2(50)) = 12 extra requests.
 5. record each accepted request in the ledger (sent time = the run's ``as_of``, Braze's dispatch id), or
    settle every other outcome so no claim is left behind:
 

@@ -209,10 +209,13 @@ def test_days_between_counts_utc_calendar_days():
     assert days_between(datetime(2026, 3, 2, 1, 0, tzinfo=plus3), NOW) == 0
 
 
-def test_eligible_on_the_7th_day_after_joining_not_the_6th():
-    joined = at(date(2026, 3, 1), 18, 0)
-    assert not weekly_digest_due(joined, None, at(date(2026, 3, 7), 23, 59, 59))  # 6 days
-    assert weekly_digest_due(joined, None, at(date(2026, 3, 8), 0, 0))  # 7 days, though < 7 x 24 h
+def test_eligible_once_seven_full_days_have_passed_since_joining():
+    joined = at(date(2026, 3, 1), 13, 0)
+    assert not weekly_digest_due(joined, None, at(date(2026, 3, 7), 23, 59, 59))
+    assert not weekly_digest_due(joined, None, at(date(2026, 3, 8), 12, 0))  # the 7th calendar day, but 6 d 23 h
+    assert not weekly_digest_due(joined, None, at(date(2026, 3, 8), 12, 59, 59))
+    assert weekly_digest_due(joined, None, at(date(2026, 3, 8), 13, 0))  # exactly 7 x 24 h
+    assert weekly_digest_due(joined, None, at(date(2026, 3, 9), 12, 0))  # the next daily run
     assert weekly_digest_due(joined, None, at(date(2026, 3, 20), 9))  # long since eligible, never sent
 
 
@@ -343,9 +346,9 @@ def test_weekly_digest_due_agrees_with_the_cutoff_near_the_boundary(now, delta):
 
 
 @given(joined=instants, offset=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)))
-def test_eligibility_is_calendar_days_since_joining(joined, offset):
+def test_eligibility_needs_seven_times_24_hours_since_joining(joined, offset):
     now = joined + offset
-    assert weekly_digest_due(joined, None, now) == (days_between(joined, now) >= 7)
+    assert weekly_digest_due(joined, None, now) == (offset.total_seconds() >= 7 * 24 * 3600)
 
 
 @given(
@@ -357,8 +360,9 @@ def test_eligibility_is_calendar_days_since_joining(joined, offset):
 )
 def test_simulated_daily_runs(joined_day, joined_time, run_times, fails, every_run_succeeds):
     """60 daily runs at random times of day, deciding with the cutoff as the ledger does. Never two digests
-    within 6 calendar days; when every run succeeds, the first goes out on the 7th day after joining and
-    then one every 7 days exactly; a failed run only delays the next digest to the next successful run."""
+    within 6 calendar days; when every run succeeds, the first goes out at the first run at least 7 x 24 h
+    after joining and then one every 7 days exactly; a failed run only delays the next digest to the next
+    successful run."""
     start = date(2026, 1, 1)
     joined = at(start + timedelta(days=joined_day)) + joined_time
     last_sent: datetime | None = None
@@ -373,11 +377,13 @@ def test_simulated_daily_runs(joined_day, joined_time, run_times, fails, every_r
             last_sent = now
     gaps = [days_between(a, b) for a, b in pairwise(sends)]
     assert all(gap >= 7 for gap in gaps)
+    run_at = [at(start + timedelta(days=day)) + run_time for day, run_time in enumerate(run_times)]
+    first_eligible_day = next(day for day, now in enumerate(run_at) if now - joined >= timedelta(days=7))
     if sends:
-        assert days_between(joined, sends[0]) >= 7
+        assert sends[0] - joined >= timedelta(days=7)
     if every_run_succeeds:
         assert sends, "60 days of successful runs must send at least one digest"
-        assert days_between(joined, sends[0]) == 7
+        assert sends[0] == run_at[first_eligible_day]
         assert all(gap == 7 for gap in gaps)
         assert days_between(sends[-1], at(start + timedelta(days=59))) < 7
     else:
@@ -385,8 +391,10 @@ def test_simulated_daily_runs(joined_day, joined_time, run_times, fails, every_r
         # on a day when a digest was due but none was sent had failed.
         last_day = 59
         for previous, current in zip([None, *sends], [*sends, None], strict=True):
-            anchor = joined if previous is None else previous
-            first_due_day = (anchor.astimezone(UTC).date() + timedelta(days=7) - start).days
+            if previous is None:
+                first_due_day = first_eligible_day
+            else:
+                first_due_day = (previous.astimezone(UTC).date() + timedelta(days=7) - start).days
             sent_day = last_day + 1 if current is None else (current.astimezone(UTC).date() - start).days
             for day in range(first_due_day, sent_day):
                 assert fails[day], "a successful run while due must have sent"

@@ -120,14 +120,15 @@ def test_renewal_starts_thresholds_afresh_but_not_the_weekly_cadence(upstream: U
     assert len(upstream.braze.sent_to(WEEKLY_CAMPAIGN)) == 1  # day 1 is not a week after day 0
 
 
-def test_weekly_digest_from_the_7th_day_after_joining(upstream: Upstream, services: Services):
-    customer, _, (six, seven) = auto_apply_enterprise(upstream, allocated=1, total=10, admins=2)
+def test_weekly_digest_once_seven_full_days_have_passed_since_joining(upstream: Upstream, services: Services):
+    customer, _, (six, seven, almost) = auto_apply_enterprise(upstream, allocated=1, total=10, admins=3)
     six.created = NOW - 6 * DAY
-    seven.created = NOW - 7 * DAY + timedelta(hours=14)  # 23:00 seven calendar days ago: 6 days 10 hours
+    seven.created = NOW - 7 * DAY
+    almost.created = NOW - 7 * DAY + timedelta(hours=1)  # the 7th calendar day, but 6 days 23 hours
     run(services, customer.uuid)
     assert sends(upstream, WEEKLY_CAMPAIGN) == Counter({str(seven.user.id): 1})
     run(services, customer.uuid, as_of=NOW + DAY, run_id="run-2")
-    assert sends(upstream, WEEKLY_CAMPAIGN) == Counter({str(seven.user.id): 1, str(six.user.id): 1})
+    assert sends(upstream, WEEKLY_CAMPAIGN) == Counter({str(u.user.id): 1 for u in (six, seven, almost)})
 
 
 def test_weekly_digest_every_seven_days_from_the_last_one_sent(upstream: Upstream, services: Services):

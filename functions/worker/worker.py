@@ -24,7 +24,6 @@ tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
     logger.remove_keys(["job", "enterprise_customer_uuid"])  # no stale keys from the previous record

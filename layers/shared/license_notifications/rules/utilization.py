@@ -10,11 +10,11 @@ licenses has no threshold. Each admin gets the 75 % email once and the 100 % ema
 plan reaches 100 % before any 75 % email went out only the 100 % email is sent, and a 75 % email is never
 sent after a 100 % one. A renewed plan has another uuid, so its threshold state starts afresh.
 
-Weekly digest: counted in whole UTC calendar days, never elapsed seconds (runs are daily at slightly
-different times of day; seconds would drift the cadence by a day). An admin is eligible from the 7th day
-after ``created`` (the day they joined that enterprise) and then gets the digest once every 7 days measured
-from the last one actually sent, so a missed or failed run shifts the cadence and never produces two digests
-in one week. ``weekly_resend_cutoff`` expresses the same rule as an instant for the ledger's DynamoDB
+Weekly digest: an admin is eligible once 7 x 24 hours have passed since ``created`` (when they joined that
+enterprise: ADR 9's "activation_date more than 7 days ago"), and then gets the digest once every 7 days
+measured from the last one actually sent. The cadence between digests is counted in whole UTC calendar days,
+never elapsed seconds (runs are daily at slightly different times of day; seconds would drift the cadence
+by a day), so a missed or failed run shifts the cadence and never produces two digests in one week. ``weekly_resend_cutoff`` expresses the same rule as an instant for the ledger's DynamoDB
 condition: a previous send is old enough iff ``last_sent < weekly_resend_cutoff(now)``.
 
 Everything here is pure: no I/O, no clock reads (``now`` is passed in), aware datetimes only.
@@ -29,7 +29,7 @@ from typing import Protocol
 
 LIMITED_ALLOCATIONS_PERCENT = 75
 NO_ALLOCATIONS_PERCENT = 100
-WEEKLY_DIGEST_ELIGIBLE_AFTER_DAYS = 7
+WEEKLY_DIGEST_ELIGIBLE_AFTER = timedelta(days=7)  # elapsed time since joining, not calendar days
 WEEKLY_DIGEST_INTERVAL_DAYS = 7
 
 
@@ -151,11 +151,11 @@ def days_between(earlier: datetime, later: datetime) -> int:
 
 
 def weekly_digest_due(admin_joined: datetime, last_sent: datetime | None, now: datetime) -> bool:
-    """True iff the admin joined at least 7 UTC calendar days ago (6 is not enough) and no digest was sent
-    to them (for this enterprise) within the last 6 calendar days: ``days_between(last_sent, now) >= 7``."""
+    """True iff the admin joined at least 7 x 24 hours before ``now`` and no digest was sent to them (for
+    this enterprise) within the last 6 calendar days: ``days_between(last_sent, now) >= 7``."""
     _require_aware(admin_joined, "admin_joined")
     _require_aware(now, "now")
-    if days_between(admin_joined, now) < WEEKLY_DIGEST_ELIGIBLE_AFTER_DAYS:
+    if now - admin_joined < WEEKLY_DIGEST_ELIGIBLE_AFTER:
         return False
     if last_sent is None:
         return True

@@ -13,6 +13,7 @@ from devstack.aws import create_secret
 
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
 from license_notifications.adapters import license_manager
+from license_notifications.adapters.ledger import Ledger
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.expiration_reminders import ReminderRun, ledger_key
@@ -254,7 +255,12 @@ def test_a_crashed_workers_claim_expires_after_the_lease(upstream: Upstream, ser
     assert stale is not None
     first = run(services, customer.uuid)
     assert (first.sent, first.skipped["claimed_elsewhere"]) == (0, 1)  # live claim: someone may be sending now
-    ledger._wall_clock = lambda: claimed_at + ledger.lease_seconds + 1
+    later = Ledger(
+        ledger.model.Meta.table_name,
+        lease_seconds=ledger.lease_seconds,
+        wall_clock=lambda: claimed_at + ledger.lease_seconds + 1,
+    )
+    services.__dict__["ledger"] = later  # the cached adapter, as a clock past the lease would see it
     assert run(services, customer.uuid, run_id="run-2").sent == 1
 
 

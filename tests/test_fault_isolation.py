@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -94,14 +95,12 @@ def test_a_refused_recipient_is_held_back_for_a_day_then_retried(upstream: Upstr
     assert (again.sent, again.failed) == (0, 0)
     assert upstream.braze.request_count(TRIGGER) == before
 
-    clock = {"now": 0.0}
-    import time
-
-    clock["now"] = time.time() + REJECTED_HOLD.total_seconds() + 1
-    services.__dict__["ledger"] = Ledger(
-        services.settings.ledger_table_name, lease_seconds=services.settings.claim_lease_seconds,
-        wall_clock=lambda: clock["now"],
-    )  # fmt: skip
+    after_the_hold = time.time() + REJECTED_HOLD.total_seconds() + 1
+    services.__dict__["ledger"] = Ledger(  # the cached adapter, as a clock a day later would see it
+        services.settings.ledger_table_name,
+        lease_seconds=services.settings.claim_lease_seconds,
+        wall_clock=lambda: after_the_hold,
+    )
     upstream.braze.rejected[TRIGGER].clear()  # fixed in Braze meanwhile
     later = run(services, customer.uuid, run_id="run-3")
     assert (later.sent, later.failed) == (1, 0)

@@ -23,6 +23,14 @@ class FakeSqs:
         return {"Successful": [], "Failed": failed}
 
 
+def queue(sqs: FakeSqs, **kwargs) -> WorkQueue:
+    """The adapter with its retry waits recorded instead of slept."""
+    waits: list[float] = []
+    adapter = WorkQueue(sqs, "url", sleep=waits.append, **kwargs)
+    adapter.waits = waits  # type: ignore[attr-defined]
+    return adapter
+
+
 def messages(n: int) -> list[WorkMessage]:
     as_of = datetime(2026, 3, 1, tzinfo=UTC)
     return [
@@ -38,7 +46,7 @@ def messages(n: int) -> list[WorkMessage]:
 
 def test_sends_ten_per_call():
     sqs = FakeSqs()
-    assert WorkQueue(sqs, "url").send(messages(23)) == 23
+    assert queue(sqs).send(messages(23)) == 23
     assert [len(c) for c in sqs.calls] == [10, 10, 3]
     bodies = [WorkMessage.model_validate_json(e["MessageBody"]) for call in sqs.calls for e in call]
     assert bodies == messages(23)
@@ -46,8 +54,10 @@ def test_sends_ten_per_call():
 
 def test_only_refused_entries_are_retried():
     sqs = FakeSqs(refuse=[[{"Id": "3", "SenderFault": False, "Code": "InternalError"}]])
-    WorkQueue(sqs, "url").send(messages(5))
+    adapter = queue(sqs)
+    adapter.send(messages(5))
     assert [len(c) for c in sqs.calls] == [5, 1]
+    assert len(adapter.waits) == 1  # one backoff, recorded rather than slept
     assert sqs.calls[1][0]["Id"] == "3"
     assert sqs.calls[1][0]["MessageBody"] == sqs.calls[0][3]["MessageBody"]
 
@@ -56,12 +66,12 @@ def test_entries_still_refused_after_the_attempts_raise():
     refusal = [{"Id": "0", "SenderFault": False, "Code": "ServiceUnavailable"}]
     sqs = FakeSqs(refuse=[refusal, refusal, refusal])
     with pytest.raises(EnqueueError):
-        WorkQueue(sqs, "url", attempts=3).send(messages(1))
+        queue(sqs, attempts=3).send(messages(1))
     assert len(sqs.calls) == 3
 
 
 def test_a_sender_fault_is_not_retried():
     sqs = FakeSqs(refuse=[[{"Id": "0", "SenderFault": True, "Code": "InvalidMessageContents"}]])
     with pytest.raises(RuntimeError, match="sender fault"):
-        WorkQueue(sqs, "url").send(messages(2))
+        queue(sqs).send(messages(2))
     assert len(sqs.calls) == 1

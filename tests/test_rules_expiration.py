@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from license_notifications.rules.expiration import (
     ReminderDecision,
-    braze_datetime,
     days_until_expiration,
     expires_in_window,
     reminder_decision,
@@ -111,11 +110,6 @@ def test_days_until_expiration_counts_calendar_days_in_utc():
     # 2026-03-02 01:00 in UTC+3 is 2026-03-01 22:00 UTC: the same UTC day
     plus3 = timezone(timedelta(hours=3))
     assert days_until_expiration(datetime(2026, 3, 2, 1, 0, tzinfo=plus3), NOW) == 0
-
-
-def test_braze_datetime_format():
-    plus2 = timezone(timedelta(hours=2))
-    assert braze_datetime(datetime(2026, 3, 15, 2, 30, 5, 999, tzinfo=plus2)) == "2026-03-15T00:30:05Z"
 
 
 instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))

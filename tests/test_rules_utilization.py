@@ -20,6 +20,7 @@ from license_notifications.rules.utilization import (
     days_between,
     is_current,
     reached_threshold,
+    threshold_must_wait,
     threshold_to_send,
     weekly_digest_due,
     weekly_resend_cutoff,
@@ -268,6 +269,19 @@ def test_naive_datetimes_are_refused():
         is_current(naive, NOW, NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
         auto_assign_plan([], naive)
+
+
+@pytest.mark.parametrize("other_exists", [False, True])
+@pytest.mark.parametrize("other_in_flight", [False, True])
+@pytest.mark.parametrize("kind", list(NotificationType))
+def test_threshold_must_wait(kind, other_exists, other_in_flight):
+    waits = threshold_must_wait(kind, other_exists=other_exists, other_in_flight=other_in_flight)
+    expected = {
+        NotificationType.LIMITED_ALLOCATIONS_REMAINING: other_exists,  # any 100 % record: never 75 % after it
+        NotificationType.NO_ALLOCATIONS_REMAINING: other_in_flight,  # a 75 % send in flight: next run
+        NotificationType.PERIODIC_INFORMATIONAL: False,
+    }[kind]
+    assert waits is expected
 
 
 # -- recipients ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from license_notifications.adapters.http import HttpClient
@@ -148,13 +149,27 @@ class BrazeClient:
             if exc.status is None or not 200 <= exc.status < 300:
                 raise
             reply = None  # a 2xx whose body is not JSON: accepted all the same
-        # Any 2xx means Braze accepted the send; an odd body must not make us send it again.
-        body_errors = reply.get("errors") if isinstance(reply, dict) else None
-        errors = tuple(body_errors) if isinstance(body_errors, list) else ((body_errors,) if body_errors else ())
-        dispatch_id = reply.get("dispatch_id") if isinstance(reply, dict) else None
-        if isinstance(dispatch_id, str) and dispatch_id:
-            return SendResult(dispatch_id, errors)
-        if isinstance(reply, dict) and reply.get("message") == "queued":  # maintenance: accepted, sent later
-            return SendResult("queued", errors)
-        logger.warning("Braze accepted the trigger without a dispatch_id (%d recipient(s))", len(recipients))
-        return SendResult("accepted-without-dispatch-id", errors)
+        return _accepted(reply if isinstance(reply, dict) else {})
+
+
+def _accepted(reply: Mapping[str, Any]) -> SendResult:
+    """Any 2xx means Braze accepted the send: an odd body must never make the caller send it again."""
+    raw_errors = reply.get("errors")
+    errors = tuple(raw_errors) if isinstance(raw_errors, list) else ((raw_errors,) if raw_errors else ())
+    dispatch_id = reply.get("dispatch_id")
+    if isinstance(dispatch_id, str) and dispatch_id:
+        return SendResult(dispatch_id, errors)
+    if reply.get("message") == "queued":  # maintenance: accepted, sent later
+        return SendResult("queued", errors)
+    logger.warning("Braze accepted the trigger without a dispatch_id")
+    return SendResult("accepted-without-dispatch-id", errors)
+
+
+BRAZE_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def braze_datetime(value: datetime) -> str:
+    """A datetime as the campaigns' trigger properties carry it (``%Y-%m-%dT%H:%M:%SZ``, UTC; contract 5)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"value must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC).strftime(BRAZE_DATETIME_FORMAT)

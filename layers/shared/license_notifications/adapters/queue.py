@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -22,10 +23,13 @@ class EnqueueError(Exception):
 
 
 class WorkQueue:
-    def __init__(self, sqs_client: Any, queue_url: str, *, attempts: int = 3):
+    def __init__(
+        self, sqs_client: Any, queue_url: str, *, attempts: int = 3, sleep: Callable[[float], None] = time.sleep
+    ):
         self._sqs = sqs_client
         self.url = queue_url
         self._attempts = attempts
+        self._sleep = sleep
 
     def send(self, messages: Sequence[WorkMessage]) -> int:
         """Enqueue every message. Entries SQS refuses for its own reasons are retried (only those); what
@@ -36,6 +40,7 @@ class WorkQueue:
                 retry=retry_if_exception_type(EnqueueError),
                 stop=stop_after_attempt(self._attempts),
                 wait=wait_exponential_jitter(multiplier=0.2, max=2),
+                sleep=self._sleep,
                 reraise=True,
             ):
                 with attempt:

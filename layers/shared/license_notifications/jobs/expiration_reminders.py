@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias
+from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
 from license_notifications.errors import ConfigurationError
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
@@ -20,7 +20,6 @@ from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery,
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
 from license_notifications.rules.expiration import (
     ReminderDecision,
-    braze_datetime,
     days_until_expiration,
     expires_in_window,
     reminder_decision,

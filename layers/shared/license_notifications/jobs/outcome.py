@@ -54,6 +54,23 @@ class EnterpriseOutcome:
         refused recipients, malformed records, unconfirmed or unrecorded sends cannot change by retrying now."""
         return self.error is not None or any(f.retry for f in self.failures)
 
+    def counts(self) -> dict[str, object]:
+        """The figures of the completion log line."""
+        return {
+            "due": self.due,
+            "sent": self.sent,
+            "would_send": self.would_send,
+            "failed": self.failed,
+            "rejected": self.rejected,
+            "unrecorded": self.unrecorded,
+            "malformed": self.malformed,
+            "warned": self.warned,
+            "skipped": dict(self.skipped),
+            "sent_by_type": dict(self.sent_by_type),
+            "braze_requests": self.braze_requests,
+            "error": self.error,
+        }
+
     def fail(self, error: str, *, subject_kind: str, subjects: list[str], retry: bool = True) -> None:
         """A batch of recipients failed (one Failure for the batch, counted per recipient)."""
         self.failed += len(subjects)

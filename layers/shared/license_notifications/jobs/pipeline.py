@@ -149,10 +149,7 @@ class _Batch:
 
     def deliver(self) -> None:
         try:
-            with_alias = [t for t in self.taken if t[0].alias is not None]
-            aliased = self._narrow(with_alias, self._create_aliases, "alias creation") if with_alias else []
-            aliased_ids = {id(entry) for entry in aliased}
-            ready = [t for t in self.taken if t[0].alias is None or id(t) in aliased_ids]
+            ready = self._with_aliases()
             if ready:
                 self._narrow(ready, self._trigger, "trigger")
         except BatchRejectedError as exc:  # not the recipients: give every claim back, nothing is held
@@ -165,6 +162,14 @@ class _Batch:
             raise
         finally:
             self._report_rejected()
+
+    def _with_aliases(self) -> list[Taken]:
+        """Create the aliases the deliveries need; returns the deliveries ready to trigger, in order."""
+        with_alias = [t for t in self.taken if t[0].alias is not None]
+        if not with_alias:
+            return list(self.taken)
+        aliased = {id(entry) for entry in self._narrow(with_alias, self._create_aliases, "alias creation")}
+        return [t for t in self.taken if t[0].alias is None or id(t) in aliased]
 
     # -- the Braze calls -----------------------------------------------------------------------------------
 

@@ -19,20 +19,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient
+from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, braze_datetime
 from license_notifications.adapters.ledger import CLAIMED
 from license_notifications.errors import ConfigurationError
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, Taken
 from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
-from license_notifications.rules.expiration import braze_datetime
 from license_notifications.rules.utilization import (
     THRESHOLD_TYPES,
     NotificationType,
     admin_is_reachable,
     auto_assign_plan,
     reached_threshold,
+    threshold_must_wait,
     threshold_to_send,
     weekly_digest_due,
     weekly_resend_cutoff,
@@ -227,14 +227,15 @@ class _EnterpriseUtilization:
         other = full if kind is limited else limited
         keys = {d.subject: threshold_key(plan.uuid, self.enterprise_uuid, d.subject, other) for d, _ in taken}
         states = self.job.ledger.states(keys.values())
-        if kind is limited:
-            conflict = {admin_id for admin_id, key in keys.items() if key in states}
-        else:
-            conflict = {admin_id for admin_id, key in keys.items() if states.get(key) == CLAIMED}
-        if not conflict:
-            return taken
-        self.job.ledger.release_many([claim for d, claim in taken if d.subject in conflict])
-        self.outcome.skipped["superseded_by_100_percent" if kind is limited else "waits_for_75_percent"] += len(
-            conflict
-        )
-        return [(d, claim) for d, claim in taken if d.subject not in conflict]
+        waiting = [
+            (d, claim)
+            for d, claim in taken
+            if threshold_must_wait(
+                kind, other_exists=keys[d.subject] in states, other_in_flight=states.get(keys[d.subject]) == CLAIMED
+            )
+        ]
+        if waiting:
+            self.job.ledger.release_many([claim for _, claim in waiting])
+            reason = "superseded_by_100_percent" if kind is limited else "waits_for_75_percent"
+            self.outcome.skipped[reason] += len(waiting)
+        return [entry for entry in taken if entry not in waiting]

@@ -87,13 +87,3 @@ def days_until_expiration(expiration_date: datetime, now: datetime) -> int:
     _require_aware(now, "now")
 
     return (expiration_date.astimezone(UTC).date() - now.astimezone(UTC).date()).days
-
-
-BRAZE_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def braze_datetime(value: datetime) -> str:
-    """Format as the reminder campaign expects (``%Y-%m-%dT%H:%M:%SZ``, UTC)."""
-
-    _require_aware(value, "value")
-    return value.astimezone(UTC).strftime(BRAZE_DATETIME_FORMAT)

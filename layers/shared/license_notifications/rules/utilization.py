@@ -139,6 +139,18 @@ def threshold_to_send(
     raise ValueError(f"not a threshold notification type: {reached!r}")
 
 
+def threshold_must_wait(kind: NotificationType, *, other_exists: bool, other_in_flight: bool) -> bool:
+    """After claiming a threshold email for one plan and admin, whether it must back off because of the
+    other threshold's ledger record (read after claiming, so two racing runs always see one another):
+    the 75 % email if any record of the 100 % one exists (never a 75 % after a 100 %); the 100 % email while
+    a 75 % send is in flight (it goes out on the next run, after the 75 % one)."""
+    if kind is NotificationType.LIMITED_ALLOCATIONS_REMAINING:
+        return other_exists
+    if kind is NotificationType.NO_ALLOCATIONS_REMAINING:
+        return other_in_flight
+    return False
+
+
 # -- weekly digest -------------------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 from license_notifications.adapters.ledger import Claim
 from license_notifications.adapters.oauth import clear_token_cache
 from license_notifications.config import load_settings
-from license_notifications.jobs.expiration_reminders import ReminderRun
+from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.rules.expiration import reminder_decision
 from license_notifications.services import Services
 
@@ -159,7 +159,7 @@ def job_run(n: int, *, real_ledger: bool = False) -> dict[str, float]:
         job = services.expiration_reminders()
         tracemalloc.start()
         start = time.perf_counter()
-        outcome = job.run_enterprise(urls["enterprise"], ReminderRun(run_id="bench", as_of=NOW))
+        outcome = job.run_enterprise(urls["enterprise"], JobRun(run_id="bench", as_of=NOW))
         elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

@@ -16,7 +16,8 @@ from license_notifications.adapters import license_manager
 from license_notifications.adapters.ledger import Ledger
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.expiration_reminders import ReminderRun, ledger_key
+from license_notifications.jobs.enterprise_run import JobRun
+from license_notifications.jobs.expiration_reminders import ledger_key
 from license_notifications.jobs.work import process_work_message
 from license_notifications.services import Services
 
@@ -28,7 +29,7 @@ def services(app_env) -> Services:
 
 def run(services: Services, enterprise: str, *, as_of=NOW, dry_run=False, days=30, run_id="run-1"):
     return services.expiration_reminders().run_enterprise(
-        enterprise, ReminderRun(run_id=run_id, as_of=as_of, days_before_expiration=days, dry_run=dry_run)
+        enterprise, JobRun(run_id=run_id, as_of=as_of, days_before_expiration=days, dry_run=dry_run)
     )
 
 
@@ -278,7 +279,7 @@ def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: 
     def work(i: int) -> None:
         job = workers[i].expiration_reminders()
         barrier.wait()
-        outcomes.append(job.run_enterprise(customer.uuid, ReminderRun(run_id=f"run-{i}", as_of=NOW)))
+        outcomes.append(job.run_enterprise(customer.uuid, JobRun(run_id=f"run-{i}", as_of=NOW)))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:

@@ -20,7 +20,8 @@ from conftest import NOW, REMINDER_CAMPAIGN, Upstream
 from license_notifications.adapters.ledger import REJECTED, Ledger
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.expiration_reminders import ReminderRun, ledger_key
+from license_notifications.jobs.enterprise_run import JobRun
+from license_notifications.jobs.expiration_reminders import ledger_key
 from license_notifications.jobs.pipeline import MAX_REJECTED_PER_BATCH, REJECTED_HOLD
 from license_notifications.jobs.work import process_work_message
 from license_notifications.services import Services
@@ -36,7 +37,7 @@ def services(app_env) -> Services:
 
 def run(services: Services, enterprise: str, *, run_id="run-1", **kwargs):
     return services.expiration_reminders().run_enterprise(
-        enterprise, ReminderRun(run_id=run_id, as_of=NOW, days_before_expiration=30, **kwargs)
+        enterprise, JobRun(run_id=run_id, as_of=NOW, days_before_expiration=30, **kwargs)
     )
 
 
@@ -273,7 +274,7 @@ def test_a_malformed_plan_never_hides_the_others(upstream: Upstream, services: S
 
 
 @dataclass(frozen=True, kw_only=True)
-class CountdownRun(ReminderRun):
+class CountdownRun(JobRun):
     """A run whose clock runs out after ``checks`` deadline checks (a short simulated timeout)."""
 
     checks: list[int] = field(default_factory=lambda: [0])
@@ -300,7 +301,7 @@ def test_a_timeout_at_any_check_leaves_every_claim_settled_and_nothing_sent_unre
         assert "OutOfTimeError" in outcome.error
         assert outcome.needs_redelivery
     # the next attempt finishes the job, sending nobody twice
-    finish = job.run_enterprise(customer.uuid, ReminderRun(run_id="run-t2", as_of=NOW))
+    finish = job.run_enterprise(customer.uuid, JobRun(run_id="run-t2", as_of=NOW))
     assert finish.error is None
     assert max(reminded(upstream).values()) == 1
     assert sum(reminded(upstream).values()) == 59

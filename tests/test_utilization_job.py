@@ -11,7 +11,8 @@ import pytest
 from conftest import ADMIN_PORTAL, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, WEEKLY_CAMPAIGN, Upstream
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.utilization import UtilizationRun, threshold_key
+from license_notifications.jobs.enterprise_run import JobRun
+from license_notifications.jobs.utilization import threshold_key
 from license_notifications.jobs.work import process_work_message
 from license_notifications.rules.utilization import NotificationType
 from license_notifications.services import Services
@@ -25,9 +26,7 @@ def services(app_env) -> Services:
 
 
 def run(services: Services, enterprise: str, *, as_of=NOW, dry_run=False, run_id="run-1"):
-    return services.utilization().run_enterprise(
-        enterprise, UtilizationRun(run_id=run_id, as_of=as_of, dry_run=dry_run)
-    )
+    return services.utilization().run_enterprise(enterprise, JobRun(run_id=run_id, as_of=as_of, dry_run=dry_run))
 
 
 def auto_apply_enterprise(up: Upstream, name="Stark", *, allocated=8, total=10, admins=2, joined_days_ago=30):
@@ -287,7 +286,7 @@ def test_two_workers_racing_send_each_admin_each_email_once(upstream: Upstream, 
     def work(i: int) -> None:
         job = workers[i].utilization()
         barrier.wait()
-        outcomes.append(job.run_enterprise(customer.uuid, UtilizationRun(run_id=f"run-{i}", as_of=NOW)))
+        outcomes.append(job.run_enterprise(customer.uuid, JobRun(run_id=f"run-{i}", as_of=NOW)))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:

@@ -15,20 +15,34 @@ from license_notifications.adapters.ledger import Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.errors import ConfigurationError
+from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.observability import EmailRenderer, mask_emails
+from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobRun:
     """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record (the run behaves
     as if the clock read that instant); ``deadline`` (monotonic seconds, from the Lambda's remaining time
-    less ``Settings.worker_time_margin_seconds``) is when no new Braze request and no new page may start."""
+    less ``Services.time_margin_seconds``) is when no new Braze request and no new page may start;
+    ``days_before_expiration`` is the reminders' window (utilization does not read it)."""
 
     run_id: str
     as_of: datetime
     dry_run: bool = False
     deadline: float | None = None
+    days_before_expiration: int = DEFAULT_DAYS_BEFORE_EXPIRATION
+
+    @classmethod
+    def from_message(cls, message: WorkMessage, *, deadline: float | None = None) -> JobRun:
+        return cls(
+            run_id=message.run_id,
+            as_of=message.as_of,
+            dry_run=message.dry_run,
+            deadline=deadline,
+            days_before_expiration=message.days_before_expiration,
+        )
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -37,7 +51,7 @@ class JobRun:
 class EnterpriseJob:
     """What both jobs hold: the adapters they share, and ``run_enterprise`` around their own ``process``."""
 
-    name: str  # the job name, as in work messages and logs
+    name: Job
     logger: logging.Logger
 
     def __init__(
@@ -55,10 +69,10 @@ class EnterpriseJob:
         self.ledger = ledger
         self.emails = emails or EmailRenderer()
 
-    def describe(self, run) -> str:
+    def describe(self, run: JobRun) -> str:
         raise NotImplementedError
 
-    def process(self, enterprise_customer_uuid: str, run, outcome: EnterpriseOutcome) -> None:
+    def process(self, enterprise_customer_uuid: str, run: JobRun, outcome: EnterpriseOutcome) -> None:
         raise NotImplementedError
 
     def run_enterprise(self, enterprise_customer_uuid: str, run: JobRun) -> EnterpriseOutcome:

@@ -7,13 +7,13 @@ one ``/users/alias/new`` and one ``/campaigns/trigger/send`` request per 50 remi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
 from license_notifications.errors import ConfigurationError
+from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, OutOfTimeError
@@ -27,7 +27,6 @@ from license_notifications.rules.expiration import (
 
 logger = logging.getLogger(__name__)
 
-JOB = "license_expiration_reminders"
 COMMAND = "send_license_expiration_reminders"
 LEDGER_KIND = "expiration_reminder"
 RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
@@ -37,15 +36,10 @@ def ledger_key(license_uuid: UUID | str) -> str:
     return f"{LEDGER_KIND}#{license_uuid}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReminderRun(JobRun):
-    days_before_expiration: int = 30
-
-
 class ExpirationReminders(EnterpriseJob):
     """The job, wired to its adapters. A dry run reads the ledger (to report only what is due) but writes nothing."""
 
-    name = JOB
+    name = Job.EXPIRATION_REMINDERS
     logger = logger
 
     def __init__(self, *, campaign_id: str, **adapters: Any):
@@ -54,17 +48,17 @@ class ExpirationReminders(EnterpriseJob):
         super().__init__(**adapters)
         self.campaign_id = campaign_id
 
-    def describe(self, run: ReminderRun) -> str:
+    def describe(self, run: JobRun) -> str:
         return f"days_before_expiration={run.days_before_expiration}"
 
-    def process(self, enterprise_customer_uuid: str, run: ReminderRun, outcome: EnterpriseOutcome) -> None:
+    def process(self, enterprise_customer_uuid: str, run: JobRun, outcome: EnterpriseOutcome) -> None:
         _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process()
 
 
 class _EnterpriseReminders:
     """One enterprise's pass; holds the lazily fetched enterprise customer."""
 
-    def __init__(self, job: ExpirationReminders, enterprise_uuid: str, run: ReminderRun, outcome: EnterpriseOutcome):
+    def __init__(self, job: ExpirationReminders, enterprise_uuid: str, run: JobRun, outcome: EnterpriseOutcome):
         self.job = job
         self.enterprise_uuid = enterprise_uuid
         self.run = run

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from license_notifications.events import Job
+
 
 @dataclass(frozen=True)
 class Failure:
     """One failed unit of work (an enterprise, or one Braze batch of recipients), named well enough for an
     operator and for the error notification."""
 
-    job: str
+    job: Job
     enterprise_customer_uuid: str
     error: str
     subject_kind: str | None = None  # "license" or "admin" when the failure concerns recipients
@@ -25,7 +27,7 @@ class Failure:
 
 @dataclass
 class EnterpriseOutcome:
-    job: str
+    job: Job
     enterprise_customer_uuid: str
     dry_run: bool = False
     due: int = 0
@@ -92,7 +94,7 @@ class EnterpriseOutcome:
 class RunSummary:
     """Totals over the enterprises of one run (the CLI's and the demo's report)."""
 
-    job: str
+    job: Job
     run_id: str
     outcomes: list[EnterpriseOutcome] = field(default_factory=list)
     invalid_uuids: list[str] = field(default_factory=list)

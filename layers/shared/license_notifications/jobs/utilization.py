@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, braze_datetime
 from license_notifications.adapters.ledger import CLAIMED
 from license_notifications.errors import ConfigurationError
+from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, Taken
@@ -40,7 +40,6 @@ from license_notifications.rules.utilization import (
 
 logger = logging.getLogger(__name__)
 
-JOB = "license_utilization"
 COMMAND = "send_license_consumption_notifications"
 THRESHOLD_RETENTION = timedelta(days=90)  # threshold records outlive their plan by this much
 WEEKLY_RETENTION = timedelta(days=60)  # refreshed at every digest; an admin gone quiet is forgotten after this
@@ -59,15 +58,10 @@ def weekly_key(enterprise_uuid: str, admin_id: int | str) -> str:
     return f"weekly_digest#{enterprise_uuid}#{admin_id}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class UtilizationRun(JobRun):
-    """A utilization run: nothing beyond the common run fields."""
-
-
 class UtilizationNotifications(EnterpriseJob):
     """The job, wired to its adapters; ``campaigns`` maps each notification type to its Braze campaign id."""
 
-    name = JOB
+    name = Job.UTILIZATION
     logger = logger
 
     def __init__(self, *, campaigns: dict[NotificationType, str], admin_portal_base_url: str, **adapters: Any):
@@ -78,15 +72,15 @@ class UtilizationNotifications(EnterpriseJob):
         self.campaigns = campaigns
         self.admin_portal_base_url = admin_portal_base_url.rstrip("/")
 
-    def describe(self, run: UtilizationRun) -> str:
+    def describe(self, run: JobRun) -> str:
         return f"as_of={run.as_of.isoformat()}"
 
-    def process(self, enterprise_customer_uuid: str, run: UtilizationRun, outcome: EnterpriseOutcome) -> None:
+    def process(self, enterprise_customer_uuid: str, run: JobRun, outcome: EnterpriseOutcome) -> None:
         _EnterpriseUtilization(self, enterprise_customer_uuid, run, outcome).process()
 
 
 class _EnterpriseUtilization:
-    def __init__(self, job: UtilizationNotifications, enterprise_uuid: str, run: UtilizationRun, outcome):
+    def __init__(self, job: UtilizationNotifications, enterprise_uuid: str, run: JobRun, outcome):
         self.job = job
         self.enterprise_uuid = enterprise_uuid
         self.run = run

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.expiration_reminders import ReminderRun
+from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.jobs.outcome import EnterpriseOutcome
-from license_notifications.jobs.utilization import UtilizationRun
 from license_notifications.services import Services
 
 
@@ -30,7 +29,7 @@ def process_work_message(
     try:
         outcome = _run(message, enterprise, services, deadline)
     except ConfigurationError as exc:  # stops the run; still tell the operators which enterprise it hit
-        outcome = EnterpriseOutcome(message.job.value, enterprise, dry_run=message.dry_run)
+        outcome = EnterpriseOutcome(message.job, enterprise, dry_run=message.dry_run)
         outcome.fail_enterprise(f"ConfigurationError: {exc}")
         if services.settings.error_topic_arn:
             services.notifier.publish(outcome, run_id=message.run_id)
@@ -41,18 +40,5 @@ def process_work_message(
 
 
 def _run(message: WorkMessage, enterprise: str, services: Services, deadline: float | None) -> EnterpriseOutcome:
-    if message.job is Job.EXPIRATION_REMINDERS:
-        run = ReminderRun(
-            run_id=message.run_id,
-            as_of=message.as_of,
-            days_before_expiration=message.days_before_expiration,
-            dry_run=message.dry_run,
-            deadline=deadline,
-        )
-        return services.expiration_reminders().run_enterprise(enterprise, run)
-    elif message.job is Job.UTILIZATION:
-        utilization_run = UtilizationRun(
-            run_id=message.run_id, as_of=message.as_of, dry_run=message.dry_run, deadline=deadline
-        )
-        return services.utilization().run_enterprise(enterprise, utilization_run)
-    raise ValueError(f"unknown job {message.job!r}")  # pragma: no cover - the Job enum and this change together
+    job = services.expiration_reminders() if message.job is Job.EXPIRATION_REMINDERS else services.utilization()
+    return job.run_enterprise(enterprise, JobRun.from_message(message, deadline=deadline))

@@ -77,7 +77,7 @@ def test_missing_campaign_is_named_before_anything_is_planned():
     settings = load_settings({k: v for k, v in BASE_ENV.items() if "CAMPAIGN" not in k})
     request = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids=UUID_A)
     with pytest.raises(ConfigurationError, match="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"):
-        plan_run(request, Services(settings))
+        plan_run(request, settings, Services(settings).license_manager)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_no_valid_uuid_is_a_configuration_error_naming_the_bad_ones():
     settings = load_settings(BASE_ENV)
     request = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids="nope, nada")
     with pytest.raises(ConfigurationError, match=r"No valid enterprise customer UUIDs.*nope, nada"):
-        plan_run(request, Services(settings))
+        plan_run(request, settings, Services(settings).license_manager)
 
 
 def test_plan_run_fixes_one_as_of_and_run_id_for_every_message():
@@ -111,7 +111,7 @@ def test_plan_run_fixes_one_as_of_and_run_id_for_every_message():
         dry_run=True,
         as_of=as_of,
     )
-    result, messages = plan_run(request, Services(settings))
+    result, messages = plan_run(request, settings, Services(settings).license_manager)
     assert result.invalid_enterprise_customer_uuids == ["bad"]
     assert [str(m.enterprise_customer_uuid) for m in messages] == [UUID_A, UUID_B]
     assert {m.as_of for m in messages} == {as_of}

@@ -301,7 +301,7 @@ def test_failures_are_published_to_the_error_topic(upstream: Upstream, services:
     message = WorkMessage(
         job=Job.EXPIRATION_REMINDERS, run_id="run-7", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )
-    outcome = process_work_message(message, services)
+    outcome = process_work_message(message, services.job_for, services.notifier)
     assert outcome.failed == 3
     (notification,) = error_inbox()
     assert notification["job"] == "license_expiration_reminders"

@@ -70,7 +70,7 @@ def test_a_refused_recipient_is_isolated_and_the_other_49_are_sent_in_the_same_r
         job=Job.EXPIRATION_REMINDERS, run_id="run-r", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )
     with caplog.at_level(logging.WARNING):
-        outcome = process_work_message(message, services)
+        outcome = process_work_message(message, services.job_for, services.notifier)
 
     assert (outcome.sent, outcome.failed, outcome.rejected, outcome.error) == (49, 1, 1, None)
     assert reminded(upstream) == Counter({lic.uuid: 1 for lic in licenses if lic is not bad})
@@ -155,7 +155,7 @@ def test_non_fatal_errors_name_the_recipient_masked_and_are_recorded_as_sent(
         job=Job.EXPIRATION_REMINDERS, run_id="run-m", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )
     with caplog.at_level(logging.WARNING):
-        outcome = process_work_message(message, services)
+        outcome = process_work_message(message, services.job_for, services.notifier)
     assert (outcome.sent, outcome.failed, outcome.warned) == (3, 0, 1)
     assert [p.subjects for p in outcome.problems] == [(quiet.uuid,)]
     assert all(state(services, lic) == "sent" for lic in licenses)  # never sent twice
@@ -205,7 +205,7 @@ def test_an_enterprise_without_customer_agreement_fails_and_names_the_likely_cau
     message = WorkMessage(
         job=Job.EXPIRATION_REMINDERS, run_id="run-e", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )
-    outcome = process_work_message(message, services)
+    outcome = process_work_message(message, services.job_for, services.notifier)
     assert not outcome.ok
     assert "enterprise_openedx_operator" in outcome.error
     (notification,) = error_inbox()
@@ -236,7 +236,7 @@ def test_a_malformed_license_record_costs_only_itself(upstream: Upstream, servic
     message = WorkMessage(
         job=Job.EXPIRATION_REMINDERS, run_id="run-x", enterprise_customer_uuid=customer.uuid, as_of=NOW
     )
-    outcome = process_work_message(message, services)
+    outcome = process_work_message(message, services.job_for, services.notifier)
     assert outcome.error is None
     assert outcome.sent == 2
     assert outcome.skipped["not_activated"] == 1

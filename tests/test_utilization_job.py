@@ -239,7 +239,7 @@ def test_a_failed_batch_notifies_naming_enterprise_and_admins_and_others_go_on(
 ):
     customer, _, admins = auto_apply_enterprise(upstream, allocated=10, total=10, admins=2)
     upstream.braze.fail_next("/campaigns/trigger/send", 500, times=3)  # the 100 % batch outlives its retries
-    outcome = process_work_message(message(customer.uuid), services)
+    outcome = process_work_message(message(customer.uuid), services.job_for, services.notifier)
     assert outcome.failed == 2
     assert outcome.sent_by_type == {"periodic_informational": 2}  # the weekly batch still went out
     (notification,) = error_inbox()
@@ -253,7 +253,7 @@ def test_a_failed_batch_notifies_naming_enterprise_and_admins_and_others_go_on(
 def test_an_admin_braze_refuses_costs_only_that_admin(upstream: Upstream, services: Services, error_inbox):
     customer, _, (refused, *others) = auto_apply_enterprise(upstream, allocated=10, total=10, admins=5)
     upstream.braze.reject(str(refused.user.id), "unknown external_user_id")
-    outcome = process_work_message(message(customer.uuid), services)
+    outcome = process_work_message(message(customer.uuid), services.job_for, services.notifier)
     assert outcome.sent_by_type == {"no_allocations_remaining": 4, "periodic_informational": 4}
     assert (outcome.failed, outcome.rejected) == (2, 2)  # the 100 % email and the digest
     assert not outcome.needs_redelivery  # a redelivery would be refused the same way
@@ -267,7 +267,7 @@ def test_an_admin_braze_refuses_costs_only_that_admin(upstream: Upstream, servic
 def test_a_failed_enterprise_notifies_naming_it(upstream: Upstream, services: Services, error_inbox):
     customer, _, _ = auto_apply_enterprise(upstream, allocated=10, total=10, admins=1)
     customer.active = False  # the LMS answers 404
-    outcome = process_work_message(message(customer.uuid), services)
+    outcome = process_work_message(message(customer.uuid), services.job_for, services.notifier)
     assert outcome.error is not None
     (notification,) = error_inbox()
     assert notification["enterprise_customer_uuid"] == customer.uuid

@@ -25,7 +25,10 @@ tracer = Tracer()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse(event=event, model=DispatchRequest)
-    result = dispatch(request, services())
+    svc = services()
+    result = dispatch(
+        request, settings=svc.settings, license_manager=svc.license_manager, queue=svc.queue, notifier=svc.notifier
+    )
     metrics.add_metric(name="EnterprisesEnqueued", unit=MetricUnit.Count, value=len(result.enterprise_customer_uuids))
     metrics.add_metric(
         name="InvalidEnterpriseUuids", unit=MetricUnit.Count, value=len(result.invalid_enterprise_customer_uuids)

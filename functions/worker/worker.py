@@ -31,9 +31,9 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
     logger.set_correlation_id(message.run_id)
     logger.append_keys(job=message.job.value, enterprise_customer_uuid=str(message.enterprise_customer_uuid))
     # No new Braze request or page after this: what Braze accepts always has time to be recorded in the ledger.
-    margin = services().time_margin_seconds
-    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - margin
-    outcome = process_work_message(message, services(), deadline=deadline)
+    svc = services()
+    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - svc.time_margin_seconds
+    outcome = process_work_message(message, svc.job_for, svc.notifier, deadline=deadline)
     record_outcome_metrics(metrics, message.job, outcome)
     if outcome.needs_redelivery:  # failures a redelivery cannot change are reported, not retried
         raise EnterpriseFailedError(outcome)

@@ -84,7 +84,7 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
         return EXIT_USAGE, None
     try:
         svc = services or Services(load_settings())
-        result, messages = plan_run(request, svc)
+        result, messages = plan_run(request, svc.settings, svc.license_manager)
     except ConfigurationError as exc:  # nothing was sent
         logger.error("Configuration error: %s", exc)
         return EXIT_USAGE, None
@@ -101,7 +101,7 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
     code = None
     try:
         for message in messages:
-            summary.add(process_work_message(message, svc))
+            summary.add(process_work_message(message, svc.job_for, svc.notifier))
     except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
         logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)
         code = EXIT_USAGE

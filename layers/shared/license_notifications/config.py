@@ -29,6 +29,18 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 OptionalStr = Annotated[str | None, AfterValidator(lambda v: (v or "").strip() or None)]
 
 
+# The settings each job cannot run without, by job name (checked before anything is enqueued or sent).
+JOB_SETTINGS: dict[str, tuple[str, ...]] = {
+    "license_expiration_reminders": ("expiration_reminder_campaign",),
+    "license_utilization": (
+        "limited_allocations_campaign",
+        "no_allocations_campaign",
+        "weekly_utilization_campaign",
+        "admin_portal_base_url",
+    ),
+}
+
+
 class Settings(BaseModel):
     """Service settings. Field aliases are the environment variable names."""
 
@@ -97,6 +109,10 @@ class Settings(BaseModel):
         missing = [type(self).model_fields[name].alias or name for name in names if getattr(self, name) in (None, "")]
         if missing:
             raise ConfigurationError(f"missing setting(s): {', '.join(missing)}")
+
+    def require_job(self, job: str) -> None:
+        """Fail with a message naming each unset setting ``job`` needs (see ``JOB_SETTINGS``)."""
+        self.require(*JOB_SETTINGS[job])
 
     def resolve_oauth_client_secret(self, *, force_fetch: bool = False) -> str:
         return _secret(self.oauth_client_secret, self.oauth_client_secret_arn, "OAUTH_CLIENT_SECRET_ARN", force_fetch)

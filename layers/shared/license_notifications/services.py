@@ -1,5 +1,6 @@
-"""Builds the adapters from :class:`~license_notifications.config.Settings` (one place, used by the Lambda
-handlers, the CLI and the demo)."""
+"""The composition root: builds the adapters and jobs from :class:`~license_notifications.config.Settings`
+(one place, used by the Lambda handlers, the CLI and the demo). Only this module, ``lambda_runtime`` and
+``cli`` know every piece; the jobs take what they use."""
 
 from __future__ import annotations
 
@@ -15,20 +16,12 @@ from license_notifications.adapters.notifier import ErrorNotifier
 from license_notifications.adapters.oauth import OAuthTokenProvider
 from license_notifications.adapters.queue import WorkQueue
 from license_notifications.config import Settings
+from license_notifications.events import Job
+from license_notifications.jobs.enterprise_run import EnterpriseJob
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
 from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.observability import EmailRenderer
 from license_notifications.rules.utilization import NotificationType
-
-# Settings each job cannot run without (checked before anything is enqueued or sent).
-REMINDER_SETTINGS = ("expiration_reminder_campaign",)
-UTILIZATION_SETTINGS = (
-    "limited_allocations_campaign",
-    "no_allocations_campaign",
-    "weekly_utilization_campaign",
-    "admin_portal_base_url",
-)
-
 
 WORKER_TIME_SLACK_SECONDS = 5.0
 
@@ -89,8 +82,12 @@ class Services:
     def emails(self) -> EmailRenderer:
         return EmailRenderer(full=self.settings.log_full_emails)
 
+    def job_for(self, job: Job) -> EnterpriseJob:
+        """The job a work message names, wired to the adapters (its settings checked first)."""
+        return self.expiration_reminders() if job is Job.EXPIRATION_REMINDERS else self.utilization()
+
     def expiration_reminders(self) -> ExpirationReminders:
-        self.settings.require(*REMINDER_SETTINGS)
+        self.settings.require_job(Job.EXPIRATION_REMINDERS)
         return ExpirationReminders(
             license_manager=self.license_manager,
             lms=self.lms,
@@ -102,7 +99,7 @@ class Services:
 
     def utilization(self) -> UtilizationNotifications:
         s = self.settings
-        s.require(*UTILIZATION_SETTINGS)
+        s.require_job(Job.UTILIZATION)
         return UtilizationNotifications(
             license_manager=self.license_manager,
             lms=self.lms,

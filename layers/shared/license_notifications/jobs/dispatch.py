@@ -1,5 +1,6 @@
-"""The dispatcher's logic: validate the request, fix the run's ``as_of`` and run id, enqueue one message
-per enterprise. Nothing is enqueued when the request or the configuration is unusable."""
+"""The dispatcher's logic: validate the request, fix the run's ``as_of`` and run id, discover the
+enterprises when no list is given, enqueue one message per enterprise. Nothing is enqueued when the request
+or the configuration is unusable."""
 
 from __future__ import annotations
 
@@ -8,36 +9,58 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from license_notifications.adapters.license_manager import LicenseManagerClient
+from license_notifications.adapters.notifier import ErrorNotifier
+from license_notifications.adapters.queue import WorkQueue
 from license_notifications.clock import new_run_id, resolve_as_of, utcnow
+from license_notifications.config import Settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.expiration_reminders import COMMAND as REMINDERS_COMMAND
 from license_notifications.jobs.utilization import COMMAND as UTILIZATION_COMMAND
-from license_notifications.rules.utilization import is_current
-from license_notifications.services import REMINDER_SETTINGS, UTILIZATION_SETTINGS, Services
+from license_notifications.models import SubscriptionPlan
+from license_notifications.rules.expiration import expires_in_window
+from license_notifications.rules.utilization import auto_assign_plan
 
 logger = logging.getLogger(__name__)
 
-# The settings each job cannot run without (checked before anything is enqueued).
-REQUIRED_SETTINGS: dict[Job, tuple[str, ...]] = {
-    Job.EXPIRATION_REMINDERS: REMINDER_SETTINGS,
-    Job.UTILIZATION: UTILIZATION_SETTINGS,
-}
 COMMANDS = {Job.EXPIRATION_REMINDERS: REMINDERS_COMMAND, Job.UTILIZATION: UTILIZATION_COMMAND}
+EMPTY_FEED = (
+    "license-manager's all-plans feed is empty: the service account likely lacks the "
+    "enterprise_openedx_operator:* role (license-manager answers an empty 200, not a 403, without it)"
+)
 
 
-def auto_apply_enterprises(license_manager: LicenseManagerClient, as_of: datetime) -> list[str]:
-    """Enterprises with at least one active, current, auto-applying plan, from license-manager's all-plans
-    feed (one pass, page by page; needs the operator role)."""
+def discover_enterprises(
+    license_manager: LicenseManagerClient, job: Job, as_of: datetime, days_before_expiration: int
+) -> list[str]:
+    """The enterprises a run without an enterprise list covers, from license-manager's all-plans feed (one
+    pass, page by page; needs the operator role): for reminders, those with an active plan expiring within
+    the window; for utilization, those with an active, current, auto-applying plan. An empty feed is a
+    ConfigurationError (missing permissions look like an empty feed), never a silent success."""
+    if job is Job.EXPIRATION_REMINDERS:
+
+        def wanted(plan: SubscriptionPlan) -> bool:
+            return plan.is_active and expires_in_window(plan.expiration_date, as_of, days_before_expiration)
+    else:
+
+        def wanted(plan: SubscriptionPlan) -> bool:
+            return auto_assign_plan([plan], as_of) is not None
+
     found: dict[str, None] = {}
-    for plan in license_manager.all_plans():
-        if (
-            plan.is_active
-            and plan.should_auto_apply_licenses
-            and is_current(plan.start_date, plan.expiration_date, as_of)
-        ):
+    seen = 0
+    for plan in license_manager.all_plans(on_malformed=_log_malformed_plan):
+        seen += 1
+        if wanted(plan):
             found.setdefault(str(plan.enterprise_customer_uuid), None)
+    if not seen:
+        raise ConfigurationError(EMPTY_FEED)
+    logger.info("Discovered %d enterprise(s) among %d plan(s)", len(found), seen, extra={"job": job.value})
     return list(found)
+
+
+def _log_malformed_plan(item: object, exc: Exception) -> None:
+    plan_uuid = item.get("uuid") if isinstance(item, dict) else None
+    logger.error("Skipping malformed plan %s in the all-plans feed: %s", plan_uuid or "?", exc)
 
 
 @dataclass
@@ -61,10 +84,12 @@ class DispatchResult:
         }
 
 
-def plan_run(request: DispatchRequest, services: Services) -> tuple[DispatchResult, list[WorkMessage]]:
-    """Validate and build the run's messages. Raises ConfigurationError. The only I/O: a utilization run
-    without an enterprise list discovers its enterprises in license-manager."""
-    services.settings.require(*REQUIRED_SETTINGS.get(request.job, ()))
+def plan_run(
+    request: DispatchRequest, settings: Settings, license_manager: LicenseManagerClient
+) -> tuple[DispatchResult, list[WorkMessage]]:
+    """Validate and build the run's messages. Raises ConfigurationError. The only I/O: a run without an
+    enterprise list discovers its enterprises in license-manager."""
+    settings.require_job(request.job)
     as_of = resolve_as_of(request.as_of)
     valid, invalid = parse_enterprise_uuids(request.enterprise_customer_uuids)
     if invalid:
@@ -72,13 +97,12 @@ def plan_run(request: DispatchRequest, services: Services) -> tuple[DispatchResu
             "Ignoring invalid enterprise customer UUID(s): %s", ", ".join(invalid), extra={"invalid": invalid}
         )
     if not valid:
-        if request.job is Job.UTILIZATION and request.enterprise_customer_uuids in (None, "", []):
-            valid = auto_apply_enterprises(services.license_manager, as_of)
-        else:
+        if request.enterprise_customer_uuids not in (None, "", []):
             raise ConfigurationError(
                 "No valid enterprise customer UUIDs provided"
                 + (f" (invalid: {', '.join(invalid)})" if invalid else " (enterprise_customer_uuids is empty)")
             )
+        valid = discover_enterprises(license_manager, request.job, as_of, request.days_before_expiration)
     result = DispatchResult(request.job, new_run_id(request.job.value, as_of), as_of, request.dry_run, valid, invalid)
     dispatched_at = utcnow()
     messages = [
@@ -96,26 +120,29 @@ def plan_run(request: DispatchRequest, services: Services) -> tuple[DispatchResu
     return result, messages
 
 
-def dispatch(request: DispatchRequest, services: Services) -> DispatchResult:
-    """Plan the run and enqueue it; a failure is announced on the error topic (when set) and re-raised."""
+def dispatch(
+    request: DispatchRequest,
+    *,
+    settings: Settings,
+    license_manager: LicenseManagerClient,
+    queue: WorkQueue,
+    notifier: ErrorNotifier | None,
+) -> DispatchResult:
+    """Plan the run and enqueue it; a failure is announced on the error topic (``notifier``) and re-raised."""
     try:
-        return _dispatch(request, services)
+        result, messages = plan_run(request, settings, license_manager)
+        logger.info(
+            "Starting %s for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
+            COMMANDS[request.job],
+            len(messages),
+            request.days_before_expiration,
+            request.dry_run,
+            extra={"run_id": result.run_id, "as_of": result.as_of.isoformat(), "job": request.job.value},
+        )
+        queue.send(messages)
     except Exception as exc:
-        if services.settings.error_topic_arn:
-            services.notifier.publish_run_failure(job=request.job.value, error=f"{type(exc).__name__}: {exc}")
+        if notifier is not None:
+            notifier.publish_run_failure(job=request.job.value, error=f"{type(exc).__name__}: {exc}")
         raise
-
-
-def _dispatch(request: DispatchRequest, services: Services) -> DispatchResult:
-    result, messages = plan_run(request, services)
-    logger.info(
-        "Starting %s for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
-        COMMANDS[request.job],
-        len(messages),
-        request.days_before_expiration,
-        request.dry_run,
-        extra={"run_id": result.run_id, "as_of": result.as_of.isoformat(), "job": request.job.value},
-    )
-    services.queue.send(messages)
     logger.info("Enqueued %d work message(s) for run %s", len(messages), result.run_id)
     return result

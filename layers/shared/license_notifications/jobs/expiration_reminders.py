@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
-from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
@@ -43,8 +42,6 @@ class ExpirationReminders(EnterpriseJob):
     logger = logger
 
     def __init__(self, *, campaign_id: str, **adapters: Any):
-        if not campaign_id:
-            raise ConfigurationError("missing setting(s): BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
         super().__init__(**adapters)
         self.campaign_id = campaign_id
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, braze_datetime
 from license_notifications.adapters.ledger import CLAIMED
-from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
 from license_notifications.jobs.outcome import EnterpriseOutcome
@@ -65,9 +64,6 @@ class UtilizationNotifications(EnterpriseJob):
     logger = logger
 
     def __init__(self, *, campaigns: dict[NotificationType, str], admin_portal_base_url: str, **adapters: Any):
-        missing = [t.value for t in NotificationType if not campaigns.get(t)]
-        if missing or not admin_portal_base_url:
-            raise ConfigurationError(f"utilization needs a campaign id for {missing} and an admin portal URL")
         super().__init__(**adapters)
         self.campaigns = campaigns
         self.admin_portal_base_url = admin_portal_base_url.rstrip("/")

@@ -37,6 +37,9 @@ from license_notifications.observability import mask_emails
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_PAGES = 10_000  # hard cap on pages per paginate() call (5 million licenses at 500 a page)
+PAGINATION_SLACK_PAGES = 2  # how much a live list may grow while it is read (see HttpClient.paginate)
+
 
 class AuthHook(Protocol):
     def __call__(self, *, force_refresh: bool = False) -> str:
@@ -52,7 +55,8 @@ class RetryPolicy:
 
 
 class HttpClient:
-    """A JSON-over-HTTP client for one service (named in errors and logs)."""
+    """A JSON-over-HTTP client for one service (named in errors and logs). ``max_pages`` is ``paginate``'s
+    hard cap."""
 
     def __init__(
         self,
@@ -65,13 +69,17 @@ class HttpClient:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ):
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
         self.service = service
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.auth = auth
         self.default_headers = dict(default_headers or {})
         self.session = session or _new_session()
+        self.max_pages = max_pages
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -103,17 +111,44 @@ class HttpClient:
             logger.info("%s answered 401; refreshing the credential and retrying once", self.service)
             return self._with_retries(method, url, force_refresh=True, idempotent=idempotent, **kwargs)
 
-    def paginate(self, url: str, *, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def paginate(
+        self, url: str, *, params: Mapping[str, Any] | None = None, max_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield each page of a DRF page-number list, following ``next`` (an absolute URL) until null.
 
         ``next`` is followed on the configured host only (its path and query, our scheme and host): DRF
-        behind a TLS-terminating proxy often writes ``http://`` links, and the JWT must not go elsewhere."""
+        behind a TLS-terminating proxy often writes ``http://`` links, and the JWT must not go elsewhere.
+
+        A server that keeps handing out pages is stopped with MalformedResponseError, judged by the first
+        page's own numbers (``count``, and ``num_pages`` where the list has it):
+        - a page whose items bring the total past ``count`` + slack is not yielded;
+        - no page is requested past ``num_pages`` + slack, nor past ``ceil(count / first page's length)``
+          + slack;
+        - no page is requested past ``max_pages`` (default: the client's, 10,000), whatever the numbers say;
+        - a ``next`` naming a page already read is a loop.
+        The slack (``PAGINATION_SLACK_PAGES``, 2 pages, and 2 pages' worth of items) is for a live list:
+        records added while we read move later records onto further pages and raise ``count`` on later
+        replies. A list that grows by more than two pages while one client reads it is taken for a server
+        that does not end. Without a usable ``count`` (absent, not a non-negative integer) only the cap and
+        the loop check apply; an empty first page with ``next: null`` is simply the end.
+        """
+        limit = self.max_pages if max_pages is None else max_pages
+        if limit < 1:
+            raise ValueError("max_pages must be at least 1")
         base = urlsplit(url)
         seen: set[str] = set()
         page = self.get(url, params=params)
+        bounds: _PageBounds | None = None
+        pages = items = 0
         while True:
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
                 raise MalformedResponseError(self.service, "paginated reply without a results list", url=url)
+            pages += 1
+            items += len(page["results"])
+            if bounds is None:
+                bounds = _PageBounds.of(page)
+            if (problem := bounds.too_many_items(items)) is not None:
+                raise MalformedResponseError(self.service, f"pagination does not end: {problem}", url=url)
             yield page
             if not page.get("next"):
                 return
@@ -121,6 +156,8 @@ class HttpClient:
             url = urlunsplit((base.scheme, base.netloc, nxt.path, nxt.query, ""))
             if url in seen:
                 raise MalformedResponseError(self.service, "pagination loops back to a page already read", url=url)
+            if (problem := bounds.too_many_pages(pages + 1, limit)) is not None:
+                raise MalformedResponseError(self.service, f"pagination does not end: {problem}", url=url)
             seen.add(url)
             page = self.get(url)
 
@@ -218,6 +255,49 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     """True when the error proves the request never reached the server (refused, DNS, connect timeout)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError | NameResolutionError | ConnectTimeoutError)
+
+
+@dataclass(frozen=True)
+class _PageBounds:
+    """What a paginated list's first page says about its length (see HttpClient.paginate)."""
+
+    count: int | None
+    num_pages: int | None
+    page_length: int
+
+    @classmethod
+    def of(cls, first: Mapping[str, Any]) -> _PageBounds:
+        return cls(_count(first.get("count")), _count(first.get("num_pages")), len(first["results"]))
+
+    def too_many_items(self, items: int) -> str | None:
+        if self.count is None:
+            return None
+        allowed = self.count + PAGINATION_SLACK_PAGES * max(self.page_length, 1)
+        if items <= allowed:
+            return None
+        return f"{items} items received, more than the first page's count of {self.count} allows ({allowed})"
+
+    def too_many_pages(self, page: int, cap: int) -> str | None:
+        """Why ``page`` (1-based) must not be requested, or None."""
+        if page > cap:
+            return f"page {page} would pass the cap of {cap} pages"
+        expected = []
+        if self.num_pages is not None:
+            expected.append(self.num_pages)
+        if self.count == 0:
+            expected.append(1)
+        elif self.count is not None and self.page_length > 0:
+            expected.append(math.ceil(self.count / self.page_length))
+        if expected and page > min(expected) + PAGINATION_SLACK_PAGES:
+            return (
+                f"page {page} would pass the {min(expected)} pages the first page announced (count={self.count}, "
+                f"num_pages={self.num_pages}, {self.page_length} results) by more than {PAGINATION_SLACK_PAGES}"
+            )
+        return None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _new_session() -> requests.Session:

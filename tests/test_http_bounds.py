@@ -1,7 +1,9 @@
 """Hosts and time are bounded (issue 6): the HTTP layer against a small hostile server of its own.
 
 The server (``Hostile``) is a ``ThreadingHTTPServer`` on 127.0.0.1 with an ephemeral port, HTTP/1.1
-keep-alive, served from a daemon thread; each test scripts its replies with a route function.
+keep-alive, served from a daemon thread; each test scripts its replies with a route function. A second
+instance on another port is another origin ("a foreign host"): every redirect test checks it received
+nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from license_notifications.adapters.http import PAGINATION_SLACK_PAGES, HttpClient, RetryPolicy
-from license_notifications.errors import MalformedResponseError
+from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias
+from license_notifications.adapters.http import MAX_REDIRECTS, PAGINATION_SLACK_PAGES, HttpClient, RetryPolicy
+from license_notifications.adapters.license_manager import LicenseManagerClient
+from license_notifications.errors import AmbiguousOutcomeError, MalformedResponseError, RedirectRefusedError
 
 # -- the hostile server ---------------------------------------------------------------------------------------
 
@@ -75,6 +79,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def redirect(self, status: int, location: str) -> None:
+        self.reply(status, {"detail": "moved"}, headers={"Location": location})
+
 
 class Hostile:
     """One origin: http://127.0.0.1:<port>. ``route(handler)`` answers each request (default: 404)."""
@@ -109,6 +116,14 @@ def origin() -> Iterator[Hostile]:
 
 
 @pytest.fixture
+def foreign() -> Iterator[Hostile]:
+    server = Hostile()
+    server.route = lambda h: h.reply(200, {"count": 1, "next": None, "previous": None, "results": [{"foreign": 1}]})
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def make_client() -> Iterator[Callable[..., HttpClient]]:
     clients: list[HttpClient] = []
 
@@ -130,6 +145,124 @@ def page_reply(items: list[Any], *, count: int | None, next_url: str | None, **e
 
 def plan_page(*, next_url: str | None = None) -> dict[str, Any]:
     return page_reply([], count=0, next_url=next_url)
+
+
+def alias_recipient(email: str) -> Recipient:
+    return Recipient(user_alias=UserAlias(email), attributes={"email": email})
+
+
+# -- redirects ------------------------------------------------------------------------------------------------
+
+
+def test_a_302_from_license_manager_to_another_origin_is_refused(origin, foreign, make_client):
+    origin.route = lambda h: h.redirect(302, f"{foreign.url}/api/v1/subscriptions/?secret=s3cr3t")
+    client = make_client(attempts=3)
+    lm = LicenseManagerClient(client, origin.url)
+    with pytest.raises(RedirectRefusedError) as info:
+        lm.enterprise_plans("00000000-0000-4000-8000-000000000000")
+    assert foreign.seen == []
+    assert len(origin.seen) == 1  # not retried: another try is only redirected again
+    assert client.request_count == 1
+    assert info.value.status == 302
+    assert f"127.0.0.1:{foreign.port}" in str(info.value)
+    assert "s3cr3t" not in str(info.value)  # the refused location's origin, never its query
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_no_redirect_status_leads_a_get_off_the_origin(origin, foreign, make_client, status):
+    origin.route = lambda h: h.redirect(status, f"{foreign.url}/elsewhere")
+    with pytest.raises(RedirectRefusedError, match=f"HTTP {status}"):
+        make_client().get(f"{origin.url}/api/v1/subscriptions/")
+    assert foreign.seen == []
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://localhost:{port}/same/server/other/host",  # the same server by another name is another origin
+        "https://127.0.0.1:{port}/other/scheme",
+        "http://user:pw@127.0.0.1:{port}/credentials",
+        "ftp://127.0.0.1:{port}/odd/scheme",
+    ],
+)
+def test_scheme_host_and_port_must_all_match(origin, make_client, location):
+    origin.route = lambda h: h.redirect(302, location.format(port=origin.port))
+    with pytest.raises(RedirectRefusedError, match="another origin") as info:
+        make_client().get(f"{origin.url}/start")
+    assert len(origin.seen) == 1
+    assert "pw" not in str(info.value)
+
+
+def test_a_braze_send_redirected_elsewhere_is_refused_and_not_ambiguous(origin, foreign, make_client):
+    """A 307 keeps the POST body (learner emails): it must never reach another host."""
+    origin.route = lambda h: h.redirect(307, f"{foreign.url}/campaigns/trigger/send")
+    client = make_client("braze", attempts=3, default_headers={"Authorization": "Bearer braze-key"})
+    braze = BrazeClient(client, origin.url)
+    with pytest.raises(RedirectRefusedError) as info:
+        braze.trigger_campaign("camp", [alias_recipient("jane.doe@example.com")])
+    assert not isinstance(info.value, AmbiguousOutcomeError)  # Braze answered with a redirect: not processed
+    assert foreign.seen == []
+    assert [s.path for s in origin.seen] == ["/campaigns/trigger/send"]
+    assert info.value.status == 307
+
+
+def test_a_same_origin_redirect_is_followed(origin, foreign, make_client):
+    def route(h: Handler) -> None:
+        if h.route_path == "/old":
+            h.redirect(302, "/new?page=2")  # relative, as Django writes them
+        elif h.route_path == "/new":
+            h.reply(200, {"at": h.path})
+        else:
+            h.reply(404)
+
+    origin.route = route
+    client = make_client()
+    assert client.get(f"{origin.url}/old", params={"page": "1"}) == {"at": "/new?page=2"}  # the Location's query
+    assert [s.path for s in origin.seen] == ["/old?page=1", "/new?page=2"]
+    assert client.request_count == 2  # both hops were requests sent
+    assert len({s.client_port for s in origin.seen}) == 1  # the redirect's body was drained: connection reused
+    assert foreign.seen == []
+
+
+def test_a_same_origin_307_on_a_post_keeps_method_and_body(origin, make_client):
+    def route(h: Handler) -> None:
+        if h.route_path == "/campaigns/trigger/send":
+            h.redirect(307, f"{origin.url}/v2/campaigns/trigger/send")
+        else:
+            h.reply(201, {"dispatch_id": "d-1", "message": "success"})
+
+    origin.route = route
+    client = make_client("braze", default_headers={"Authorization": "Bearer braze-key"})
+    braze = BrazeClient(client, origin.url)
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "d-1"
+    first, second = origin.seen
+    assert (first.method, second.method) == ("POST", "POST")
+    assert second.path == "/v2/campaigns/trigger/send"
+    assert second.body == first.body
+    assert json.loads(second.body)["recipients"][0]["attributes"] == {"email": "a@example.com"}
+    assert second.headers["authorization"] == "Bearer braze-key"
+    assert client.request_count == 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_post_is_never_turned_into_a_get(origin, make_client, status):
+    origin.route = lambda h: h.redirect(status, "/somewhere/else") if h.command == "POST" else h.reply(200, {})
+    with pytest.raises(RedirectRefusedError, match="GET"):
+        make_client().post(f"{origin.url}/users/alias/new", json={"user_aliases": []})
+    assert [s.method for s in origin.seen] == ["POST"]
+
+
+def test_redirect_hops_are_bounded(origin, make_client):
+    origin.route = lambda h: h.redirect(302, f"/hop?n={int(h.query.get('n', ['0'])[0]) + 1}")
+    with pytest.raises(RedirectRefusedError, match=f"more than {MAX_REDIRECTS} redirects"):
+        make_client().get(f"{origin.url}/hop")
+    assert len(origin.seen) == MAX_REDIRECTS + 1
+
+
+def test_a_redirect_without_location_is_refused(origin, make_client):
+    origin.route = lambda h: h.reply(302, {"detail": "moved, somewhere"})
+    with pytest.raises(RedirectRefusedError, match="without a Location"):
+        make_client().get(f"{origin.url}/x")
 
 
 # -- pagination ends ------------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 Retried: 429 (waiting until ``X-RateLimit-Reset`` or ``Retry-After`` when the reply gives one), 5xx,
 timeouts and connection errors, with exponential backoff and jitter, at most ``max_attempts`` tries and
-never a single wait above ``max_wait``. Never retried: other 4xx and malformed replies.
+never a single wait above ``max_wait``. Never retried: other 4xx, malformed replies and refused redirects.
 An optional ``auth`` hook supplies the Authorization header; on a 401 it is asked for a fresh one and the
 call is retried once (the LMS OAuth2 JWT flow, contract section 1).
+
+No request leaves the origin (scheme, host, port) of the URL it was made for. Redirects are not left to
+``requests``: a 3xx to the same origin is followed (at most ``MAX_REDIRECTS`` hops; a POST only on 307/308,
+which keep its method and body), any other 3xx raises ``RedirectRefusedError`` before anything is sent to
+the location it names (a JWT, or a Braze body full of learner emails, never goes to a foreign host).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,6 +33,7 @@ from license_notifications.errors import (
     AuthenticationError,
     MalformedResponseError,
     RateLimitedError,
+    RedirectRefusedError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamTimeout,
@@ -37,8 +43,12 @@ from license_notifications.observability import mask_emails
 
 logger = logging.getLogger(__name__)
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+METHOD_KEEPING_REDIRECTS = frozenset({307, 308})  # the only ones a POST may follow (RFC 9110 15.4)
+MAX_REDIRECTS = 5  # same-origin hops followed per attempt
 DEFAULT_MAX_PAGES = 10_000  # hard cap on pages per paginate() call (5 million licenses at 500 a page)
 PAGINATION_SLACK_PAGES = 2  # how much a live list may grow while it is read (see HttpClient.paginate)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class AuthHook(Protocol):
@@ -83,7 +93,7 @@ class HttpClient:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self.request_count = 0  # HTTP requests actually sent (retries included)
+        self.request_count = 0  # HTTP requests actually sent (retries and redirect hops included)
         self._backoff = wait_exponential_jitter(multiplier=self.retry.initial_backoff, max=self.retry.max_backoff)
 
     # -- public ------------------------------------------------------------------------------------------
@@ -101,7 +111,9 @@ class HttpClient:
 
         ``idempotent=False`` (a send that must not happen twice): a read timeout or a connection dropped
         after the request went out raises AmbiguousOutcomeError instead of being retried; failures that
-        prove the request was not processed (connect errors, 429, 5xx) are still retried.
+        prove the request was not processed (connect errors, 429, 5xx) are still retried, and a refused
+        redirect (the service answered with a 3xx, nothing went to the other host) is a plain
+        RedirectRefusedError.
         """
         try:
             return self._with_retries(method, url, force_refresh=False, idempotent=idempotent, **kwargs)
@@ -180,24 +192,75 @@ class HttpClient:
         return result
 
     def _send(self, method: str, url: str, *, force_refresh: bool, idempotent: bool, **kwargs: Any) -> Any:
+        """One attempt: the request and any same-origin redirect hops."""
         headers = {"Accept": "application/json", **self.default_headers, **kwargs.pop("headers", {})}
         if self.auth is not None:
             headers["Authorization"] = self.auth(force_refresh=force_refresh)
-        with self._lock:
-            self.request_count += 1
-        try:
-            response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
-        except requests.ConnectTimeout as exc:  # never connected: nothing was sent
-            raise UpstreamConnectionError(self.service, f"connect timeout: {exc}", url=url) from exc
-        except requests.Timeout as exc:
-            if not idempotent:
-                raise AmbiguousOutcomeError(self.service, f"no reply within {self.timeout}s", url=url) from exc
-            raise UpstreamTimeout(self.service, f"no reply within {self.timeout}s", url=url) from exc
-        except requests.ConnectionError as exc:
-            if not idempotent and not _never_connected(exc):
-                raise AmbiguousOutcomeError(self.service, f"connection lost: {exc}", url=url) from exc
-            raise UpstreamConnectionError(self.service, f"connection failed: {exc}", url=url) from exc
-        return self._parse(response, url)
+        params = kwargs.pop("params", None)
+        target = url
+        for hop in range(MAX_REDIRECTS + 1):
+            with self._lock:
+                self.request_count += 1
+            try:
+                response = self.session.request(
+                    method,
+                    target,
+                    headers=headers,
+                    params=params if hop == 0 else None,  # a Location carries its own query
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    **kwargs,
+                )
+            except requests.ConnectTimeout as exc:  # never connected: nothing was sent
+                raise UpstreamConnectionError(self.service, f"connect timeout: {exc}", url=url) from exc
+            except requests.Timeout as exc:
+                if not idempotent:
+                    raise AmbiguousOutcomeError(self.service, f"no reply within {self.timeout}s", url=url) from exc
+                raise UpstreamTimeout(self.service, f"no reply within {self.timeout}s", url=url) from exc
+            except requests.ConnectionError as exc:
+                if not idempotent and not _never_connected(exc):
+                    raise AmbiguousOutcomeError(self.service, f"connection lost: {exc}", url=url) from exc
+                raise UpstreamConnectionError(self.service, f"connection failed: {exc}", url=url) from exc
+            if not 300 <= response.status_code < 400:
+                return self._parse(response, url)
+            target = self._redirect_target(method, response, hop, url)
+        raise AssertionError("unreachable: the last hop's redirect is refused")  # pragma: no cover
+
+    def _redirect_target(self, method: str, response: requests.Response, hop: int, url: str) -> str:
+        """The URL a 3xx reply may be followed to, or RedirectRefusedError (naming the location's origin only:
+        its path and query are left out of errors and logs)."""
+        status = response.status_code
+        location = response.headers.get("Location")
+        if not location:
+            raise RedirectRefusedError(self.service, "redirect without a Location refused", status=status, url=url)
+        here = urlsplit(response.url)
+        there = urlsplit(urljoin(response.url, location))
+        where = _origin_text(there)
+        if status not in REDIRECT_STATUSES:
+            raise RedirectRefusedError(
+                self.service, f"HTTP {status} reply (to {where}) refused", status=status, url=url
+            )
+        if _origin(there) is None or _origin(there) != _origin(here):
+            raise RedirectRefusedError(
+                self.service,
+                f"redirect to another origin ({where}) refused: nothing is sent outside {_origin_text(here)}",
+                status=status,
+                url=url,
+            )
+        if method.upper() not in ("GET", "HEAD") and status not in METHOD_KEEPING_REDIRECTS:
+            raise RedirectRefusedError(
+                self.service,
+                f"HTTP {status} redirect of a {method.upper()} refused: it would turn into a GET (only 307/308 keep "
+                "the method and body)",
+                status=status,
+                url=url,
+            )
+        if hop >= MAX_REDIRECTS:
+            raise RedirectRefusedError(
+                self.service, f"more than {MAX_REDIRECTS} redirects (last to {where})", status=status, url=url
+            )
+        logger.info("%s redirected (HTTP %d) within %s; following", self.service, status, where)
+        return urlunsplit(there._replace(fragment=""))
 
     def _parse(self, response: requests.Response, url: str) -> Any:
         status = response.status_code
@@ -255,6 +318,28 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     """True when the error proves the request never reached the server (refused, DNS, connect timeout)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError | NameResolutionError | ConnectTimeoutError)
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for what is never followed (no
+    host, another scheme, credentials in the URL, a port that is not a number)."""
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return scheme, parts.hostname, port
+
+
+def _origin_text(parts: SplitResult) -> str:
+    """scheme://host[:port] of a URL, for messages: never its credentials, path or query."""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ":?"
+    return f"{parts.scheme or '?'}://{parts.hostname or '?'}{port}"[:120]
 
 
 @dataclass(frozen=True)

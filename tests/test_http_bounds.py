@@ -3,13 +3,16 @@
 The server (``Hostile``) is a ``ThreadingHTTPServer`` on 127.0.0.1 with an ephemeral port, HTTP/1.1
 keep-alive, served from a daemon thread; each test scripts its replies with a route function. A second
 instance on another port is another origin ("a foreign host"): every redirect test checks it received
-nothing.
+nothing. Trickling replies write one byte at a time, so they show how long an exchange may take, not a
+read: the old client, whose timeout bounded each socket read, sat through the whole trickle.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +24,17 @@ import pytest
 from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias
 from license_notifications.adapters.http import MAX_REDIRECTS, PAGINATION_SLACK_PAGES, HttpClient, RetryPolicy
 from license_notifications.adapters.license_manager import LicenseManagerClient
-from license_notifications.errors import AmbiguousOutcomeError, MalformedResponseError, RedirectRefusedError
+from license_notifications.errors import (
+    AmbiguousOutcomeError,
+    MalformedResponseError,
+    RedirectRefusedError,
+    UpstreamTimeout,
+)
+
+TRICKLE_BYTES = 30
+TRICKLE_INTERVAL = 0.2  # 30 bytes: 6 s for the whole reply, every read answered well within any timeout
+TRICKLE_SECONDS = TRICKLE_BYTES * TRICKLE_INTERVAL
+
 
 # -- the hostile server ---------------------------------------------------------------------------------------
 
@@ -82,12 +95,36 @@ class Handler(BaseHTTPRequestHandler):
     def redirect(self, status: int, location: str) -> None:
         self.reply(status, {"detail": "moved"}, headers={"Location": location})
 
+    def trickle_body(self) -> None:
+        """A 200 whose headers arrive at once and whose JSON body arrives one byte per TRICKLE_INTERVAL."""
+        data = json.dumps({"x": "y" * (TRICKLE_BYTES - 9)}).encode()
+        assert len(data) == TRICKLE_BYTES
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self._trickle(data)
+
+    def trickle_headers(self) -> None:
+        """Even the status line and headers arrive one byte per TRICKLE_INTERVAL."""
+        data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: 0123\r\nContent-Length: 2\r\n\r\n{}"
+        assert len(data) > TRICKLE_BYTES
+        self._trickle(data)
+
+    def _trickle(self, data: bytes) -> None:
+        hostile: Hostile = self.server.hostile  # type: ignore[attr-defined]
+        for i in range(len(data)):
+            self.wfile.write(data[i : i + 1])
+            time.sleep(TRICKLE_INTERVAL)
+        hostile.trickles_finished += 1
+
 
 class Hostile:
     """One origin: http://127.0.0.1:<port>. ``route(handler)`` answers each request (default: 404)."""
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
+        self.trickles_finished = 0
         self.route: Callable[[Handler], None] = lambda h: h.reply(404, {"detail": "Not found."})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.hostile = self  # type: ignore[attr-defined]
@@ -263,6 +300,133 @@ def test_a_redirect_without_location_is_refused(origin, make_client):
     origin.route = lambda h: h.reply(302, {"detail": "moved, somewhere"})
     with pytest.raises(RedirectRefusedError, match="without a Location"):
         make_client().get(f"{origin.url}/x")
+
+
+# -- the time bound -------------------------------------------------------------------------------------------
+
+
+def test_a_trickled_body_times_out_within_the_attempt_bound(origin, make_client):
+    origin.route = lambda h: h.trickle_body()
+    client = make_client(timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match=r"no complete reply within 1\.0s"):
+        client.get(f"{origin.url}/api/v1/subscriptions/")
+    elapsed = time.monotonic() - start
+    assert 0.9 <= elapsed < 3.0
+    assert TRICKLE_SECONDS >= 2 * 3.0  # every byte came within 0.2 s: a per-read timeout sits through it all
+    assert origin.trickles_finished == 0  # we hung up mid-reply
+
+
+def test_trickled_headers_time_out_too(origin, make_client):
+    origin.route = lambda h: h.trickle_headers()
+    client = make_client(timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        client.get(f"{origin.url}/api/v1/subscriptions/")
+    assert 0.9 <= time.monotonic() - start < 3.0
+    assert origin.trickles_finished == 0
+
+
+def test_a_trickled_reply_to_a_send_is_ambiguous_and_not_retried(origin, make_client):
+    origin.route = lambda h: h.trickle_body()
+    client = make_client("braze", timeout=1.0, attempts=3)
+    start = time.monotonic()
+    with pytest.raises(AmbiguousOutcomeError, match=r"no complete reply within 1\.0s"):
+        client.post(f"{origin.url}/campaigns/trigger/send", json={"campaign_id": "c"}, idempotent=False)
+    assert time.monotonic() - start < 3.0
+    assert len(origin.seen) == 1
+
+
+def test_a_stalled_tls_handshake_on_a_send_is_a_plain_timeout(make_client):
+    """A server that accepts TCP but never answers the TLS ClientHello: cut at the deadline, and since no
+    byte of the request went out, a send is retried rather than reported ambiguous."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(listener.accept()[0]) for _ in range(2)], daemon=True).start()
+    client = make_client("braze", timeout=0.5, attempts=2)
+    start = time.monotonic()
+    try:
+        with pytest.raises(UpstreamTimeout, match="not connected within") as info:
+            client.post(
+                f"https://127.0.0.1:{listener.getsockname()[1]}/campaigns/trigger/send", json={}, idempotent=False
+            )
+        assert not isinstance(info.value, AmbiguousOutcomeError)
+        assert time.monotonic() - start < 2.5
+        assert len(accepted) == 2  # retried: nothing had been sent
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_timed_out_attempt_is_retried_on_a_fresh_connection(origin, make_client):
+    """The interrupted connection is not reused; the retry succeeds and later calls reuse its connection."""
+
+    def route(h: Handler) -> None:
+        if len(origin.seen) == 1:
+            h.trickle_body()
+        else:
+            h.reply(200, {"ok": len(origin.seen)})
+
+    origin.route = route
+    client = make_client(timeout=0.6, attempts=2)
+    assert client.get(f"{origin.url}/a") == {"ok": 2}
+    assert client.get(f"{origin.url}/b") == {"ok": 3}
+    ports = [s.client_port for s in origin.seen]
+    assert ports[0] != ports[1] == ports[2]
+
+
+def test_a_short_deadline_fires_on_time_while_a_longer_one_is_pending(origin, make_client):
+    """One watchdog serves every client and thread: a 0.5 s attempt started while a 30 s one waits in another
+    thread is cut at 0.5 s, and the other attempt (its own deadline, its own connection) is left alone."""
+    release = threading.Event()
+
+    def route(h: Handler) -> None:
+        if h.route_path == "/slow":
+            release.wait(10)
+            h.reply(200, {"slow": True})
+        else:
+            h.trickle_body()
+
+    origin.route = route
+    slow, fast = make_client(timeout=30.0), make_client(timeout=0.5)
+    result: dict[str, Any] = {}
+    waiting = threading.Thread(target=lambda: result.update(reply=slow.get(f"{origin.url}/slow")), daemon=True)
+    waiting.start()
+    for _ in range(200):
+        if origin.seen:
+            break
+        time.sleep(0.01)
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        fast.get(f"{origin.url}/trickle")
+    assert time.monotonic() - start < 1.5
+    release.set()
+    waiting.join(5)
+    assert result == {"reply": {"slow": True}}
+
+
+def test_the_bound_covers_all_redirect_hops_of_an_attempt(origin, make_client):
+    """One deadline per attempt, redirects included: a hop is not started once it has passed."""
+    now = [0.0]
+
+    def route(h: Handler) -> None:
+        now[0] += 5.0  # the reply took "5 s" by the injected clock
+        h.reply(302, headers={"Location": "/next"})
+
+    origin.route = route
+    client = make_client(timeout=2.0, monotonic=lambda: now[0])
+    with pytest.raises(UpstreamTimeout):
+        client.get(f"{origin.url}/first")
+    assert [s.path for s in origin.seen] == ["/first"]
+
+
+def test_connections_are_pooled(origin, make_client):
+    origin.route = lambda h: h.reply(200, {"n": len(origin.seen)})
+    client = make_client()
+    for i in range(5):
+        assert client.get(f"{origin.url}/x") == {"n": i + 1}
+    assert len({s.client_port for s in origin.seen}) == 1
 
 
 # -- pagination ends ------------------------------------------------------------------------------------------

@@ -52,6 +52,13 @@ class AmbiguousOutcomeError(UpstreamError):
     (read timeout, connection dropped mid-reply). Retrying could deliver twice, so it is not retried."""
 
 
+class RedirectRefusedError(UpstreamError):
+    """A 3xx reply the HTTP layer would not follow: a redirect to another origin (scheme, host or port), one
+    that would turn a POST into a GET, a redirect without a Location, or too many hops. Nothing was sent to
+    the location it named, and the service did not process the request (it answered with a redirect), so
+    this is never retried and never ambiguous: retrying would only be redirected again."""
+
+
 class TransientUpstreamError(UpstreamError):
     """Worth another try: rate limits, server errors, timeouts, broken connections."""
 

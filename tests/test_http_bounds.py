@@ -22,12 +22,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias
-from license_notifications.adapters.http import MAX_REDIRECTS, PAGINATION_SLACK_PAGES, HttpClient, RetryPolicy
+from license_notifications.adapters.http import (
+    MAX_REDIRECTS,
+    PAGINATION_SLACK_PAGES,
+    HttpClient,
+    RetryPolicy,
+    call_deadline,
+)
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.errors import (
     AmbiguousOutcomeError,
     MalformedResponseError,
     RedirectRefusedError,
+    ServerError,
     UpstreamTimeout,
 )
 
@@ -271,7 +278,7 @@ def test_a_same_origin_307_on_a_post_keeps_method_and_body(origin, make_client):
     origin.route = route
     client = make_client("braze", default_headers={"Authorization": "Bearer braze-key"})
     braze = BrazeClient(client, origin.url)
-    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]) == "d-1"
+    assert braze.trigger_campaign("camp", [alias_recipient("a@example.com")]).dispatch_id == "d-1"
     first, second = origin.seen
     assert (first.method, second.method) == ("POST", "POST")
     assert second.path == "/v2/campaigns/trigger/send"
@@ -519,3 +526,30 @@ def test_an_empty_list_is_one_page(origin, make_client):
     pages: list[dict[str, Any]] = []
     read_pages(make_client(), f"{origin.url}/list/", pages)
     assert pages == [plan_page()]
+
+
+# -- retries stop at the caller's deadline -----------------------------------------------------------------------
+
+
+def test_no_retry_starts_after_the_call_deadline(origin, make_client):
+    origin.route = lambda h: h.reply(503, {"detail": "unavailable"})
+    clock = {"now": 100.0}
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock["now"] += seconds
+
+    client = make_client(attempts=5, monotonic=lambda: clock["now"])
+    client._sleep = sleep
+    with pytest.raises(ServerError):  # without a deadline: every attempt
+        client.get(f"{origin.url}/x")
+    assert len(origin.seen) == 5
+    origin.seen.clear()
+    waits.clear()
+    start = clock["now"]
+    with call_deadline(start + 1.0), pytest.raises(ServerError):  # room for the first backoff(s) only
+        client.get(f"{origin.url}/x")
+    assert 1 <= len(origin.seen) < 5
+    assert clock["now"] - start == pytest.approx(sum(waits))
+    assert sum(waits) <= 1.0  # no attempt started after the deadline

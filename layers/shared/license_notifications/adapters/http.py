@@ -15,11 +15,14 @@ Hosts and time are bounded:
 - ``timeout`` bounds the total time of each attempt (connect, send, headers, body, and any same-origin
   redirect hops), not each socket read: see ``_Deadline``.
 - ``paginate`` stops when the reply's own numbers say the list should have ended, and at a hard page cap.
+- Inside ``with call_deadline(d)`` (``d`` in monotonic seconds: the worker's "no new request after"), no
+  retry starts after ``d``: a call gives up with its last error rather than wait past the invocation's time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import heapq
 import itertools
 import json
@@ -35,7 +38,14 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -62,6 +72,19 @@ DEFAULT_MAX_PAGES = 10_000  # hard cap on pages per paginate() call (5 million l
 PAGINATION_SLACK_PAGES = 2  # how much a live list may grow while it is read (see HttpClient.paginate)
 _CHUNK_SIZE = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("http_call_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_deadline(deadline: float | None) -> Iterator[None]:
+    """No retry of any call made inside starts after ``deadline`` (monotonic seconds; None: no limit)."""
+    token = _CALL_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _CALL_DEADLINE.reset(token)
 
 
 class AuthHook(Protocol):
@@ -204,7 +227,7 @@ class HttpClient:
     def _with_retries(self, method: str, url: str, *, force_refresh: bool, **kwargs: Any) -> Any:
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamError) and exc.retryable),
-            stop=stop_after_attempt(self.retry.max_attempts),
+            stop=stop_any(stop_after_attempt(self.retry.max_attempts), self._past_call_deadline),
             wait=self._wait,
             sleep=self._sleep,
             before_sleep=self._log_retry,
@@ -356,6 +379,11 @@ class HttpClient:
             wanted = max(0.0, exc.reset_at - self._clock())
             return min(self.retry.max_wait, math.ceil(wanted * 10) / 10 + 0.1)
         return min(self.retry.max_wait, self._backoff(state))
+
+    def _past_call_deadline(self, state: RetryCallState) -> bool:
+        """The next attempt would start after the ``call_deadline`` in force (the wait is computed first)."""
+        deadline = _CALL_DEADLINE.get()
+        return deadline is not None and self._monotonic() + state.upcoming_sleep > deadline
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from license_notifications.adapters.braze import BrazeClient
+from license_notifications.adapters.http import call_deadline
 from license_notifications.adapters.ledger import Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
@@ -89,7 +90,8 @@ class EnterpriseJob:
             extra=where,
         )
         try:
-            self.process(enterprise_customer_uuid, run, outcome)
+            with call_deadline(run.deadline):  # no retry of any call starts after it
+                self.process(enterprise_customer_uuid, run, outcome)
         except ConfigurationError:
             raise
         except Exception as exc:

@@ -218,3 +218,17 @@ def test_every_date_a_run_derives_from_as_of_is_representable_at_the_bounds():
     assert new_run_id("j", AS_OF_MAX).startswith("j:29991231T235959Z:")
     assert AS_OF_MAX + timedelta(days=MAX_DAYS_BEFORE_EXPIRATION + 366) < datetime.max.replace(tzinfo=UTC)
     assert AS_OF_MIN - timedelta(days=366) > datetime.min.replace(tzinfo=UTC)
+
+
+# -- days_before_expiration: an integer, not a bool, a string or a float ------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [True, False, "30", 30.0, 30.5, None])
+@pytest.mark.parametrize("model", [DispatchRequest, WorkMessage])
+def test_days_before_expiration_must_be_an_integer(model, bad):
+    base = {**WORK, "as_of": "2026-03-01T09:00:00Z"} if model is WorkMessage else REQUEST
+    with pytest.raises(ValidationError, match="days_before_expiration"):
+        model.model_validate({**base, "days_before_expiration": bad})
+    with pytest.raises(ValidationError, match="days_before_expiration"):
+        model.model_validate_json(json.dumps({**base, "days_before_expiration": bad}))
+    assert model.model_validate_json(json.dumps({**base, "days_before_expiration": 45})).days_before_expiration == 45

@@ -28,6 +28,8 @@ def _as_of(value: Any) -> datetime:
 
 
 AsOf = Annotated[AwareDatetime, BeforeValidator(_as_of)]
+# Strict: JSON ``true`` (or "30", 30.0) is not a number of days.
+DaysBeforeExpiration = Annotated[int, Field(strict=True, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)]
 
 
 class Job(StrEnum):
@@ -42,7 +44,7 @@ class DispatchRequest(BaseModel):
 
     job: Job
     enterprise_customer_uuids: str | list[str] | None = None
-    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
     as_of: AsOf | None = None
 
@@ -56,7 +58,7 @@ class WorkMessage(BaseModel):
     run_id: str = Field(min_length=1)
     enterprise_customer_uuid: UUID
     as_of: AsOf
-    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
     dispatched_at: datetime | None = None
 

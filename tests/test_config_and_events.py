@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -232,3 +234,17 @@ def test_days_before_expiration_must_be_an_integer(model, bad):
     with pytest.raises(ValidationError, match="days_before_expiration"):
         model.model_validate_json(json.dumps({**base, "days_before_expiration": bad}))
     assert model.model_validate_json(json.dumps({**base, "days_before_expiration": 45})).days_before_expiration == 45
+
+
+# -- enterprise uuid lists -----------------------------------------------------------------------------------------
+
+
+def test_a_hundred_thousand_uuids_parse_in_linear_time():
+    many = [str(uuid.UUID(int=i)) for i in range(100_000)]
+    raw = ",".join(many + many[:10] + ["not-a-uuid"])
+    started = time.perf_counter()
+    valid, invalid = parse_enterprise_uuids(raw)
+    elapsed = time.perf_counter() - started
+    assert valid == many
+    assert invalid == ["not-a-uuid"]
+    assert elapsed < 5, f"{elapsed:.1f}s: de-duplication is not linear"

@@ -82,14 +82,11 @@ def parse_enterprise_uuids(raw: str | Iterable[str] | None) -> tuple[list[str], 
     parts: list[str] = []
     for chunk in [raw] if isinstance(raw, str) else raw:
         parts.extend(p for p in _SEPARATORS.split(str(chunk)) if p)
-    valid: list[str] = []
+    valid: dict[str, None] = {}  # a dict keeps the order and de-duplicates in constant time
     invalid: list[str] = []
     for part in parts:
         try:
-            value = str(UUID(part))
+            valid.setdefault(str(UUID(part)), None)
         except ValueError:
             invalid.append(part)
-            continue
-        if value not in valid:
-            valid.append(value)
-    return valid, invalid
+    return list(valid), invalid

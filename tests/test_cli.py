@@ -94,12 +94,36 @@ def test_as_of_and_days_before_expiration_move_the_window(app_env, upstream: Ups
     assert upstream.braze.outbox[0]["recipients"][0]["trigger_properties"]["days_until_expiration"] == 50
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "2026-03-01T09:00:00"])
-def test_as_of_must_be_an_aware_iso_datetime(bad, capsys):
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("yesterday", "ISO-8601"),
+        ("2026-03-01T09:00:00", "timezone"),
+        ("1767225600", "ISO-8601"),  # an epoch is not read as seconds
+        ("9999-12-31T23:59:59Z", "between 2000-01-01T00:00:00Z and 2999-12-31T23:59:59Z"),
+        ("9999-12-31T23:00:00-05:00", "between"),
+        ("1999-12-31T23:59:59Z", "between"),
+    ],
+)
+def test_as_of_must_be_an_aware_iso_datetime_within_range(bad, says, app_env, upstream: Upstream, capsys):
+    a = enterprise(upstream, "Alpha")
     with pytest.raises(SystemExit) as info:
-        cli("--enterprise-customer-uuid", "x", "--as-of", bad)
+        cli("--enterprise-customer-uuid", a.uuid, "--as-of", bad)
     assert info.value.code == EXIT_USAGE
-    assert "--as-of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--as-of" in err
+    assert says in err
+    assert upstream.braze.request_count() == 0
+
+
+@pytest.mark.parametrize("as_of", ["2999-12-31T23:59:59Z", "2000-01-01T00:00:00Z"])
+def test_the_bounds_of_as_of_run_with_the_widest_window(as_of, app_env, upstream: Upstream):
+    a = enterprise(upstream, "Alpha")
+    code, summary = cli("--enterprise-customer-uuid", a.uuid, "--as-of", as_of, "--days-before-expiration", "3650")
+    assert code == EXIT_OK
+    assert summary.outcomes[0].error is None
+    code, summary = run(["utilization", "--enterprise-customer-uuid", a.uuid, "--as-of", as_of])
+    assert code == EXIT_OK
 
 
 def test_console_script_prints_the_spec_log_lines(app_env, upstream: Upstream):

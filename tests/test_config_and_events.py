@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
+from license_notifications.clock import AS_OF_MAX, AS_OF_MIN, new_run_id
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.dispatch import plan_run
+from license_notifications.jobs.expiration_reminders import RECORD_RETENTION
+from license_notifications.jobs.utilization import THRESHOLD_RETENTION, WEEKLY_RETENTION
+from license_notifications.rules.expiration import MAX_DAYS_BEFORE_EXPIRATION, expiration_window
+from license_notifications.rules.utilization import weekly_resend_cutoff
 from license_notifications.services import Services
 
 BASE_ENV = {
@@ -139,3 +147,104 @@ def test_work_message_round_trips_through_json():
         as_of=datetime(2026, 3, 1, tzinfo=UTC),
     )
     assert WorkMessage.model_validate_json(message.model_dump_json()) == message
+
+
+# -- as_of: an ISO-8601 string with a timezone, within clock.AS_OF_MIN..AS_OF_MAX --------------------------------
+
+WORK = {"job": "license_expiration_reminders", "run_id": "r1", "enterprise_customer_uuid": UUID_A}
+REQUEST = {"job": "license_expiration_reminders"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        1767225600,  # an epoch: pydantic alone would read it as 2026-01-01
+        1767225600.0,
+        "1767225600",
+        True,
+        "2026-03-01T09:00:00",  # no timezone
+        "next tuesday",
+        "9999-12-31T23:59:59Z",  # as_of + the window overflows datetime
+        "2999-12-31T23:00:00-01:00",  # 3000-01-01 in UTC
+        "9999-12-31T23:00:00-05:00",  # no UTC datetime at all
+        "0001-01-01T00:00:00+01:00",
+        "1999-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+    ],
+)
+@pytest.mark.parametrize("model", [DispatchRequest, WorkMessage])
+def test_as_of_must_be_an_iso_string_with_a_timezone_within_range(model, bad):
+    base = WORK if model is WorkMessage else REQUEST
+    with pytest.raises(ValidationError, match="as_of"):
+        model.model_validate({**base, "as_of": bad})
+    with pytest.raises(ValidationError, match="as_of"):
+        model.model_validate_json(json.dumps({**base, "as_of": bad}))
+
+
+@pytest.mark.parametrize(
+    ("given", "utc"),
+    [
+        ("2026-03-01T09:00:00Z", datetime(2026, 3, 1, 9, tzinfo=UTC)),
+        ("2026-03-01T10:30:00+01:30", datetime(2026, 3, 1, 9, tzinfo=UTC)),
+        ("2000-01-01T00:00:00Z", AS_OF_MIN),
+        ("2999-12-31T23:59:59.999999Z", AS_OF_MAX),
+    ],
+)
+@pytest.mark.parametrize("model", [DispatchRequest, WorkMessage])
+def test_as_of_is_normalised_to_utc(model, given, utc):
+    base = WORK if model is WorkMessage else REQUEST
+    for parsed in (
+        model.model_validate({**base, "as_of": given}),
+        model.model_validate_json(json.dumps({**base, "as_of": given})),
+    ):
+        assert parsed.as_of == utc
+        assert parsed.as_of.utcoffset() == timedelta(0)
+
+
+def test_as_of_given_from_python_as_a_datetime_is_checked_too():
+    assert DispatchRequest(job=Job.UTILIZATION, as_of=AS_OF_MAX).as_of == AS_OF_MAX
+    with pytest.raises(ValidationError, match="as_of"):
+        DispatchRequest(job=Job.UTILIZATION, as_of=datetime(9999, 12, 31, tzinfo=UTC))
+    with pytest.raises(ValidationError, match="timezone"):
+        DispatchRequest(job=Job.UTILIZATION, as_of=datetime(2026, 3, 1))
+
+
+def test_every_date_a_run_derives_from_as_of_is_representable_at_the_bounds():
+    """The reason for the bounds: as_of + the widest window, + the ledger's retention, - the digest interval."""
+    start, end = expiration_window(AS_OF_MAX, MAX_DAYS_BEFORE_EXPIRATION)
+    assert end > start
+    assert end + RECORD_RETENTION + THRESHOLD_RETENTION > AS_OF_MAX  # plan expiry in the window + retention
+    assert AS_OF_MAX + WEEKLY_RETENTION > AS_OF_MAX
+    assert (end + RECORD_RETENTION).timestamp() > 0  # a DynamoDB TTL in epoch seconds
+    assert weekly_resend_cutoff(AS_OF_MIN) < AS_OF_MIN
+    assert new_run_id("j", AS_OF_MAX).startswith("j:29991231T235959Z:")
+    assert AS_OF_MAX + timedelta(days=MAX_DAYS_BEFORE_EXPIRATION + 366) < datetime.max.replace(tzinfo=UTC)
+    assert AS_OF_MIN - timedelta(days=366) > datetime.min.replace(tzinfo=UTC)
+
+
+# -- days_before_expiration: an integer, not a bool, a string or a float ------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [True, False, "30", 30.0, 30.5, None])
+@pytest.mark.parametrize("model", [DispatchRequest, WorkMessage])
+def test_days_before_expiration_must_be_an_integer(model, bad):
+    base = {**WORK, "as_of": "2026-03-01T09:00:00Z"} if model is WorkMessage else REQUEST
+    with pytest.raises(ValidationError, match="days_before_expiration"):
+        model.model_validate({**base, "days_before_expiration": bad})
+    with pytest.raises(ValidationError, match="days_before_expiration"):
+        model.model_validate_json(json.dumps({**base, "days_before_expiration": bad}))
+    assert model.model_validate_json(json.dumps({**base, "days_before_expiration": 45})).days_before_expiration == 45
+
+
+# -- enterprise uuid lists -----------------------------------------------------------------------------------------
+
+
+def test_a_hundred_thousand_uuids_parse_in_linear_time():
+    many = [str(uuid.UUID(int=i)) for i in range(100_000)]
+    raw = ",".join(many + many[:10] + ["not-a-uuid"])
+    started = time.perf_counter()
+    valid, invalid = parse_enterprise_uuids(raw)
+    elapsed = time.perf_counter() - started
+    assert valid == many
+    assert invalid == ["not-a-uuid"]
+    assert elapsed < 5, f"{elapsed:.1f}s: de-duplication is not linear"

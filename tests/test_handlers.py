@@ -8,7 +8,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from devstack.aws import StackResources
 from devstack.lambda_local import LocalContext, LocalEventSourceMapping, load_handler, sqs_event
 from pydantic import ValidationError
@@ -181,6 +180,94 @@ def test_a_malformed_message_fails_alone(handlers, upstream, aws_resources):
     assert len(upstream.braze.sent_to()) == 3
 
 
+def work_body(**fields):
+    return {
+        "job": "license_expiration_reminders",
+        "run_id": "license_expiration_reminders:20260301T090000Z:abcd1234",
+        "enterprise_customer_uuid": "3f1e2d4c-1111-4a6b-8c9d-0123456789ab",
+        "as_of": NOW.isoformat(),
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "names_enterprise"),
+    [
+        ("{not json", False),
+        (json.dumps(["a", "list"]), False),
+        (json.dumps(work_body(as_of=1767225600)), True),  # an epoch
+        (json.dumps(work_body(as_of="9999-12-31T23:59:59Z")), True),  # would overflow as_of + the window
+        (json.dumps(work_body(days_before_expiration=True)), True),
+        (json.dumps(work_body(enterprise_customer_uuid="nope")), False),
+    ],
+    ids=["not-json", "not-an-object", "epoch-as-of", "as-of-out-of-range", "bool-days", "bad-uuid"],
+)
+def test_an_unreadable_message_alone_in_its_batch_is_reported_and_announced(
+    body, names_enterprise, handlers, error_inbox, capsys, monkeypatch
+):
+    _, worker = handlers
+    monkeypatch.setattr(worker.logger.registered_handler, "stream", sys.stdout)  # this test's captured stdout
+    event = sqs_event([{"MessageId": "m-bad", "ReceiptHandle": "h1", "Body": body}], "arn:aws:sqs:us-east-1:1:q")
+    response = worker.lambda_handler(event, LocalContext("worker"))  # does not raise although every record failed
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    (notification,) = error_inbox()
+    assert notification["sqs_message_id"] == "m-bad"
+    assert notification["error"]
+    if names_enterprise:
+        assert notification["enterprise_customer_uuid"] == "3f1e2d4c-1111-4a6b-8c9d-0123456789ab"
+        assert notification["job"] == "license_expiration_reminders"
+        assert notification["run_id"] == "license_expiration_reminders:20260301T090000Z:abcd1234"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [line for line in lines if line.get("level") == "ERROR" and "m-bad" in str(line.get("message"))]
+    assert logged["sqs_message_id"] == "m-bad"
+    (emf,) = [line for line in lines if "MalformedMessages" in line]
+    assert emf["MalformedMessages"] in (1.0, [1.0])
+
+
+def test_an_unreadable_message_next_to_a_good_one_fails_alone_and_is_announced(handlers, upstream, error_inbox):
+    _, worker = handlers
+    customer = enterprises(upstream, 1)[0]
+    good = work_body(enterprise_customer_uuid=customer.uuid)
+    bad = work_body(as_of="9999-12-31T23:59:59Z", run_id="r-bad")
+    messages = [
+        {"MessageId": "m-good", "ReceiptHandle": "h1", "Body": json.dumps(good)},
+        {"MessageId": "m-bad", "ReceiptHandle": "h2", "Body": json.dumps(bad)},
+    ]
+    response = worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    assert len(upstream.braze.sent_to()) == 3
+    (notification,) = error_inbox()
+    assert (notification["sqs_message_id"], notification["run_id"]) == ("m-bad", "r-bad")
+    assert "as_of" in notification["error"]
+
+
+def test_an_unreadable_message_that_echoes_an_email_is_announced_masked(handlers, error_inbox):
+    _, worker = handlers
+    body = json.dumps(work_body(learner="jane.doe@example.com"))  # an unknown key: its value is echoed
+    event = sqs_event([{"MessageId": "m-bad", "ReceiptHandle": "h1", "Body": body}], "arn:aws:sqs:us-east-1:1:q")
+    assert worker.lambda_handler(event, LocalContext("worker")) == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    (notification,) = error_inbox()
+    assert "learner" in notification["error"]
+    assert "jane.doe" not in json.dumps(notification)
+
+
+def test_an_unreadable_message_is_not_announced_without_an_error_topic(handlers, error_inbox, monkeypatch):
+    _, worker = handlers
+    monkeypatch.delenv("ERROR_TOPIC_ARN")
+    lambda_runtime.services.cache_clear()
+    event = sqs_event([{"MessageId": "m-bad", "ReceiptHandle": "h1", "Body": "{"}], "arn:aws:sqs:us-east-1:1:q")
+    assert worker.lambda_handler(event, LocalContext("worker")) == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    assert error_inbox() == []
+
+
+def test_an_unreadable_message_whose_announcement_fails_is_still_reported(handlers, aws_resources, monkeypatch):
+    _, worker = handlers
+    monkeypatch.setenv("ERROR_TOPIC_ARN", aws_resources.error_topic_arn + "-gone")  # SNS answers NotFound
+    lambda_runtime.services.cache_clear()
+    event = sqs_event([{"MessageId": "m-bad", "ReceiptHandle": "h1", "Body": "{"}], "arn:aws:sqs:us-east-1:1:q")
+    assert worker.lambda_handler(event, LocalContext("worker")) == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+
+
 def test_utilization_without_a_list_discovers_auto_apply_enterprises(handlers, upstream, aws_resources, sqs):
     dispatcher, worker = handlers
     ds = upstream.dataset
@@ -235,8 +322,9 @@ def test_a_configuration_error_in_the_worker_is_announced_naming_the_enterprise(
     lambda_runtime.services.cache_clear()
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "wrong")  # the LMS rejects the client: systemic
     messages = sqs.receive_message(QueueUrl=aws_resources.work_queue_url)["Messages"]
-    with pytest.raises(BatchProcessingError):  # every record failed: the invocation fails
-        worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    # Every record failed: reported as such (not an invocation error), each announced on its own.
+    response = worker.lambda_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:1:q"), LocalContext("worker"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
     (notification,) = error_inbox()
     assert notification["enterprise_customer_uuid"] == customer.uuid
     assert "ConfigurationError" in notification["error"]

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from license_notifications.clock import parse_as_of
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job
@@ -35,13 +36,12 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
 def _as_of(value: str) -> datetime:
+    """``--as-of``: the same rule as the dispatcher event's ``as_of`` (clock.parse_as_of); argparse turns a
+    refusal into a usage error (exit 2) naming the option, before anything is planned or sent."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_as_of(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 datetime: {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"--as-of needs a timezone, e.g. {value}Z")
-    return parsed
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +97,7 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
         else f"as_of={result.as_of.isoformat()}",
         request.dry_run,
     )
-    summary = RunSummary(request.job.value, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
+    summary = RunSummary(request.job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
     code = None
     try:
         for message in messages:

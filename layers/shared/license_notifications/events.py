@@ -10,11 +10,26 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from license_notifications.clock import check_as_of, parse_as_of
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION, MAX_DAYS_BEFORE_EXPIRATION
+
+
+def _as_of(value: Any) -> datetime:
+    """An ISO-8601 string with a timezone (what JSON carries) or, from Python, an aware datetime; within
+    clock.AS_OF_MIN..AS_OF_MAX; made UTC. Not a number: pydantic would read it as epoch seconds."""
+    if isinstance(value, datetime):
+        return check_as_of(value)
+    return parse_as_of(value)
+
+
+AsOf = Annotated[AwareDatetime, BeforeValidator(_as_of)]
+# Strict: JSON ``true`` (or "30", 30.0) is not a number of days.
+DaysBeforeExpiration = Annotated[int, Field(strict=True, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)]
 
 
 class Job(StrEnum):
@@ -29,9 +44,9 @@ class DispatchRequest(BaseModel):
 
     job: Job
     enterprise_customer_uuids: str | list[str] | None = None
-    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
-    as_of: AwareDatetime | None = None
+    as_of: AsOf | None = None
 
 
 class WorkMessage(BaseModel):
@@ -42,8 +57,8 @@ class WorkMessage(BaseModel):
     job: Job
     run_id: str = Field(min_length=1)
     enterprise_customer_uuid: UUID
-    as_of: AwareDatetime
-    days_before_expiration: int = Field(default=DEFAULT_DAYS_BEFORE_EXPIRATION, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)
+    as_of: AsOf
+    days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
     dispatched_at: datetime | None = None
 
@@ -67,14 +82,11 @@ def parse_enterprise_uuids(raw: str | Iterable[str] | None) -> tuple[list[str], 
     parts: list[str] = []
     for chunk in [raw] if isinstance(raw, str) else raw:
         parts.extend(p for p in _SEPARATORS.split(str(chunk)) if p)
-    valid: list[str] = []
+    valid: dict[str, None] = {}  # a dict keeps the order and de-duplicates in constant time
     invalid: list[str] = []
     for part in parts:
         try:
-            value = str(UUID(part))
+            valid.setdefault(str(UUID(part)), None)
         except ValueError:
             invalid.append(part)
-            continue
-        if value not in valid:
-            valid.append(value)
-    return valid, invalid
+    return list(valid), invalid

@@ -34,6 +34,10 @@ def failure_message(failure: Failure, *, run_id: str, dry_run: bool) -> dict[str
     return message
 
 
+def _printable(text: str) -> str:
+    return "".join(c for c in text if " " <= c <= "~")
+
+
 class ErrorNotifier:
     def __init__(self, sns_client: Any, topic_arn: str):
         self._sns = sns_client
@@ -46,6 +50,35 @@ class ErrorNotifier:
             self._sns.publish(
                 TopicArn=self.topic_arn,
                 Subject=f"license-notifications: {job} run failed"[:SNS_SUBJECT_LIMIT],
+                Message=json.dumps(message, indent=2),
+            )
+        except Exception:
+            logger.exception("could not publish the error notification", extra={"notification": message})
+
+    def publish_message_failure(
+        self,
+        *,
+        message_id: str,
+        error: str,
+        job: str | None = None,
+        enterprise_customer_uuid: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """A work message the worker could not read (not JSON, or not a valid work message): it names the SQS
+        message id, and the job, enterprise and run when they could be read from the body."""
+        message = {
+            "job": job,
+            "run_id": run_id,
+            "enterprise_customer_uuid": enterprise_customer_uuid,
+            "sqs_message_id": message_id,
+            "error": error,
+        }
+        # Only the message id in the subject: the other values come from an unreadable body (SNS subjects
+        # must be printable ASCII without line breaks).
+        try:
+            self._sns.publish(
+                TopicArn=self.topic_arn,
+                Subject=_printable(f"license-notifications: unreadable work message {message_id}")[:SNS_SUBJECT_LIMIT],
                 Message=json.dumps(message, indent=2),
             )
         except Exception:

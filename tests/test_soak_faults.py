@@ -148,10 +148,10 @@ def test_accept_then_stall_keeps_the_send_and_answers_after_the_client_gave_up(b
 
 
 def test_on_accepted_runs_before_the_reply_with_the_outbox_entry(braze: BrazeStandIn) -> None:
-    seen: list[tuple[str | None, str, int]] = []
+    seen: list[tuple[str | None, str, int, float | None]] = []
 
-    def hook(request: Any, entry: dict[str, Any]) -> None:
-        seen.append((request.headers.get("x-soak-worker"), entry["dispatch_id"], len(braze.outbox)))
+    def hook(request: Any, entry: dict[str, Any], stall: float | None) -> None:
+        seen.append((request.headers.get("x-soak-worker"), entry["dispatch_id"], len(braze.outbox), stall))
 
     braze.on_accepted(hook)
     braze.reject("bad@example.com")
@@ -164,7 +164,11 @@ def test_on_accepted_runs_before_the_reply_with_the_outbox_entry(braze: BrazeSta
         timeout=TIMEOUT,
     )
     assert reply.status_code == 201
-    assert seen == [("w7", reply.json()["dispatch_id"], 1)]
+    assert seen == [("w7", reply.json()["dispatch_id"], 1, None)]
+    braze.accept_then_stall_next(0.2)
+    stalled = braze_post(braze, TRIGGER, trigger_body("b@example.com"))
+    assert stalled.status_code == 201
+    assert seen[-1] == (None, stalled.json()["dispatch_id"], 2, 0.2)  # told before the stall
 
 
 # ------------------------------------------------------------------------------------ license-manager

@@ -96,7 +96,7 @@ class BrazeStandIn(StandIn):
         self.rejected: dict[str, dict[str, str]] = {ALIAS_PATH: {}, TRIGGER_PATH: {}}
         self.minor_errors: dict[str, str] = {}
         self._stalls: list[tuple[float, str | None]] = []  # accept_then_stall_next: (seconds, label) per trigger
-        self._accepted_hooks: list[Callable[[Request, dict[str, Any]], None]] = []
+        self._accepted_hooks: list[Callable[[Request, dict[str, Any], float | None], None]] = []
         super().__init__()
 
     def routes(self) -> list[Route]:
@@ -153,9 +153,10 @@ class BrazeStandIn(StandIn):
         with self._state_lock:
             self._stalls.extend([(seconds, label)] * times)
 
-    def on_accepted(self, hook: Callable[[Request, dict[str, Any]], None]) -> None:
-        """Call ``hook(request, outbox_entry)`` after every accepted trigger is in the outbox and before the
-        reply is written, so what it does (e.g. kill the caller) happens while the client still waits."""
+    def on_accepted(self, hook: Callable[[Request, dict[str, Any], float | None], None]) -> None:
+        """Call ``hook(request, outbox_entry, stall_seconds)`` after every accepted trigger is in the outbox and
+        before the reply is written, so what it does (e.g. kill the caller) happens while the client still
+        waits; ``stall_seconds`` is the ``accept_then_stall_next`` delay this reply is about to get, or None."""
         with self._state_lock:
             self._accepted_hooks.append(hook)
 
@@ -332,7 +333,7 @@ class BrazeStandIn(StandIn):
             stall = self._stalls.pop(0) if self._stalls else None
         for hook in hooks:
             try:
-                hook(request, entry)
+                hook(request, entry, stall[0] if stall is not None else None)
             except Exception as exc:  # a bug in the hook: keep it for the tests, still answer
                 with self._lock:
                     self._errors.append(exc)

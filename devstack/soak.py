@@ -657,15 +657,27 @@ class Soak:
             time.sleep(0.1)
         return False
 
+    def purge_work_queue(self) -> None:
+        """Drop every work message, in flight or not (an invocation already running finishes its own)."""
+        sqs = self.moto.client("sqs")
+        try:
+            sqs.purge_queue(QueueUrl=self.resources.work_queue_url)
+        except sqs.exceptions.PurgeQueueInProgress:  # real SQS allows one purge a minute: drain what is visible
+            while messages := sqs.receive_message(
+                QueueUrl=self.resources.work_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            ).get("Messages"):
+                for m in messages:
+                    sqs.delete_message(QueueUrl=self.resources.work_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
     def wait_quiet(self, timeout: float) -> bool:
-        """Until no send can be in flight: no ledger record is claimed under a live lease (a worker sends only
-        what it holds), twice in a row. Messages that fail every time may still come and go meanwhile."""
+        """Until no send can be in flight: no worker in an invocation and no ledger record claimed under a live
+        lease (a worker sends only what it holds), twice in a row."""
         deadline, calm = time.monotonic() + timeout, 0
         while time.monotonic() < deadline and calm < 2:
             time.sleep(0.2)
             now = time.time()
             held = [r for r in self.ledger().values() if r.get("state") == "claimed" and float(r["lease_until"]) > now]
-            calm = 0 if held else calm + 1
+            calm = 0 if held or self.busy_slots() else calm + 1
         self.read_logs()
         return calm >= 2
 
@@ -807,11 +819,12 @@ class Soak:
             self.phases["hours with faults"] = settle_started - hours_started
             self.hour = "settling"
             self.stop_killing()
+            self.purge_work_queue()
             last_kill = max((k["at"] for k in self.kills), default=0.0)
             wait = max(0.0, last_kill + s.lease_seconds + 1.0 - time.time())
             self.say(
-                f"\n== No more kills. Waiting {wait:.1f} s until the leases of killed workers ran out "
-                f"(last kill + {s.lease_seconds} s lease + 1 s); one-shot faults still armed may fire meanwhile"
+                f"\n== No more kills; work queue purged. Waiting {wait:.1f} s until the leases of killed workers "
+                f"ran out (last kill + {s.lease_seconds} s lease + 1 s); one-shot faults still armed may fire meanwhile"
             )
             time.sleep(wait)
             self.clear_faults()
@@ -821,6 +834,7 @@ class Soak:
             self.say("\n== Clean runs")
             for j in range(s.final_runs):
                 self.run_clean(s.hours + j)
+            self.purge_work_queue()  # the schedule stops: what failed in the clean runs is not retried again
             self.quiet = self.wait_quiet(timeout=2.0 * s.lease_seconds)
             self.phases["clean runs"] = time.monotonic() - clean_started
             figures = self.figures()
@@ -865,7 +879,8 @@ class Soak:
             f"faults: {', '.join(kinds) or '-'}"
         )
         if grown:
-            self.say(f"            data: {'; '.join(grown)}")
+            added = sum(int(g.split(": ", 1)[1].split(" ", 1)[0]) for g in grown)
+            self.say(f"            data: {added} license(s) activated or added in {len(grown)} enterprise(s)")
 
     def run_clean(self, hour: int) -> None:
         started = time.monotonic()
@@ -1212,7 +1227,7 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path]:
+def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path, Path]:
     parser = argparse.ArgumentParser(prog="python -m devstack.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data and the fault schedule (1)")
     parser.add_argument("--hours", type=int, help="simulated hourly runs with faults (24; --short: 4)")
@@ -1220,7 +1235,8 @@ def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path]:
     parser.add_argument("--workers", type=int, default=3, help="worker processes (3)")
     parser.add_argument("--final-runs", type=int, default=2, help="clean runs at the end (2)")
     parser.add_argument("--short", action="store_true", help="a quick soak for the test suite (about 30-40 s)")
-    parser.add_argument("--json", type=Path, default=OUT / "soak.json", help="where to write the figures")
+    parser.add_argument("--out", type=Path, default=OUT, help="logs and state directory (.soak)")
+    parser.add_argument("--json", type=Path, help="where to write the figures (<out>/soak.json)")
     args = parser.parse_args(argv)
     hours = args.hours if args.hours is not None else (4 if args.short else 24)
     enterprises = args.enterprises if args.enterprises is not None else (6 if args.short else 8)
@@ -1238,12 +1254,12 @@ def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path]:
         fault_probability=0.3 if args.short else 0.35,
         short=args.short,
     )
-    return settings, args.json
+    return settings, args.out, args.json or args.out / "soak.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, json_path = parse_args(argv)
-    figures = Soak(settings).run()
+    settings, out, json_path = parse_args(argv)
+    figures = Soak(settings, out=out).run()
     print_figures(figures, sys.stdout)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")

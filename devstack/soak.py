@@ -92,6 +92,7 @@ class SoakSettings:
     http_max_wait: float = 0.5  # HTTP_MAX_WAIT_SECONDS
     final_run_timeout: float = 60.0
     short: bool = False
+    skip: tuple[str, ...] = ()  # fault kinds left out (e.g. to check that the others alone meet the targets)
 
     @property
     def slowest_batch(self) -> float:
@@ -203,28 +204,40 @@ def build_soak_data(settings: SoakSettings, rng: random.Random) -> SoakData:
     first = enterprises[0]
     emails = [lic.user_email for lic in ds.licenses_of(current_plans[first.uuid]) if lic.status == "activated"]
     # The refused recipient sorts last in its plan, the minor error first: in different Braze batches of 50.
-    rejected[str(emails[-1])] = "trigger"
-    minor.append(str(emails[0]))
-    first.roles += ["a recipient Braze refuses (trigger)", "a recipient accepted with a minor error"]
+    skip = settings.skip
+    if "braze_rejected_recipient" not in skip:
+        rejected[str(emails[-1])] = "trigger"
+        first.roles.append("a recipient Braze refuses (trigger)")
+    if "braze_minor_error" not in skip:
+        minor.append(str(emails[0]))
+        first.roles.append("a recipient accepted with a minor error")
     alias_enterprise = enterprises[alias_index]
     alias_emails = [
         lic.user_email for lic in ds.licenses_of(current_plans[alias_enterprise.uuid]) if lic.status == "activated"
     ]
-    rejected[str(alias_emails[3])] = "alias"
-    alias_enterprise.roles.append("a recipient whose Braze alias is refused")
+    if "braze_rejected_alias" not in skip:
+        rejected[str(alias_emails[3])] = "alias"
+        alias_enterprise.roles.append("a recipient whose Braze alias is refused")
     malformed = enterprises[malformed_index]
-    malformed_plan = current_plans[malformed.uuid]
-    for record in malformed_licenses(malformed.slug, malformed_plan):
-        ds.add_raw_license(malformed_plan, record)
-    malformed.roles.append("malformed license records (unknown status, no uuid, non-string email)")
+    malformed_plan: str | None = current_plans[malformed.uuid]
+    if "malformed_licenses" in skip:
+        malformed_plan = None
+        malformed.roles.append("(malformed license records: skipped)")
+    else:
+        for record in malformed_licenses(malformed.slug, str(malformed_plan)):
+            ds.add_raw_license(str(malformed_plan), record)
+        malformed.roles.append("malformed license records (unknown status, no uuid, non-string email)")
 
     growth: dict[int, list[tuple[str, Callable[[datetime], str]]]] = defaultdict(list)
     growing = [e.uuid for e in enterprises if "opted out" not in e.roles] or [e.uuid for e in enterprises]
+    # (the enterprise roles above are labels only: a skipped fault leaves its enterprise growing as any other)
     for hour in range(1, hours):  # every enterprise has new due licenses every hour: Braze traffic every hour
         for enterprise in growing:
             plan = rng.choice([current_plans[enterprise], entering_plans[enterprise]])
             growth[hour].append((enterprise, _grow(ds, plan, rng.randint(1, 3), rng.random() < 0.5)))
-    return SoakData(ds, enterprises, rejected, minor, malformed_plan, malformed.uuid, dict(growth))
+    return SoakData(
+        ds, enterprises, rejected, minor, malformed_plan, malformed.uuid if malformed_plan else None, dict(growth)
+    )
 
 
 def malformed_licenses(slug: str, plan_uuid: str) -> list[dict[str, Any]]:
@@ -706,7 +719,7 @@ class Soak:
             for kind in HOURLY_FAULTS:
                 if self.rng.random() < self.settings.fault_probability and (kind not in kills or hour < hours - 1):
                     plan[hour].add(kind)
-        return {hour: sorted(kinds) for hour, kinds in plan.items()}
+        return {hour: sorted(set(kinds) - set(self.settings.skip)) for hour, kinds in plan.items()}
 
     def arm(self, kinds: list[str]) -> None:
         """Arm this hour's faults (before its dispatch; duplicate deliveries are armed after it)."""
@@ -733,8 +746,9 @@ class Soak:
                 self.lms.redirect_next(
                     "/enterprise/api/v1/enterprise-customer", self.foreign.url, status=302, label=kind
                 )
-            elif kind == "dynamodb_throttling":
+            elif kind == "dynamodb_throttling":  # a share of requests all hour, and a burst of consecutive ones
                 self.moto.dynamodb.throttle(rng.uniform(0.05, 0.25), seed=rng.randint(0, 2**31))
+                self.moto.dynamodb.throttle_next(rng.randint(5, 20))
             elif kind == "kill_random":
                 self._later(rng.uniform(0.0, 1.0), self._kill_busy_worker, rng.uniform(0.0, 0.4))
             elif kind == "kill_after_braze_accepted":
@@ -803,6 +817,8 @@ class Soak:
                 f"slowest batch {s.slowest_batch:g} s; claim lease {s.lease_seconds} s; SQS visibility "
                 f"{s.visibility_timeout} s, maxReceiveCount {self.max_receive}; worker batch {worker_batch_size()}"
             )
+            if s.skip:
+                self.say(f"   fault kinds left out (--skip): {', '.join(s.skip)}")
             self.say(f"   moto {self.moto.endpoint_url}; license-manager {self.lm.url}, LMS {self.lms.url}, ")
             self.say(f"   Braze {self.braze.url}, foreign host {self.foreign.url}; logs in {_rel(self.out)}/")
             for enterprise in self.data.enterprises:
@@ -1091,7 +1107,7 @@ class Soak:
             "phase_seconds": {phase: round(seconds, 1) for phase, seconds in self.phases.items()},
             "wall_seconds": round(time.monotonic() - self.started, 1),
         }
-        coverage = [kind for kind, counts in faults.items() if counts["fired"] < 1]
+        coverage = [kind for kind, counts in faults.items() if counts["fired"] < 1 and kind not in s.skip]
         figures["targets"] = [
             target(
                 "0 missed after the final clean runs (apart from Braze-rejected recipients)",
@@ -1235,11 +1251,20 @@ def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path, Path]:
     parser.add_argument("--workers", type=int, default=3, help="worker processes (3)")
     parser.add_argument("--final-runs", type=int, default=2, help="clean runs at the end (2)")
     parser.add_argument("--short", action="store_true", help="a quick soak for the test suite (about 30-40 s)")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help=f"fault kinds to leave out, comma separated (of: {', '.join(HOURLY_FAULTS + STANDING_FAULTS)})",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="logs and state directory (.soak)")
     parser.add_argument("--json", type=Path, help="where to write the figures (<out>/soak.json)")
     args = parser.parse_args(argv)
     hours = args.hours if args.hours is not None else (4 if args.short else 24)
     enterprises = args.enterprises if args.enterprises is not None else (6 if args.short else 8)
+    skip = tuple(kind for kind in args.skip.replace(" ", ",").split(",") if kind)
+    unknown = set(skip) - set(HOURLY_FAULTS + STANDING_FAULTS)
+    if unknown:
+        parser.error(f"--skip: unknown fault kind(s) {', '.join(sorted(unknown))}")
     for name, value, low in (("--hours", hours, 1), ("--enterprises", enterprises, 1), ("--workers", args.workers, 1),
                              ("--final-runs", args.final_runs, 1)):  # fmt: skip
         if value < low:
@@ -1253,6 +1278,7 @@ def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path, Path]:
         hour_seconds=2.5 if args.short else 4.0,
         fault_probability=0.3 if args.short else 0.35,
         short=args.short,
+        skip=skip,
     )
     return settings, args.out, args.json or args.out / "soak.json"
 

@@ -5,20 +5,25 @@ a few seconds), the license-manager, LMS (OAuth2) and Braze stand-ins, a "foreig
 to, the dispatcher handler in this process and ``--workers`` worker processes (``devstack/soak_worker.py``:
 the SQS event source mapping + ``functions/worker/worker.py``) that the soak SIGKILLs and restarts.
 
-Each simulated hour: the data grows (licenses activated, plans entering the 30-day window), faults are armed
-at random (seeded): Braze 5xx, 429 with and without reset headers, a send accepted but answered after the
-client's timeout, redirects to another host (Braze, license-manager, LMS), DynamoDB throttling, duplicate SQS
-deliveries, a worker killed at a random point or right after Braze accepted its send. For the whole soak:
-one recipient Braze refuses in triggers, one in alias creation, one accepted with a minor error, and
-malformed license records (unknown status, no uuid, a non-string email) in one enterprise's plan. The
-dispatcher runs with that hour's ``as_of``; the hour lasts until the queue is empty or its time budget ran out
-(unfinished work carries on into the next hours, as SQS redelivers it). Then faults stop, the soak waits
-until every lease a killed worker held has run out, and runs ``--final-runs`` clean hourly runs.
+Each simulated hour the data grows (licenses activated or added, plans entering the 30-day window), faults are
+armed (seeded), the dispatcher runs with that hour's ``as_of``, and the hour lasts until the queue is empty or
+its time budget ran out (unfinished work carries on, as SQS redelivers it). Hour 0, with the most sends, arms
+the two faults that need a send Braze accepts; every other kind is armed once for sure in a later hour, then
+at random: Braze 5xx, 429 with and without reset headers, a send accepted but answered after the client's
+timeout, redirects to another host (Braze, license-manager, LMS), DynamoDB throttling (a share of requests
+and a burst), duplicate SQS deliveries, a worker killed at a random point or right after Braze accepted its
+send (no kill in the last hour). For the whole soak: a recipient Braze refuses in triggers, one refused in
+alias creation, one accepted with a minor error, and malformed license records (unknown status, no uuid, a
+non-string email) in one enterprise's plan. ``--skip`` leaves fault kinds out.
+
+Then kills stop, the work queue is purged, the soak waits until every lease a killed worker held has run out
+(one-shot faults still armed may fire meanwhile, then they are cleared) and runs ``--final-runs`` clean
+hourly runs; the queue is purged again and the figures are taken once no send can be in flight.
 
 The oracle knows, for each run, who was due a reminder (spec 003: activated license, active plan expiring
 in ``(as_of, as_of + 30 days]``, enterprise not opted out, an email; once per license ever) and compares it
 with what Braze accepted (its outbox) and what the ledger recorded. Figures and PASS/FAIL targets are
-printed and written to ``.soak/soak.json``; the exit status is 1 when a target fails.
+printed and written to ``<out>/soak.json`` (``.soak/``); the exit status is 1 when a target fails.
 """
 
 from __future__ import annotations

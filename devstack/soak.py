@@ -981,6 +981,7 @@ class Soak:
         }
         sent = set(sends)
         missed = sorted(eligible - sent - set(rejected))
+        unrecorded = sorted(u for u in sent if ledger.get(LEDGER_PREFIX + u, {}).get("state") != "sent")
         ineligible_sent = sorted(sent - eligible)
 
         # Why each missed license was missed, where the soak can tell.
@@ -1077,6 +1078,7 @@ class Soak:
             "missed_licenses": {reason: uuids for reason, uuids in reasons.items()},
             "rejected_recipients": [{"license_uuid": uuid, **info} for uuid, info in sorted(rejected.items())],
             "rejected_recipients_sent": sorted(set(rejected) & sent),
+            "sent_not_recorded_in_ledger": unrecorded,
             "ineligible_sent": len(ineligible_sent),
             "ineligible_sent_licenses": ineligible_sent,
             "duplicates": {
@@ -1200,6 +1202,8 @@ def print_figures(figures: dict[str, Any], stream: TextIO) -> None:
     reasons = ", ".join(f"{reason}: {n}" for reason, n in figures["missed_by_reason"].items())
     say(f"   missed                            {figures['missed']}" + (f"   ({reasons})" if reasons else ""))
     say(f"   ineligible sent                   {figures['ineligible_sent']}")
+    unrecorded = figures["sent_not_recorded_in_ledger"]
+    say(f"   sent, not recorded as sent in the ledger (a later run may send them again): {len(unrecorded)}")
     say(
         f"   duplicates, kill between Braze accepting and the ledger record: {d['kill_window_recipients']} "
         f"recipient(s) in {d['kill_window_requests']} Braze request(s)"

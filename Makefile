@@ -16,7 +16,7 @@ CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test lint validate build benchmark lock clean
+.PHONY: help venv demo test lint validate build benchmark soak lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test: venv $(SAM) $(CHECKOV)  ## lint, validate the template (sam, cfn-lint, che
 
 benchmark: venv  ## print speed and memory figures (cold start, rule, job throughput, Braze requests, peak memory)
 	$(BIN)/python -m devstack.benchmark
+
+soak: venv  ## fault-injection soak: the real pipeline over simulated hours with faults and kills, then clean runs
+	$(BIN)/python -m devstack.soak $(SOAK_ARGS)
 
 lint: venv  ## ruff only
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -5,6 +5,8 @@
 * :class:`MotoStack` runs a moto server on 127.0.0.1 (a free port) in a daemon thread. DynamoDB requests are
   serialised, because moto does not make a conditional write atomic (condition check and write are not under
   one lock) while real DynamoDB is atomic per item; with the lock, concurrency tests behave like DynamoDB.
+  ``MotoStack.dynamodb`` can also throttle DynamoDB requests as DynamoDB does (fault injection, off by
+  default).
 * :func:`create_resources_from_template` creates, with boto3 against that server, exactly the DynamoDB
   tables, SQS queues, SNS topics (and the KMS keys they reference) that the template declares, with the
   template's properties. A property it cannot translate raises :class:`TemplateTranslationError` instead of
@@ -20,9 +22,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import secrets
 import threading
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,21 +281,88 @@ class _Resolver:
 # --------------------------------------------------------------------------------------------- moto server
 
 
+_THROTTLED_BODY = {
+    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "message": "The level of configured provisioned throughput for the table was exceeded. "
+    "Consider increasing your provisioning level with the UpdateTable API.",
+}
+
+
 class _SerialiseDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, other services untouched.
 
     moto checks a ConditionExpression and then writes without a lock, so two concurrent conditional puts of
     the same key can both succeed. Real DynamoDB is atomic per item. The lock is held for the whole call,
     including consuming the response body, so a request's effects are complete before the next starts.
+
+    Fault injection (off by default): :meth:`throttle` answers a share of DynamoDB requests, and
+    :meth:`throttle_next` the next few, as DynamoDB throttles: HTTP 400 with a
+    ``ProvisionedThroughputExceededException`` JSON body, the request not executed. ``throttled`` counts them
+    by operation (``UpdateItem``, ``BatchGetItem``...).
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self._fault_lock = threading.Lock()
+        self._rate = 0.0
+        self._rate_operations: frozenset[str] | None = None
+        self._next: list[frozenset[str] | None] = []
+        self._rng = random.Random()  # fault injection, not cryptography
+        self.throttled: Counter[str] = Counter()
+
+    def throttle(self, rate: float, *, operations: Iterable[str] | None = None, seed: int | None = None) -> None:
+        """Throttle each DynamoDB request with probability ``rate`` (0 turns it off), only ``operations``
+        (e.g. ``{"UpdateItem"}``) when given; ``seed`` makes the draws repeatable."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._fault_lock:
+            self._rate = rate
+            self._rate_operations = frozenset(operations) if operations is not None else None
+            if seed is not None:
+                self._rng.seed(seed)
+
+    def throttle_next(self, times: int = 1, *, operations: Iterable[str] | None = None) -> None:
+        """Throttle the next ``times`` DynamoDB requests (of ``operations``, when given)."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        wanted = frozenset(operations) if operations is not None else None
+        with self._fault_lock:
+            self._next.extend([wanted] * times)
+
+    def clear_throttling(self) -> None:
+        with self._fault_lock:
+            self._rate, self._rate_operations = 0.0, None
+            self._next.clear()
+
+    def _throttles(self, operation: str) -> bool:
+        with self._fault_lock:
+            for index, wanted in enumerate(self._next):
+                if wanted is None or operation in wanted:
+                    del self._next[index]
+                    self.throttled[operation] += 1
+                    return True
+            wanted = self._rate_operations is None or operation in self._rate_operations
+            if self._rate and wanted and self._rng.random() < self._rate:
+                self.throttled[operation] += 1
+                return True
+        return False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB"):
             return self.app(environ, start_response)
+        if self._throttles(target.rpartition(".")[2]):
+            body = json.dumps(_THROTTLED_BODY).encode()
+            start_response(
+                "400 Bad Request",
+                [
+                    ("Content-Type", "application/x-amz-json-1.0"),
+                    ("Content-Length", str(len(body))),
+                    ("x-amzn-RequestId", secrets.token_hex(16)),
+                ],
+            )
+            return [body]
         with self.lock:
             result = self.app(environ, start_response)
             try:
@@ -328,6 +399,15 @@ class MotoStack:
         self.verbose = verbose
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._dynamodb: _SerialiseDynamoDB | None = None
+
+    @property
+    def dynamodb(self) -> _SerialiseDynamoDB:
+        """The DynamoDB middleware of the running server: ``throttle``, ``throttle_next``,
+        ``clear_throttling``, ``throttled`` (fault injection, off unless asked for)."""
+        if self._dynamodb is None:
+            raise RuntimeError("MotoStack is not started")
+        return self._dynamodb
 
     @property
     def running(self) -> bool:
@@ -343,7 +423,7 @@ class MotoStack:
     def start(self) -> MotoStack:
         if self._server is not None:
             return self
-        app = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
         # make_server binds before returning: the port is known and the socket accepts connections
         # (queued by the kernel) even before serve_forever runs.
         handler = MotoRequestHandler if self.verbose else _QuietRequestHandler

@@ -17,6 +17,7 @@ import uuid as uuidlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 LICENSE_STATUSES = ("activated", "assigned", "unassigned", "revoked")
 ENTERPRISE_ADMIN = "enterprise_admin"
@@ -181,6 +182,9 @@ class Dataset:
     learners: list[EnterpriseLearner] = field(default_factory=list)
     users: dict[int, LmsUser] = field(default_factory=dict)
     renewals: list[Renewal] = field(default_factory=list)
+    # Fault injection: license records served verbatim (malformed on purpose) by the license-manager stand-in
+    # after a plan's real licenses, whatever the query's filters; keyed by plan uuid. See add_raw_license().
+    extra_raw_licenses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _next_learner_id: int = field(default=101, repr=False)
     _next_user_id: int = field(default=3001, repr=False)
@@ -361,6 +365,17 @@ class Dataset:
                 existing.append(record)
                 added.append(record)
         return added
+
+    def add_raw_license(self, plan_uuid: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Serve ``record`` as it is (a JSON object, e.g. with an unknown ``status``, no ``uuid`` or a
+        non-string ``user_email``) in every licenses list of the plan, after its real licenses and whatever
+        the filters: a malformed upstream record, for fault tests. It counts in ``count`` and pagination."""
+        plan_uuid = _canonical(plan_uuid)
+        with self.lock:
+            if plan_uuid not in self.plans:
+                raise KeyError(plan_uuid)
+            self.extra_raw_licenses.setdefault(plan_uuid, []).append(record)
+        return record
 
     def add_learner(
         self,

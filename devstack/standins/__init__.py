@@ -4,12 +4,14 @@ for the contract sections it follows (/work/shared/contracts/upstream-apis.md)."
 
 from .base import RecordedRequest, Reply, Request, Route, StandIn
 from .braze import BrazeStandIn
+from .foreign import ForeignHost
 from .license_manager import LicenseManagerStandIn
 from .lms import LmsStandIn
 from .oauth import TokenRegistry
 
 __all__ = [
     "BrazeStandIn",
+    "ForeignHost",
     "LicenseManagerStandIn",
     "LmsStandIn",
     "RecordedRequest",

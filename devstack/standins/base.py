@@ -6,7 +6,9 @@ return ``Reply`` objects; handlers reject bad input by raising ``HttpError``.
 
 Every request is recorded (``StandIn.requests``) with the status it got, and tests can inject faults that
 take precedence over the normal handlers: ``fail_next`` (any status/body/headers), ``delay_next`` (sleep
-before answering, to provoke client timeouts) and ``malformed_next`` (200 whose body is not JSON).
+before answering, to provoke client timeouts), ``malformed_next`` (200 whose body is not JSON) and
+``redirect_next`` (a redirect to another server). A fault given a ``label`` is counted in ``fired_faults``
+when it answers a request (the soak reports what actually fired, not only what was armed).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,6 +133,7 @@ class _Fault:
     remaining: int
     respond: Callable[[Request], Reply] | None = None  # None for a pure delay
     delay: float = 0.0
+    label: str | None = None  # counted in StandIn.fired_faults when it answers a request
 
 
 def normalise_path(path: str) -> str:
@@ -312,6 +316,7 @@ class StandIn:
         self._lock = threading.Lock()
         self._log: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
+        self._fired: Counter[str] = Counter()
         self._errors: list[BaseException] = []
         self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
@@ -395,27 +400,68 @@ class StandIn:
         times: int = 1,
         headers: Mapping[str, str] | None = None,
         body: bytes | str | dict[str, Any] | list[Any] | None = None,
+        label: str | None = None,
     ) -> None:
         """The next ``times`` requests whose path starts with ``path_prefix`` get this reply instead."""
         reply_body = body if body is not None else self.error_body(status, f"Injected failure ({status})")
         fixed_headers = dict(headers or {})
-        self.respond_next(path_prefix, lambda _: Reply(status, reply_body, dict(fixed_headers)), times=times)
+        self.respond_next(
+            path_prefix, lambda _: Reply(status, reply_body, dict(fixed_headers)), times=times, label=label
+        )
 
-    def delay_next(self, path_prefix: str, seconds: float, times: int = 1) -> None:
+    def delay_next(self, path_prefix: str, seconds: float, times: int = 1, *, label: str | None = None) -> None:
         """Sleep ``seconds`` before answering the next ``times`` matching requests (normally otherwise)."""
-        self._add_fault(_Fault(path_prefix, times, None, seconds))
+        self._add_fault(_Fault(path_prefix, times, None, seconds, label))
 
-    def malformed_next(self, path_prefix: str, times: int = 1, *, body: bytes = MALFORMED_BODY) -> None:
+    def malformed_next(
+        self, path_prefix: str, times: int = 1, *, body: bytes = MALFORMED_BODY, label: str | None = None
+    ) -> None:
         """Answer the next ``times`` matching requests 200 with a Content-Type of JSON and a non-JSON body."""
-        self.respond_next(path_prefix, lambda _: Reply(200, body), times=times)
+        self.respond_next(path_prefix, lambda _: Reply(200, body), times=times, label=label)
 
-    def respond_next(self, path_prefix: str, respond: Callable[[Request], Reply], *, times: int = 1) -> None:
+    def redirect_next(
+        self, path_prefix: str, location: str, *, status: int = 307, times: int = 1, label: str | None = None
+    ) -> None:
+        """Answer the next ``times`` matching requests ``status`` (301/302/303/307/308) with
+        ``Location: <location><path>[?<query>]``: e.g. another stand-in's URL, to check that a client does not
+        follow a redirect to another host (it would take the request's query or body there)."""
+        if status not in (301, 302, 303, 307, 308):
+            raise ValueError("status must be a redirect (301, 302, 303, 307 or 308)")
+        base = location.rstrip("/")
+
+        def respond(request: Request) -> Reply:
+            target = base + request.path + (f"?{request.query_string}" if request.query_string else "")
+            return Reply(status, self.error_body(status, f"Moved to {target}"), {"Location": target})
+
+        self.respond_next(path_prefix, respond, times=times, label=label)
+
+    def respond_next(
+        self, path_prefix: str, respond: Callable[[Request], Reply], *, times: int = 1, label: str | None = None
+    ) -> None:
         """General fault: the next ``times`` matching requests are answered by ``respond(request)``."""
-        self._add_fault(_Fault(path_prefix, times, respond))
+        self._add_fault(_Fault(path_prefix, times, respond, label=label))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """How many injected answers are still armed (sum of the faults' remaining ``times``)."""
+        with self._lock:
+            return sum(fault.remaining for fault in self._faults)
+
+    @property
+    def fired_faults(self) -> Counter[str]:
+        """How many requests each labelled fault answered (or delayed) so far."""
+        with self._lock:
+            return Counter(self._fired)
+
+    def count_fired(self, label: str | None) -> None:
+        """Count one firing of ``label`` (for subclasses' own faults; None is ignored)."""
+        if label is not None:
+            with self._lock:
+                self._fired[label] += 1
 
     def _add_fault(self, fault: _Fault) -> None:
         if fault.remaining < 1:
@@ -430,6 +476,8 @@ class StandIn:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
+                    if fault.label is not None:
+                        self._fired[fault.label] += 1
                     return fault
         return None
 

@@ -1,7 +1,13 @@
 """Braze REST API stand-in: ``/users/alias/new`` and ``/campaigns/trigger/send`` (contract section 4).
 
 It validates like Braze (and, where the contract is silent, more strictly, so client bugs surface), keeps
-the accepted sends in ``outbox`` and puts ``X-RateLimit-*`` headers on every reply.
+the accepted sends in ``outbox`` and puts ``X-RateLimit-*`` headers on every reply (but on the bare 429s
+of ``rate_limit_without_reset_next``, a proxy's answer rather than Braze's).
+
+Fault controls beyond the base class's: ``rate_limit_next`` / ``rate_limit_without_reset_next`` (429 with
+and without the reset headers), ``queue_next`` (202 maintenance replies), ``reject`` / ``minor_error`` (a
+recipient refused, or accepted with a non-fatal error), ``accept_then_stall_next`` (accepted, answered
+later than the client waits) and ``on_accepted`` (a hook run after a trigger is accepted, before its reply).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +36,11 @@ MAX_RECIPIENTS = 50
 # contract silent: windows are fixed and aligned on the epoch; a 429 body is {"message": "Rate limit exceeded"}.
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {TRIGGER_PATH: (250_000, 3600), ALIAS_PATH: (20_000, 60)}
 _FALLBACK_LIMIT = (250_000, 3600)
+
+
+class _BareReply(Reply):
+    """A reply ``decorate`` leaves alone (no ``X-RateLimit-*`` headers added)."""
+
 
 # contract silent on unknown keys: Braze may ignore them, but a misspelt key is a client bug, so reject.
 TRIGGER_KEYS = {"campaign_id", "send_id", "trigger_properties", "broadcast", "recipients"}
@@ -84,6 +95,8 @@ class BrazeStandIn(StandIn):
         # identifier (alias_name or external_user_id) -> reason, per endpoint; see reject() / minor_error()
         self.rejected: dict[str, dict[str, str]] = {ALIAS_PATH: {}, TRIGGER_PATH: {}}
         self.minor_errors: dict[str, str] = {}
+        self._stalls: list[tuple[float, str | None]] = []  # accept_then_stall_next: (seconds, label) per trigger
+        self._accepted_hooks: list[Callable[[Request, dict[str, Any], float | None], None]] = []
         super().__init__()
 
     def routes(self) -> list[Route]:
@@ -96,7 +109,9 @@ class BrazeStandIn(StandIn):
         return {"message": message}
 
     # ------------------------------------------------------------------------------------- fault controls
-    def rate_limit_next(self, path_prefix: str, reset_in_seconds: float, times: int = 1) -> None:
+    def rate_limit_next(
+        self, path_prefix: str, reset_in_seconds: float, times: int = 1, *, label: str | None = None
+    ) -> None:
         """Answer the next ``times`` matching requests 429 with ``X-RateLimit-Remaining: 0`` and
         ``X-RateLimit-Reset`` = ceil(now + reset_in_seconds) (UTC epoch seconds), computed when answering."""
 
@@ -112,7 +127,50 @@ class BrazeStandIn(StandIn):
                 },
             )
 
-        self.respond_next(path_prefix, respond, times=times)
+        self.respond_next(path_prefix, respond, times=times, label=label)
+
+    def rate_limit_without_reset_next(
+        self, path_prefix: str, times: int = 1, *, retry_after: float | None = None, label: str | None = None
+    ) -> None:
+        """Answer the next ``times`` matching requests 429 with no ``X-RateLimit-*`` header at all (and a
+        ``Retry-After`` only when ``retry_after`` is given), as a proxy or CDN in front of Braze could: the
+        client has no reset time to wait for and must back off on its own. contract: Braze's own 429s always
+        carry the headers (``rate_limit_next``); this is the harsher case."""
+        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+        self.respond_next(
+            path_prefix,
+            lambda _: _BareReply(429, {"message": "Rate limit exceeded"}, dict(headers)),
+            times=times,
+            label=label,
+        )
+
+    def accept_then_stall_next(self, seconds: float, times: int = 1, *, label: str | None = None) -> None:
+        """The next ``times`` triggers that Braze accepts are kept in the outbox (Braze will deliver them) but
+        answered only after ``seconds``: set it above the client's read timeout to make a send whose outcome
+        the client cannot know (a read timeout after acceptance). Refused triggers are not delayed."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._state_lock:
+            self._stalls.extend([(seconds, label)] * times)
+
+    def on_accepted(self, hook: Callable[[Request, dict[str, Any], float | None], None]) -> None:
+        """Call ``hook(request, outbox_entry, stall_seconds)`` after every accepted trigger is in the outbox and
+        before the reply is written, so what it does (e.g. kill the caller) happens while the client still
+        waits; ``stall_seconds`` is the ``accept_then_stall_next`` delay this reply is about to get, or None."""
+        with self._state_lock:
+            self._accepted_hooks.append(hook)
+
+    def clear_faults(self) -> None:
+        """The base class's injected replies and the pending stalls (``reject`` / ``minor_error`` stay)."""
+        super().clear_faults()
+        with self._state_lock:
+            self._stalls.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        with self._state_lock:
+            stalls = len(self._stalls)
+        return super().pending_faults + stalls
 
     def queue_next(self, times: int = 1) -> None:
         """Braze maintenance mode: the next ``times`` valid triggers are accepted (outbox) but answered
@@ -154,6 +212,8 @@ class BrazeStandIn(StandIn):
 
     def decorate(self, request: Request, reply: Reply) -> None:
         """``X-RateLimit-Limit/Remaining/Reset`` on every reply (contract section 4)."""
+        if isinstance(reply, _BareReply):
+            return
         window = self._window(request.path)
         with self._state_lock:
             window.count(time.time())
@@ -269,6 +329,18 @@ class BrazeStandIn(StandIn):
         }
         with self._state_lock:
             self.outbox.append(entry)
+            hooks = list(self._accepted_hooks)
+            stall = self._stalls.pop(0) if self._stalls else None
+        for hook in hooks:
+            try:
+                hook(request, entry, stall[0] if stall is not None else None)
+            except Exception as exc:  # a bug in the hook: keep it for the tests, still answer
+                with self._lock:
+                    self._errors.append(exc)
+        if stall is not None:
+            seconds, label = stall
+            self.count_fired(label)
+            self._stopping.wait(seconds)
         if queued:
             return Reply(202, {"message": "queued"})
         reply: dict[str, Any] = {"dispatch_id": dispatch_id, "message": "success"}

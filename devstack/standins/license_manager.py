@@ -138,12 +138,14 @@ class LicenseManagerStandIn(StandIn):
 
         ``page_size`` default 100, clamped at 500. Default order ``status, user_email`` (license-manager's
         LicenseViewSet), null emails first as in MySQL, uuid as tie-breaker (contract silent).
+        Fault injection: the plan's ``Dataset.extra_raw_licenses`` follow, verbatim and unfiltered.
         """
         with self.dataset.lock:
             plan = self._plan_or_404(request)
-            licenses = self._filtered_licenses(request, self.dataset.licenses_of(plan.uuid))
+            licenses: list[Any] = self._filtered_licenses(request, self.dataset.licenses_of(plan.uuid))
+            licenses += [dict(raw) for raw in self.dataset.extra_raw_licenses.get(plan.uuid, ())]
             page = self._paginate(request, licenses, LICENSE_PAGE_SIZE, LICENSE_MAX_PAGE_SIZE, page_size_param=True)
-            results = [self._license_json(record) for record in page.items]
+            results = [self._license_json(record) if isinstance(record, License) else record for record in page.items]
         return Reply(
             200,
             {

@@ -157,6 +157,21 @@ def test_utilization_command_discovers_and_sends(app_env, upstream: Upstream):
     assert (code, summary.sent) == (EXIT_OK, 0)  # the same day again: nothing twice
 
 
+def test_reminders_without_a_list_discover_the_enterprises_with_a_plan_in_the_window(app_env, upstream: Upstream):
+    due, far = enterprise(upstream, "Due", activated=2), enterprise(upstream, "Far", expires_in_days=90)
+    code, summary = cli("--as-of", NOW.isoformat())
+    assert code == EXIT_OK
+    assert [o.enterprise_customer_uuid for o in summary.outcomes] == [due.uuid]
+    assert summary.sent == 2
+    assert far.uuid not in {o.enterprise_customer_uuid for o in summary.outcomes}
+
+
+def test_an_empty_all_plans_feed_is_a_usage_error_naming_the_likely_missing_role(app_env, upstream, caplog):
+    code, summary = cli("--as-of", NOW.isoformat())
+    assert (code, summary) == (EXIT_USAGE, None)
+    assert "enterprise_openedx_operator" in caplog.text
+
+
 def test_an_out_of_range_window_is_a_usage_error(app_env, caplog):
     code, summary = cli(
         "--enterprise-customer-uuid", "00000000-0000-4000-8000-000000000000", "--days-before-expiration", "0"

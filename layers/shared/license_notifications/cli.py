@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     rem = sub.add_parser("expiration-reminders", help="send license expiration reminders (spec 003)")
     rem.add_argument(
         "--enterprise-customer-uuid",
-        required=True,
-        help='one or more enterprise customer UUIDs, separated by commas or spaces ("uuid1,uuid2 uuid3")',
+        default=None,
+        help='UUID(s) separated by commas or spaces ("uuid1,uuid2 uuid3"); default: every enterprise with an '
+        "active plan expiring within the window",
     )
     rem.add_argument("--days-before-expiration", type=int, default=30, help="the window in days (default 30)")
     util = sub.add_parser("utilization", help="send license utilization emails to enterprise admins (ADR 9)")

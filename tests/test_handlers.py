@@ -117,6 +117,10 @@ def test_schedule_to_worker_sends_every_reminder_once(handlers, upstream, aws_re
     completed = [line for line in lines if str(line.get("message", "")).startswith("Completed processing")]
     assert len(completed) == 7
     assert all(line["correlation_id"].startswith("license_expiration_reminders:") for line in completed)
+    assert all(line["job"] == "license_expiration_reminders" for line in completed)  # the record's context keys
+    found = [line for line in lines if str(line.get("message", "")).startswith("Found ")]
+    assert len(found) == 7
+    assert all(line["enterprise_customer_uuid"] in {c.uuid for c in customers} for line in found)
     # Learner emails are masked unless LOG_FULL_EMAILS is set.
     success = [line for line in lines if str(line.get("message", "")).startswith("Successfully sent")]
     assert len(success) == 28

@@ -40,18 +40,18 @@ MAX_ERROR_CHARS = 2000
 
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
-    logger.remove_keys(["job", "enterprise_customer_uuid"])  # no stale keys from the previous record
     try:
         message = parse(event=record.body, model=WorkMessage)
     except ValueError as exc:  # not JSON, or not a work message (pydantic's ValidationError is a ValueError)
         report_unreadable_message(record, exc)
         raise
     logger.set_correlation_id(message.run_id)
-    logger.append_keys(job=message.job.value, enterprise_customer_uuid=str(message.enterprise_customer_uuid))
     # No new Braze request or page after this: what Braze accepts always has time to be recorded in the ledger.
     svc = services()
     deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - svc.time_margin_seconds
-    outcome = process_work_message(message, svc.job_for, svc.notifier, deadline=deadline)
+    keys = {"job": message.job.value, "enterprise_customer_uuid": str(message.enterprise_customer_uuid)}
+    with logger.append_context_keys(**keys):  # this record's keys only, whatever happens
+        outcome = process_work_message(message, svc.job_for, svc.notifier, deadline=deadline)
     record_outcome_metrics(metrics, message.job, outcome)
     if outcome.needs_redelivery:  # failures a redelivery cannot change are reported, not retried
         raise EnterpriseFailedError(outcome)

@@ -25,8 +25,8 @@ from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job
 from license_notifications.jobs.dispatch import COMMANDS, plan_run
-from license_notifications.jobs.outcome import RunSummary
 from license_notifications.jobs.work import process_work_message
+from license_notifications.outcome import RunSummary
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 from license_notifications.services import Services
 

@@ -13,8 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from license_notifications.config import load_settings
 from license_notifications.events import Job
-from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME
+from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.services import Services
 
 METRIC_PREFIX = {Job.EXPIRATION_REMINDERS: "ExpirationReminders", Job.UTILIZATION: "UtilizationEmails"}
@@ -22,19 +22,10 @@ METRIC_PREFIX = {Job.EXPIRATION_REMINDERS: "ExpirationReminders", Job.UTILIZATIO
 
 def powertools() -> tuple[Logger, Metrics]:
     logger = Logger(service=SERVICE_NAME)
-    # Route the library's stdlib loggers (license_notifications.*) through the same JSON formatter,
-    # so their records carry the correlation id (run id) and the Lambda context keys.
-    import license_notifications.jobs.dispatch
-    import license_notifications.jobs.work  # noqa: F401
-
-    copy_config_to_registered_loggers(source_logger=logger, include=_library_loggers())
+    # Route the library's stdlib loggers (license_notifications.*, which propagate to the package's logger)
+    # through the same JSON formatter, so their records carry the correlation id and the Lambda context keys.
+    copy_config_to_registered_loggers(source_logger=logger, include={"license_notifications"})
     return logger, Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-
-
-def _library_loggers() -> set[str]:
-    import logging
-
-    return {name for name in logging.root.manager.loggerDict if name.startswith("license_notifications")}
 
 
 @cache

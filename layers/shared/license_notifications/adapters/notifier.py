@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any
 
-from license_notifications.jobs.outcome import EnterpriseOutcome, Failure
+from license_notifications.outcome import EnterpriseOutcome, Failure
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job, WorkMessage
-from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.observability import EmailRenderer, mask_emails
+from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 
 

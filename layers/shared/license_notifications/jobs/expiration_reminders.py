@@ -14,9 +14,9 @@ from uuid import UUID
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
 from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
-from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, OutOfTimeError
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
+from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.expiration import (
     ReminderDecision,
     days_until_expiration,

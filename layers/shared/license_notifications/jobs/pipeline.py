@@ -48,8 +48,8 @@ from license_notifications.errors import (
     TransientUpstreamError,
     UpstreamError,
 )
-from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.observability import mask_emails
+from license_notifications.outcome import EnterpriseOutcome
 
 REJECTED_HOLD = timedelta(hours=24)
 MAX_REJECTED_PER_BATCH = 5

@@ -22,9 +22,9 @@ from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Rec
 from license_notifications.adapters.ledger import CLAIMED
 from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
-from license_notifications.jobs.outcome import EnterpriseOutcome
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, Taken
 from license_notifications.models import EnterpriseAdmin, EnterpriseCustomer, SubscriptionPlan
+from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.utilization import (
     THRESHOLD_TYPES,
     NotificationType,

@@ -8,7 +8,7 @@ from license_notifications.adapters.notifier import ErrorNotifier
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun
-from license_notifications.jobs.outcome import EnterpriseOutcome
+from license_notifications.outcome import EnterpriseOutcome
 
 
 class EnterpriseFailedError(Exception):

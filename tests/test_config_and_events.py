@@ -248,3 +248,14 @@ def test_a_hundred_thousand_uuids_parse_in_linear_time():
     assert valid == many
     assert invalid == ["not-a-uuid"]
     assert elapsed < 5, f"{elapsed:.1f}s: de-duplication is not linear"
+
+
+def test_a_blank_run_id_is_refused_not_stored_as_an_empty_index_key():
+    with pytest.raises(ValidationError, match="run_id"):
+        WorkMessage(
+            job=Job.EXPIRATION_REMINDERS, run_id="   ", enterprise_customer_uuid=UUID_A, as_of="2026-03-01T09:00:00Z"
+        )
+    message = WorkMessage(
+        job=Job.EXPIRATION_REMINDERS, run_id=" r-1 ", enterprise_customer_uuid=UUID_A, as_of="2026-03-01T09:00:00Z"
+    )
+    assert message.run_id == "r-1"

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "layers" / "shared" / "license_notifications"
 CORE = {"models", "errors", "observability", "clock", "events", "outcome", "config"}
-ROOT = {"services", "lambda_runtime", "cli"}
+ROOT = {"services", "lambda_runtime", "cli", "ops"}
 
 
 def layer(module: str) -> int:

@@ -28,6 +28,7 @@ from devstack.dataset import iso_z
 from .base import JSON_CONTENT_TYPE, HttpError, Reply, Request, Route, StandIn
 
 ALIAS_PATH = "/users/alias/new"
+DETAILS_PATH = "/campaigns/details"
 TRIGGER_PATH = "/campaigns/trigger/send"
 MAX_ALIASES = 50
 MAX_RECIPIENTS = 50
@@ -97,12 +98,18 @@ class BrazeStandIn(StandIn):
         self.minor_errors: dict[str, str] = {}
         self._stalls: list[tuple[float, str | None]] = []  # accept_then_stall_next: (seconds, label) per trigger
         self._accepted_hooks: list[Callable[[Request, dict[str, Any], float | None], None]] = []
+        # GET /campaigns/details answers for these (set_campaign / known_campaigns); deny_details() refuses it
+        self.campaigns: dict[str, dict[str, Any]] = {}
+        for campaign_id in known_campaigns or ():
+            self.set_campaign(campaign_id)
+        self.details_denied = False
         super().__init__()
 
     def routes(self) -> list[Route]:
         return [
             Route("POST", ALIAS_PATH, self.new_aliases),
             Route("POST", TRIGGER_PATH, self.trigger_send),
+            Route("GET", DETAILS_PATH, self.campaign_details),
         ]
 
     def error_body(self, status: int, message: str) -> Any:
@@ -178,6 +185,23 @@ class BrazeStandIn(StandIn):
         with self._state_lock:
             self._queue_next += times
 
+    def set_campaign(self, campaign_id: str, **state: Any) -> None:
+        """What ``GET /campaigns/details`` answers for ``campaign_id`` (``name``, ``enabled``, ``draft``,
+        ``archived``; defaults: enabled, not a draft, not archived). Only campaigns set here (or in
+        ``known_campaigns``) exist for that endpoint."""
+        with self._state_lock:
+            self.campaigns[campaign_id] = {
+                "name": campaign_id,
+                "enabled": True,
+                "draft": False,
+                "archived": False,
+                **state,
+            }
+
+    def deny_details(self) -> None:
+        """The key lacks the ``campaigns.details`` permission: that endpoint answers 401 (contract section 4)."""
+        self.details_denied = True
+
     def reject(self, identifier: str, reason: str = "invalid email address", *, alias: bool = False) -> None:
         """Answer 400 to every trigger (or, with ``alias``, every ``/users/alias/new``) that names
         ``identifier`` (an alias_name or external_user_id), as Braze refuses a request with one bad recipient.
@@ -196,11 +220,13 @@ class BrazeStandIn(StandIn):
 
     # --------------------------------------------------------------------------------------- validation
     def authenticate(self, request: Request) -> None:
-        """``Authorization: Bearer <key>``, ``Content-Type: application/json``, a JSON object body."""
+        """``Authorization: Bearer <key>``, ``Content-Type: application/json``, a JSON object body (POSTs)."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip(), self.api_key):
             shown = key.strip() or "(none)"
             raise self.error(401, f"Invalid API key: {shown}")
+        if request.method == "GET":
+            return
         if request.content_type != JSON_CONTENT_TYPE:
             raise self.error(400, "Content-Type must be application/json")
         try:
@@ -347,6 +373,18 @@ class BrazeStandIn(StandIn):
         if errors:
             reply["errors"] = errors
         return Reply(201, reply)
+
+    def campaign_details(self, request: Request) -> Reply:
+        """Contract section 4: ``GET /campaigns/details?campaign_id=``. contract silent on an unknown id: a 400
+        ``{"message": "Invalid campaign_id"}`` here, as for triggers; a key without the permission: 401."""
+        if self.details_denied:
+            raise self.error(401, "Invalid API key: the key lacks campaigns.details")
+        campaign_id = request.param("campaign_id")
+        with self._state_lock:
+            campaign = self.campaigns.get(campaign_id or "")
+        if campaign is None:
+            raise self._bad("Invalid campaign_id")
+        return Reply(200, {"message": "success", "channels": ["email"], **campaign})
 
     def _properties(self, container: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
         """Optional object of JSON values (parsed JSON is always serialisable; only the type is checked)."""

@@ -1,13 +1,19 @@
-"""``license-notifications``: run a job inline (no queue), like license-manager's management commands.
+"""``license-notifications``: run a job inline (no queue), like license-manager's management commands, and
+the operators' tools.
 
-    license-notifications expiration-reminders --enterprise-customer-uuid "uuid1,uuid2" \\
+    license-notifications expiration-reminders [--enterprise-customer-uuid "uuid1,uuid2"] \\
         [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
     license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
+    license-notifications check
+    license-notifications report (--license-uuid L | --run-id R | --enterprise-customer-uuid U
+        [--since T] [--until T]) [--json]
+    license-notifications redrive [--dry-run]
 
-The same planning as the dispatcher and the same per-enterprise logic as the worker; settings come from the
-environment (see README). Exit status: 0 all done; 1 something failed (the run still went through every
-enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth client,
-say) it stopped the run, after the summary of what was done up to then.
+The jobs: the same planning as the dispatcher and the same per-enterprise logic as the worker; settings come
+from the environment (see README). Exit status: 0 all done; 1 something failed (the run still went through
+every enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth
+client, say) it stopped the run, after the summary of what was done up to then. ``check``: 0 when no check
+failed, 1 otherwise. ``report`` and ``redrive``: 0, or 2 for bad arguments or configuration.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -26,6 +33,11 @@ from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job
 from license_notifications.jobs.dispatch import COMMANDS, plan_run
 from license_notifications.jobs.work import process_work_message
+from license_notifications.ops.check import FAIL, Check, run_checks
+from license_notifications.ops.redrive import RedriveResult, redrive
+from license_notifications.ops.report import LedgerReport, ReportRow
+from license_notifications.ops.report import as_json as report_json
+from license_notifications.ops.report import as_table as report_table
 from license_notifications.outcome import RunSummary
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 from license_notifications.services import Services
@@ -64,13 +76,43 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (rem, util):
         p.add_argument("--dry-run", action="store_true", help="log what would be sent; send and record nothing")
         p.add_argument("--as-of", type=_as_of, default=None, help="evaluate as if the clock read this instant")
+    sub.add_parser("check", help="preflight: configuration, OAuth, license-manager, LMS, Braze campaigns, ledger")
+    report = sub.add_parser("report", help="what the ledger recorded: by license, run or enterprise")
+    which = report.add_mutually_exclusive_group(required=True)
+    which.add_argument("--license-uuid", help="the reminder record of one license")
+    which.add_argument("--run-id", help="what one run sent")
+    which.add_argument("--enterprise-customer-uuid", help="what an enterprise was sent (with --since / --until)")
+    report.add_argument("--since", type=_as_of, default=None, help="with --enterprise-customer-uuid: sent at or after")
+    report.add_argument("--until", type=_as_of, default=None, help="with --enterprise-customer-uuid: sent at or before")
+    report.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    redrive = sub.add_parser("redrive", help="move the dead-letter queue's messages back to the work queue")
+    redrive.add_argument("--dry-run", action="store_true", help="only count them")
     return parser
 
 
-def run(argv: Sequence[str] | None = None, *, services: Services | None = None) -> tuple[int, RunSummary | None]:
+def run(
+    argv: Sequence[str] | None = None, *, services: Services | None = None, out: TextIO | None = None
+) -> tuple[int, Any]:
+    """Parse and run one command; returns the exit status and what the command produced (a RunSummary for
+    the jobs, the checks, the report rows or the redrive result)."""
     args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    if args.command == "check":
+        return _check(services, out)
+    try:
+        svc = services or Services(load_settings())
+    except ConfigurationError as exc:
+        logger.error("Configuration error: %s", exc)
+        return EXIT_USAGE, None
+    if args.command == "report":
+        return _report(args, svc, out)
+    if args.command == "redrive":
+        return _redrive(args, svc, out)
+    return _run_job(args, svc)
+
+
+def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary | None]:
     job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
-    command = COMMANDS[job]
     try:
         request = DispatchRequest(
             job=job,
@@ -84,38 +126,107 @@ def run(argv: Sequence[str] | None = None, *, services: Services | None = None) 
         logger.error("Invalid arguments: %s", problems)
         return EXIT_USAGE, None
     try:
-        svc = services or Services(load_settings())
         result, messages = plan_run(request, svc.settings, svc.license_manager)
     except ConfigurationError as exc:  # nothing was sent
         logger.error("Configuration error: %s", exc)
         return EXIT_USAGE, None
     logger.info(
         "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
-        command,
+        COMMANDS[job],
         len(messages),
         f"days_before_expiration={request.days_before_expiration}"
         if job is Job.EXPIRATION_REMINDERS
         else f"as_of={result.as_of.isoformat()}",
         request.dry_run,
     )
-    summary = RunSummary(request.job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
-    code = None
+    summary = RunSummary(job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
+    code = EXIT_OK
+    progress = Progress(len(messages))
     try:
         for message in messages:
             summary.add(process_work_message(message, svc.job_for, svc.notifier))
+            progress.show(len(summary.outcomes), summary.sent)
     except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
         logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)
         code = EXIT_USAGE
+    progress.done()
     logger.info(
         "Completed %s command for %d enterprise customer(s). Total Success: %d, Total Failures: %d",
-        command,
+        COMMANDS[job],
         len(summary.outcomes),
         sum(o.would_send if o.dry_run else o.sent for o in summary.outcomes),
         summary.failed,
     )
-    if code is None:
-        code = EXIT_OK if summary.ok and not summary.invalid_uuids else EXIT_FAILURES
+    if code == EXIT_OK and not (summary.ok and not summary.invalid_uuids):
+        code = EXIT_FAILURES
     return code, summary
+
+
+class Progress:
+    """``enterprises done / total, sent so far`` on one terminal line, for runs over many enterprises; silent
+    when stderr is not a terminal (a schedule, a pipe, a log file)."""
+
+    MIN_ENTERPRISES = 5
+
+    def __init__(self, total: int, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.enabled = total >= self.MIN_ENTERPRISES and self.stream.isatty()
+
+    def show(self, done: int, sent: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\r{done}/{self.total} enterprises, {sent} sent")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _check(services: Services | None, out: TextIO) -> tuple[int, list[Check]]:
+    checks = run_checks(services=services)
+    for check in checks:
+        print(check.line(), file=out)
+    failed = sum(1 for c in checks if c.status == FAIL)
+    print(f"{len(checks)} checks: {failed} failed", file=out)
+    return (EXIT_FAILURES if failed else EXIT_OK), checks
+
+
+def _report(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int, list[ReportRow] | None]:
+    import boto3
+
+    if (args.since or args.until) and not args.enterprise_customer_uuid:
+        logger.error("Invalid arguments: --since / --until go with --enterprise-customer-uuid")
+        return EXIT_USAGE, None
+    if not svc.settings.ledger_table_name:
+        logger.error("Configuration error: missing setting(s): LEDGER_TABLE_NAME")
+        return EXIT_USAGE, None
+    ledger = LedgerReport(boto3.client("dynamodb"), svc.settings.ledger_table_name)
+    if args.license_uuid:
+        rows = ledger.license(args.license_uuid)
+    elif args.run_id:
+        rows = ledger.run(args.run_id)
+    else:
+        rows = ledger.enterprise(args.enterprise_customer_uuid, args.since, args.until)
+    print(report_json(rows) if args.json else report_table(rows), file=out)
+    return EXIT_OK, rows
+
+
+def _redrive(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int, RedriveResult | None]:
+    import boto3
+
+    if not svc.settings.work_queue_url:
+        logger.error("Configuration error: missing setting(s): WORK_QUEUE_URL")
+        return EXIT_USAGE, None
+    result = redrive(boto3.client("sqs"), svc.settings.work_queue_url, dry_run=args.dry_run)
+    verb = "moved" if result.moved else "would move" if args.dry_run else "nothing moved"
+    print(
+        f"{result.messages} message(s) in {result.dead_letter_queue_arn}; {verb} to {result.work_queue_arn} "
+        f"({result.how})",
+        file=out,
+    )
+    return EXIT_OK, result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

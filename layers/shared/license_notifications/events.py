@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from license_notifications.clock import check_as_of, parse_as_of
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION, MAX_DAYS_BEFORE_EXPIRATION
@@ -55,17 +55,12 @@ class WorkMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     job: Job
-    run_id: str = Field(min_length=1)
+    run_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # a ledger index key: never ""
     enterprise_customer_uuid: UUID
     as_of: AsOf
     days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
     dispatched_at: datetime | None = None
-
-    @field_validator("run_id")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
 
 
 _SEPARATORS = re.compile(r"[\s,]+")

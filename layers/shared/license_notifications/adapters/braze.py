@@ -111,6 +111,14 @@ class BrazeClient:
     def request_count(self) -> int:
         return self._http.request_count
 
+    def campaign_details(self, campaign_id: str) -> dict[str, Any]:
+        """``GET /campaigns/details?campaign_id=`` (contract section 4; needs the key's ``campaigns.details``
+        permission): ``{"message", "name", "enabled", "draft", "archived", ...}``. Reads only."""
+        reply = self._http.get(f"{self._base}/campaigns/details", params={"campaign_id": campaign_id})
+        if not isinstance(reply, dict):
+            raise MalformedResponseError(SERVICE, "campaign details: not a JSON object")
+        return reply
+
     def create_aliases(self, aliases: Sequence[UserAlias]) -> None:
         """``POST /users/alias/new``, at most 50 aliases a request (one request per 50)."""
         unique = list(dict.fromkeys(aliases))

@@ -435,6 +435,150 @@ def test_layer_requirements_are_exactly_the_packages_runtime_dependencies():
     assert all("==" in pin for pin in layer)
 
 
+# --------------------------------------------------------------------------------------------- dashboard
+
+# Per job (prefix from lambda_runtime.METRIC_PREFIX), and job-independent: what the dashboard must show.
+DASHBOARD_JOB_METRICS = ("Sent", "Skipped", "Failed", "DryRunWouldSend", "Rejected", "Unrecorded")
+DASHBOARD_METRICS = {
+    "BrazeRequests",
+    "EnterprisesProcessed",
+    "EnterprisesFailed",
+    "MalformedUpstreamRecords",
+    "BrazeRecipientErrors",
+    "EnterprisesEnqueued",  # the dispatcher's
+}
+
+
+def fake_attribute(logical_id: str, attribute: str | None) -> str:
+    return f"{logical_id}.{attribute}" if attribute else f"{logical_id}-ref"
+
+
+def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    return json.loads(resolve_intrinsics(dashboard["Properties"]["DashboardBody"], template, attributes=fake_attribute))
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, Any]]]:
+    """(namespace, metric name, dimensions, rendering options) of every metric line of every widget."""
+    found = []
+    for widget in body["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            options = line[-1] if isinstance(line[-1], dict) else {}
+            fields = line[:-1] if options else line
+            namespace, name, *pairs = fields
+            assert len(pairs) % 2 == 0, line
+            dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            found.append((namespace, name, dimensions, {**widget["properties"], **options}))
+    return found
+
+
+def emitted_outcome_metrics() -> set[str]:
+    """Every metric name the worker's outcome recording can emit (both jobs, dry run or not, failed or not)."""
+    from license_notifications.events import Job
+    from license_notifications.jobs.outcome import EnterpriseOutcome
+    from license_notifications.lambda_runtime import record_outcome_metrics
+
+    class Recorder:
+        names: set[str] = set()
+
+        def add_metric(self, *, name: str, unit: Any, value: float) -> None:
+            self.names.add(name)
+
+    recorder = Recorder()
+    for job in Job:
+        for dry_run in (True, False):
+            for error in (None, "upstream failed"):
+                outcome = EnterpriseOutcome(job=job, enterprise_customer_uuid="e", dry_run=dry_run, error=error)
+                record_outcome_metrics(recorder, job, outcome)  # type: ignore[arg-type]
+    return recorder.names
+
+
+def test_dashboard_shows_every_job_metric_under_the_functions_namespace_and_service(template):
+    from license_notifications.lambda_runtime import METRIC_PREFIX
+    from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME
+
+    env = functions(template)["WorkerFunction"]["Environment"]["Variables"]
+    assert (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]) == (METRICS_NAMESPACE, SERVICE_NAME)
+    metrics = dashboard_metrics(dashboard_body(template))
+    app = [(name, dims, options) for namespace, name, dims, options in metrics if namespace == METRICS_NAMESPACE]
+    for name, dims, options in app:
+        # Powertools EMF: one dimension, service; counts add up over the period.
+        assert dims == {"service": SERVICE_NAME}, name
+        assert options["stat"] == "Sum", name
+    shown = {name for name, _, _ in app}
+    required = {f"{prefix}{suffix}" for prefix in METRIC_PREFIX.values() for suffix in DASHBOARD_JOB_METRICS}
+    assert required | DASHBOARD_METRICS <= shown, sorted((required | DASHBOARD_METRICS) - shown)
+    assert emitted_outcome_metrics() <= shown, sorted(emitted_outcome_metrics() - shown)
+    assert len(app) == len(shown), "a metric is drawn twice"
+
+
+def test_dashboard_shows_every_dead_letter_queue_and_the_worker(template):
+    metrics = dashboard_metrics(dashboard_body(template))
+    depth = {
+        dims["QueueName"]
+        for namespace, name, dims, _ in metrics
+        if (namespace, name) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    }
+    # Every queue something dead-letters into: redrive targets, the function DLQ, the schedules' DLQ.
+    resources = template["Resources"]
+    targets = [
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+        for q in resources_of(template, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
+    ]
+    targets += [fn["DeadLetterQueue"]["TargetArn"] for fn in functions(template).values() if "DeadLetterQueue" in fn]
+    targets += [props["DeadLetterConfig"]["Arn"] for props in schedules(template).values()]
+    dead_letter_queues = {target["Fn::GetAtt"][0] for target in targets}
+    assert {"WorkDeadLetterQueue", "ScheduleDeadLetterQueue"} <= dead_letter_queues
+    assert {f"{queue}.QueueName" for queue in dead_letter_queues} <= depth
+    for queue in dead_letter_queues:
+        assert resources[queue]["Type"] == "AWS::SQS::Queue"
+
+    worker = {
+        (name, options.get("stat"))
+        for namespace, name, dims, options in metrics
+        if namespace == "AWS/Lambda" and dims == {"FunctionName": "WorkerFunction-ref"}
+    }
+    assert {("Errors", "Sum"), ("Duration", "Average"), ("Duration", "Maximum")} <= worker
+    (duration,) = [
+        w["properties"]
+        for w in dashboard_body(template)["widgets"]
+        if any(line[1] == "Duration" for line in w["properties"].get("metrics", []))
+    ]
+    (timeout,) = duration["annotations"]["horizontal"]
+    assert timeout["value"] == functions(template)["WorkerFunction"]["Timeout"] * 1000
+
+
+def test_dashboard_layout_fits_the_grid_without_overlaps(template):
+    body = dashboard_body(template)
+    cells: set[tuple[int, int]] = set()
+    for widget in body["widgets"]:
+        assert widget["type"] in {"metric", "text"}
+        assert widget["x"] >= 0, widget
+        assert widget["x"] + widget["width"] <= 24, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == "us-east-1"  # ${AWS::Region}
+            assert widget["properties"]["title"]
+        area = {
+            (x, y)
+            for x in range(widget["x"], widget["x"] + widget["width"])
+            for y in range(widget["y"], widget["y"] + widget["height"])
+        }
+        assert not area & cells, f"{widget.get('properties', {}).get('title')} overlaps another widget"
+        cells |= area
+
+
+def test_dashboard_url_is_a_stack_output(template):
+    (name,) = resources_of(template, "AWS::CloudWatch::Dashboard")
+    url = resolve_intrinsics(template["Outputs"]["DashboardUrl"]["Value"], template, attributes=fake_attribute)
+    assert url == (
+        f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name={name}-ref"
+    )
+    # Dashboards are account-wide: a name per stack and region.
+    dashboard_name = template["Resources"][name]["Properties"]["DashboardName"]
+    assert resolve_intrinsics(dashboard_name, template, stack_name="s") == "s-us-east-1"
+
+
 # --------------------------------------------------------------------------------------------- load_template
 
 

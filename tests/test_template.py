@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +204,52 @@ def test_ledger_table_is_on_demand_encrypted_recoverable_with_ttl_and_retained(t
     props = table["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
+
+
+LEDGER_INDEXES = {
+    # a report per enterprise, in time order (sent_at serialises as 2026-03-01T09:00:00.000000+0000)
+    "by-enterprise": [("enterprise_customer_uuid", "HASH"), ("sent_at", "RANGE")],
+    "by-run": [("run_id", "HASH"), ("pk", "RANGE")],  # what one run sent
+}
+
+
+def ledger_table(template: dict[str, Any], **parameters: str) -> dict[str, Any]:
+    return resolve_intrinsics(template["Resources"]["LedgerTable"]["Properties"], template, parameters=parameters)
+
+
+def test_ledger_indexes_answer_reports_without_a_scan(template):
+    from license_notifications.adapters.ledger import LedgerRecord
+
+    model = LedgerRecord.get_attributes()
+    indexes = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in ledger_table(template)["GlobalSecondaryIndexes"]
+    }
+    assert indexes == LEDGER_INDEXES
+    for value in ("ENABLED", "DISABLED"):
+        props = ledger_table(template, LedgerRunIndex=value)
+        keys = [*props["KeySchema"], *(k for i in props.get("GlobalSecondaryIndexes", []) for k in i["KeySchema"])]
+        # DynamoDB wants exactly the key attributes defined, each with the type the ledger model writes.
+        definitions = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+        assert len(definitions) == len(props["AttributeDefinitions"])
+        assert set(definitions) == {k["AttributeName"] for k in keys}, value
+        for name, kind in definitions.items():
+            assert model[name].attr_type == kind, name
+        for index in props.get("GlobalSecondaryIndexes", []):
+            assert index["Projection"] == {"ProjectionType": "ALL"}
+            assert "ProvisionedThroughput" not in index  # on demand, like the table
+    # CloudFormation adds one global secondary index per stack update: LedgerRunIndex=DISABLED is the
+    # intermediate step from a ledger without indexes (README, Deploy).
+    disabled = ledger_table(template, LedgerRunIndex="DISABLED").get("GlobalSecondaryIndexes", [])
+    assert len(disabled) == 1
+    assert len(indexes) - len(disabled) == 1
+    assert parameter_default(template, {"Ref": "LedgerRunIndex"}) == "ENABLED"
 
 
 # --------------------------------------------------------------------------------------------- functions
@@ -646,6 +686,57 @@ def test_resources_created_from_the_template_match_it(aws_resources: StackResour
         "ERROR_TOPIC_ARN": aws_resources.error_topic_arn,
     }
     assert all(name.endswith(aws_resources.suffix) for name in aws_resources.tables.values())
+
+
+def test_ledger_indexes_created_in_moto_find_sent_records(aws_resources: StackResources, moto_stack: MotoStack):
+    from license_notifications.adapters.ledger import ledger_model
+
+    dynamodb = moto_stack.client("dynamodb")
+    table_name = aws_resources.ledger_table_name
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    created = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in table["GlobalSecondaryIndexes"]
+    }
+    assert created == LEDGER_INDEXES
+
+    model = ledger_model(table_name)
+    enterprise, run = "3f2c2b8e-0000-4000-8000-00000000e001", "license_expiration_reminders:2026-03-01T09:00:00Z:ab12"
+    march, april = datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 4, 1, 9, tzinfo=UTC)
+    for pk, sent_at, run_id in (("reminder#l2", april, "other-run"), ("reminder#l1", march, run)):
+        model(
+            pk, kind="reminder", state="sent", enterprise_customer_uuid=enterprise, sent_at=sent_at, run_id=run_id
+        ).save()
+    # Claimed, not sent yet: no sent_at, no run_id, so in neither index.
+    model("reminder#l3", kind="reminder", state="claimed", enterprise_customer_uuid=enterprise).save()
+
+    by_enterprise = dynamodb.query(
+        TableName=table_name,
+        IndexName="by-enterprise",
+        KeyConditionExpression="enterprise_customer_uuid = :e AND sent_at >= :since",
+        ExpressionAttributeValues={":e": {"S": enterprise}, ":since": {"S": "2026-01-01"}},
+    )["Items"]
+    assert [item["pk"]["S"] for item in by_enterprise] == ["reminder#l1", "reminder#l2"]  # time order
+    assert by_enterprise[0]["sent_at"]["S"] == "2026-03-01T09:00:00.000000+0000"
+    assert by_enterprise[0]["kind"]["S"] == "reminder"  # projection ALL
+
+    by_run = dynamodb.query(
+        TableName=table_name,
+        IndexName="by-run",
+        KeyConditionExpression="run_id = :r",
+        ExpressionAttributeValues={":r": {"S": run}},
+    )["Items"]
+    assert [item["pk"]["S"] for item in by_run] == ["reminder#l1"]
+    assert by_run[0]["enterprise_customer_uuid"]["S"] == enterprise
+
+
+def test_the_intermediate_upgrade_step_creates_only_the_enterprise_index(moto_stack: MotoStack):
+    resources = create_resources_from_template(
+        moto_stack.endpoint_url, suffix=None, parameters={"LedgerRunIndex": "DISABLED"}
+    )
+    table = moto_stack.client("dynamodb").describe_table(TableName=resources.ledger_table_name)["Table"]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["by-enterprise"]
+    assert "run_id" not in {d["AttributeName"] for d in table["AttributeDefinitions"]}
 
 
 def test_aws_resources_fixture_points_default_clients_at_moto(aws_resources: StackResources):

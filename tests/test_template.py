@@ -335,12 +335,43 @@ def test_schedule_sends_the_documented_job_event(template, job, schedule_paramet
     assert props["DeadLetterConfig"] == {"Arn": getatt("ScheduleDeadLetterQueue", "Arn")}
 
 
+def schedule_event(template: dict[str, Any], job: str, **parameters: str) -> dict[str, Any]:
+    """The event a schedule sends the dispatcher, with these parameter values (defaults otherwise)."""
+    for props in schedules(template).values():
+        event = json.loads(resolve_intrinsics(props["Input"], template, parameters=parameters))
+        if event["job"] == job:
+            return event
+    raise AssertionError(f"no schedule for {job}")
+
+
+def test_reminders_discover_their_enterprises_unless_a_list_limits_them(template):
+    spec = template["Parameters"]["EnterpriseCustomerUuids"]
+    assert spec["Default"] == ""
+    for value in ("", SAMPLE_UUIDS, SAMPLE_UUIDS.replace(",", " ")):
+        assert re.fullmatch(spec["AllowedPattern"], value), value
+        event = schedule_event(template, "license_expiration_reminders", EnterpriseCustomerUuids=value)
+        assert event["enterprise_customer_uuids"] == (value or None)
+
+
 def test_uuid_parameter_cannot_break_the_schedule_json(template):
     pattern = template["Parameters"]["EnterpriseCustomerUuids"]["AllowedPattern"]
-    assert re.fullmatch(pattern, SAMPLE_UUIDS)
-    assert re.fullmatch(pattern, SAMPLE_UUIDS.replace(",", " "))
-    for bad in ('abc", "dry_run": true', "", "x\\y", "not-a-uuid"):
+    for bad in ('abc", "dry_run": true', "null", " ", "x\\y", "not-a-uuid", f"{SAMPLE_UUIDS},"):
         assert not re.fullmatch(pattern, bad), bad
+
+
+@pytest.mark.parametrize(
+    ("sample", "limited"),
+    [
+        ("dispatcher-expiration-reminders-discover.json", False),
+        ("dispatcher-utilization.json", False),
+        ("dispatcher-expiration-reminders.json", True),  # EnterpriseCustomerUuids = the sample's list
+    ],
+)
+def test_events_samples_are_what_the_schedules_send(template, sample, limited):
+    """events/ has the schedules' events as deployed with the default parameters (and with a list)."""
+    expected = json.loads((ROOT / "events" / sample).read_text())
+    parameters = {"EnterpriseCustomerUuids": expected["enterprise_customer_uuids"]} if limited else {}
+    assert schedule_event(template, expected["job"], **parameters) == expected
 
 
 def test_policies_are_least_privilege(template):
@@ -449,7 +480,11 @@ def test_samconfig_environments_provide_valid_parameters(template):
         assert deploy["capabilities"] == "CAPABILITY_IAM"
         assert deploy["resolve_s3"] is True
         assert deploy["confirm_changeset"] is True
-        overrides = dict(item.split("=", 1) for item in deploy["parameter_overrides"])
+        # KEY=VALUE, where VALUE="" is the empty string (as sam deploy reads it)
+        overrides = {
+            name: "" if value == '""' else value
+            for name, value in (item.split("=", 1) for item in deploy["parameter_overrides"])
+        }
         params = template["Parameters"]
         assert set(overrides) <= set(params), set(overrides) - set(params)
         required = {name for name, spec in params.items() if "Default" not in spec}

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,6 @@ LEDGER_ACTIONS = {
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 }
-# SAM policy templates a function may use; anything broader (DynamoDBCrudPolicy, *FullAccess...) fails.
-ALLOWED_POLICY_TEMPLATES = {"SQSSendMessagePolicy"}
 SCHEDULE_KEYS = {
     "license_expiration_reminders": {
         "job",
@@ -141,8 +140,14 @@ def schedules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def statements(function: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for p in function.get("Policies", []) if isinstance(p, dict) for s in p.get("Statement", [])]
+def role_statements(template: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of the function's execution role (an explicit AWS::IAM::Role of the template)."""
+    role = function["Role"]
+    assert set(role) == {"Fn::GetAtt"}, role
+    assert role["Fn::GetAtt"][1] == "Arn", role
+    resource = template["Resources"][role["Fn::GetAtt"][0]]
+    assert resource["Type"] == "AWS::IAM::Role"
+    return [s for p in resource["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
 
 
 def as_list(value: Any) -> list[Any]:
@@ -199,13 +204,52 @@ def test_ledger_table_is_on_demand_encrypted_recoverable_with_ttl_and_retained(t
     props = table["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
+
+
+LEDGER_INDEXES = {
+    # a report per enterprise, in time order (sent_at serialises as 2026-03-01T09:00:00.000000+0000)
+    "by-enterprise": [("enterprise_customer_uuid", "HASH"), ("sent_at", "RANGE")],
+    "by-run": [("run_id", "HASH"), ("pk", "RANGE")],  # what one run sent
+}
+
+
+def ledger_table(template: dict[str, Any], **parameters: str) -> dict[str, Any]:
+    return resolve_intrinsics(template["Resources"]["LedgerTable"]["Properties"], template, parameters=parameters)
+
+
+def test_ledger_indexes_answer_reports_without_a_scan(template):
+    from license_notifications.adapters.ledger import LedgerRecord
+
+    model = LedgerRecord.get_attributes()
+    indexes = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in ledger_table(template)["GlobalSecondaryIndexes"]
+    }
+    assert indexes == LEDGER_INDEXES
+    for value in ("ENABLED", "DISABLED"):
+        props = ledger_table(template, LedgerRunIndex=value)
+        keys = [*props["KeySchema"], *(k for i in props.get("GlobalSecondaryIndexes", []) for k in i["KeySchema"])]
+        # DynamoDB wants exactly the key attributes defined, each with the type the ledger model writes.
+        definitions = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+        assert len(definitions) == len(props["AttributeDefinitions"])
+        assert set(definitions) == {k["AttributeName"] for k in keys}, value
+        for name, kind in definitions.items():
+            assert model[name].attr_type == kind, name
+        for index in props.get("GlobalSecondaryIndexes", []):
+            assert index["Projection"] == {"ProjectionType": "ALL"}
+            assert "ProvisionedThroughput" not in index  # on demand, like the table
+    # CloudFormation adds one global secondary index per stack update: LedgerRunIndex=DISABLED is the
+    # intermediate step from a ledger without indexes (README, Deploy).
+    disabled = ledger_table(template, LedgerRunIndex="DISABLED").get("GlobalSecondaryIndexes", [])
+    assert len(disabled) == 1
+    assert len(indexes) - len(disabled) == 1
+    assert parameter_default(template, {"Ref": "LedgerRunIndex"}) == "ENABLED"
 
 
 # --------------------------------------------------------------------------------------------- functions
@@ -291,30 +335,62 @@ def test_schedule_sends_the_documented_job_event(template, job, schedule_paramet
     assert props["DeadLetterConfig"] == {"Arn": getatt("ScheduleDeadLetterQueue", "Arn")}
 
 
+def schedule_event(template: dict[str, Any], job: str, **parameters: str) -> dict[str, Any]:
+    """The event a schedule sends the dispatcher, with these parameter values (defaults otherwise)."""
+    for props in schedules(template).values():
+        event = json.loads(resolve_intrinsics(props["Input"], template, parameters=parameters))
+        if event["job"] == job:
+            return event
+    raise AssertionError(f"no schedule for {job}")
+
+
+def test_reminders_discover_their_enterprises_unless_a_list_limits_them(template):
+    spec = template["Parameters"]["EnterpriseCustomerUuids"]
+    assert spec["Default"] == ""
+    for value in ("", SAMPLE_UUIDS, SAMPLE_UUIDS.replace(",", " ")):
+        assert re.fullmatch(spec["AllowedPattern"], value), value
+        event = schedule_event(template, "license_expiration_reminders", EnterpriseCustomerUuids=value)
+        assert event["enterprise_customer_uuids"] == (value or None)
+
+
 def test_uuid_parameter_cannot_break_the_schedule_json(template):
     pattern = template["Parameters"]["EnterpriseCustomerUuids"]["AllowedPattern"]
-    assert re.fullmatch(pattern, SAMPLE_UUIDS)
-    assert re.fullmatch(pattern, SAMPLE_UUIDS.replace(",", " "))
-    for bad in ('abc", "dry_run": true', "", "x\\y", "not-a-uuid"):
+    for bad in ('abc", "dry_run": true', "null", " ", "x\\y", "not-a-uuid", f"{SAMPLE_UUIDS},"):
         assert not re.fullmatch(pattern, bad), bad
 
 
+@pytest.mark.parametrize(
+    ("sample", "limited"),
+    [
+        ("dispatcher-expiration-reminders-discover.json", False),
+        ("dispatcher-utilization.json", False),
+        ("dispatcher-expiration-reminders.json", True),  # EnterpriseCustomerUuids = the sample's list
+    ],
+)
+def test_events_samples_are_what_the_schedules_send(template, sample, limited):
+    """events/ has the schedules' events as deployed with the default parameters (and with a list)."""
+    expected = json.loads((ROOT / "events" / sample).read_text())
+    parameters = {"EnterpriseCustomerUuids": expected["enterprise_customer_uuids"]} if limited else {}
+    assert schedule_event(template, expected["job"], **parameters) == expected
+
+
 def test_policies_are_least_privilege(template):
+    """The roles as written (tests/test_template_iam.py checks what the SAM transform makes of them)."""
     fns = functions(template)
     for name, fn in fns.items():
-        for policy in fn.get("Policies", []):
-            if isinstance(policy, str):
-                pytest.fail(f"{name}: managed policy {policy} (use an inline statement)")
-            templates = set(policy) - {"Statement", "Version"}
-            assert templates <= ALLOWED_POLICY_TEMPLATES, f"{name}: {templates}"
-        for statement in statements(fn):
+        # With Role set SAM ignores Policies and generates no role (nor its managed policies).
+        assert "Policies" not in fn, f"{name}: Policies next to Role are ignored"
+        for statement in role_statements(template, fn):
             assert statement["Effect"] == "Allow"
-            for action in as_list(statement["Action"]):
+            actions = as_list(statement["Action"])
+            for action in actions:
                 assert "*" not in action, f"{name}: action {action}"
+            if all(action.startswith("xray:") for action in actions):
+                continue  # X-Ray has no resource-level permissions
             for resource in as_list(statement["Resource"]):
                 assert resource != "*", f"{name}: {statement}"
                 assert "*" not in json.dumps(resource), f"{name}: {statement}"
-    worker = statements(fns["WorkerFunction"])
+    worker = role_statements(template, fns["WorkerFunction"])
     dynamodb = [s for s in worker if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
     assert len(dynamodb) == 1
     assert set(dynamodb[0]["Action"]) == LEDGER_ACTIONS
@@ -326,15 +402,15 @@ def test_policies_are_least_privilege(template):
         ]
 
     assert secrets(worker) == [{"Ref": "OAuthClientSecretArn"}, {"Ref": "BrazeApiKeySecretArn"}]
-    dispatcher = statements(fns["DispatcherFunction"])
+    dispatcher = role_statements(template, fns["DispatcherFunction"])
     # The dispatcher may need an OAuth token (enterprise discovery) but never the Braze key.
     assert secrets(dispatcher) == [{"Ref": "OAuthClientSecretArn"}]
     for stmts in (worker, dispatcher):
         publish = [s for s in stmts if "sns:Publish" in as_list(s["Action"])]
         assert [s["Resource"] for s in publish] == [{"Ref": "ErrorTopic"}]
-    assert {"SQSSendMessagePolicy": {"QueueName": getatt("WorkQueue", "QueueName")}} in fns["DispatcherFunction"][
-        "Policies"
-    ]
+    enqueue = [s["Resource"] for s in dispatcher if "sqs:SendMessage" in as_list(s["Action"])]
+    assert getatt("WorkQueue", "Arn") in enqueue
+    assert not [s for s in worker if "sqs:SendMessage" in as_list(s["Action"])]
 
 
 def test_error_topic_is_encrypted_and_alarms_notify_it(template):
@@ -404,7 +480,11 @@ def test_samconfig_environments_provide_valid_parameters(template):
         assert deploy["capabilities"] == "CAPABILITY_IAM"
         assert deploy["resolve_s3"] is True
         assert deploy["confirm_changeset"] is True
-        overrides = dict(item.split("=", 1) for item in deploy["parameter_overrides"])
+        # KEY=VALUE, where VALUE="" is the empty string (as sam deploy reads it)
+        overrides = {
+            name: "" if value == '""' else value
+            for name, value in (item.split("=", 1) for item in deploy["parameter_overrides"])
+        }
         params = template["Parameters"]
         assert set(overrides) <= set(params), set(overrides) - set(params)
         required = {name for name, spec in params.items() if "Default" not in spec}
@@ -428,6 +508,150 @@ def test_layer_requirements_are_exactly_the_packages_runtime_dependencies():
     project = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert layer == project
     assert all("==" in pin for pin in layer)
+
+
+# --------------------------------------------------------------------------------------------- dashboard
+
+# Per job (prefix from lambda_runtime.METRIC_PREFIX), and job-independent: what the dashboard must show.
+DASHBOARD_JOB_METRICS = ("Sent", "Skipped", "Failed", "DryRunWouldSend", "Rejected", "Unrecorded")
+DASHBOARD_METRICS = {
+    "BrazeRequests",
+    "EnterprisesProcessed",
+    "EnterprisesFailed",
+    "MalformedUpstreamRecords",
+    "BrazeRecipientErrors",
+    "EnterprisesEnqueued",  # the dispatcher's
+}
+
+
+def fake_attribute(logical_id: str, attribute: str | None) -> str:
+    return f"{logical_id}.{attribute}" if attribute else f"{logical_id}-ref"
+
+
+def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    return json.loads(resolve_intrinsics(dashboard["Properties"]["DashboardBody"], template, attributes=fake_attribute))
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, Any]]]:
+    """(namespace, metric name, dimensions, rendering options) of every metric line of every widget."""
+    found = []
+    for widget in body["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            options = line[-1] if isinstance(line[-1], dict) else {}
+            fields = line[:-1] if options else line
+            namespace, name, *pairs = fields
+            assert len(pairs) % 2 == 0, line
+            dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            found.append((namespace, name, dimensions, {**widget["properties"], **options}))
+    return found
+
+
+def emitted_outcome_metrics() -> set[str]:
+    """Every metric name the worker's outcome recording can emit (both jobs, dry run or not, failed or not)."""
+    from license_notifications.events import Job
+    from license_notifications.jobs.outcome import EnterpriseOutcome
+    from license_notifications.lambda_runtime import record_outcome_metrics
+
+    class Recorder:
+        names: set[str] = set()
+
+        def add_metric(self, *, name: str, unit: Any, value: float) -> None:
+            self.names.add(name)
+
+    recorder = Recorder()
+    for job in Job:
+        for dry_run in (True, False):
+            for error in (None, "upstream failed"):
+                outcome = EnterpriseOutcome(job=job, enterprise_customer_uuid="e", dry_run=dry_run, error=error)
+                record_outcome_metrics(recorder, job, outcome)  # type: ignore[arg-type]
+    return recorder.names
+
+
+def test_dashboard_shows_every_job_metric_under_the_functions_namespace_and_service(template):
+    from license_notifications.lambda_runtime import METRIC_PREFIX
+    from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME
+
+    env = functions(template)["WorkerFunction"]["Environment"]["Variables"]
+    assert (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]) == (METRICS_NAMESPACE, SERVICE_NAME)
+    metrics = dashboard_metrics(dashboard_body(template))
+    app = [(name, dims, options) for namespace, name, dims, options in metrics if namespace == METRICS_NAMESPACE]
+    for name, dims, options in app:
+        # Powertools EMF: one dimension, service; counts add up over the period.
+        assert dims == {"service": SERVICE_NAME}, name
+        assert options["stat"] == "Sum", name
+    shown = {name for name, _, _ in app}
+    required = {f"{prefix}{suffix}" for prefix in METRIC_PREFIX.values() for suffix in DASHBOARD_JOB_METRICS}
+    assert required | DASHBOARD_METRICS <= shown, sorted((required | DASHBOARD_METRICS) - shown)
+    assert emitted_outcome_metrics() <= shown, sorted(emitted_outcome_metrics() - shown)
+    assert len(app) == len(shown), "a metric is drawn twice"
+
+
+def test_dashboard_shows_every_dead_letter_queue_and_the_worker(template):
+    metrics = dashboard_metrics(dashboard_body(template))
+    depth = {
+        dims["QueueName"]
+        for namespace, name, dims, _ in metrics
+        if (namespace, name) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    }
+    # Every queue something dead-letters into: redrive targets, the function DLQ, the schedules' DLQ.
+    resources = template["Resources"]
+    targets = [
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+        for q in resources_of(template, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
+    ]
+    targets += [fn["DeadLetterQueue"]["TargetArn"] for fn in functions(template).values() if "DeadLetterQueue" in fn]
+    targets += [props["DeadLetterConfig"]["Arn"] for props in schedules(template).values()]
+    dead_letter_queues = {target["Fn::GetAtt"][0] for target in targets}
+    assert {"WorkDeadLetterQueue", "ScheduleDeadLetterQueue"} <= dead_letter_queues
+    assert {f"{queue}.QueueName" for queue in dead_letter_queues} <= depth
+    for queue in dead_letter_queues:
+        assert resources[queue]["Type"] == "AWS::SQS::Queue"
+
+    worker = {
+        (name, options.get("stat"))
+        for namespace, name, dims, options in metrics
+        if namespace == "AWS/Lambda" and dims == {"FunctionName": "WorkerFunction-ref"}
+    }
+    assert {("Errors", "Sum"), ("Duration", "Average"), ("Duration", "Maximum")} <= worker
+    (duration,) = [
+        w["properties"]
+        for w in dashboard_body(template)["widgets"]
+        if any(line[1] == "Duration" for line in w["properties"].get("metrics", []))
+    ]
+    (timeout,) = duration["annotations"]["horizontal"]
+    assert timeout["value"] == functions(template)["WorkerFunction"]["Timeout"] * 1000
+
+
+def test_dashboard_layout_fits_the_grid_without_overlaps(template):
+    body = dashboard_body(template)
+    cells: set[tuple[int, int]] = set()
+    for widget in body["widgets"]:
+        assert widget["type"] in {"metric", "text"}
+        assert widget["x"] >= 0, widget
+        assert widget["x"] + widget["width"] <= 24, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == "us-east-1"  # ${AWS::Region}
+            assert widget["properties"]["title"]
+        area = {
+            (x, y)
+            for x in range(widget["x"], widget["x"] + widget["width"])
+            for y in range(widget["y"], widget["y"] + widget["height"])
+        }
+        assert not area & cells, f"{widget.get('properties', {}).get('title')} overlaps another widget"
+        cells |= area
+
+
+def test_dashboard_url_is_a_stack_output(template):
+    (name,) = resources_of(template, "AWS::CloudWatch::Dashboard")
+    url = resolve_intrinsics(template["Outputs"]["DashboardUrl"]["Value"], template, attributes=fake_attribute)
+    assert url == (
+        f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name={name}-ref"
+    )
+    # Dashboards are account-wide: a name per stack and region.
+    dashboard_name = template["Resources"][name]["Properties"]["DashboardName"]
+    assert resolve_intrinsics(dashboard_name, template, stack_name="s") == "s-us-east-1"
 
 
 # --------------------------------------------------------------------------------------------- load_template
@@ -497,6 +721,57 @@ def test_resources_created_from_the_template_match_it(aws_resources: StackResour
         "ERROR_TOPIC_ARN": aws_resources.error_topic_arn,
     }
     assert all(name.endswith(aws_resources.suffix) for name in aws_resources.tables.values())
+
+
+def test_ledger_indexes_created_in_moto_find_sent_records(aws_resources: StackResources, moto_stack: MotoStack):
+    from license_notifications.adapters.ledger import ledger_model
+
+    dynamodb = moto_stack.client("dynamodb")
+    table_name = aws_resources.ledger_table_name
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    created = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in table["GlobalSecondaryIndexes"]
+    }
+    assert created == LEDGER_INDEXES
+
+    model = ledger_model(table_name)
+    enterprise, run = "3f2c2b8e-0000-4000-8000-00000000e001", "license_expiration_reminders:2026-03-01T09:00:00Z:ab12"
+    march, april = datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 4, 1, 9, tzinfo=UTC)
+    for pk, sent_at, run_id in (("reminder#l2", april, "other-run"), ("reminder#l1", march, run)):
+        model(
+            pk, kind="reminder", state="sent", enterprise_customer_uuid=enterprise, sent_at=sent_at, run_id=run_id
+        ).save()
+    # Claimed, not sent yet: no sent_at, no run_id, so in neither index.
+    model("reminder#l3", kind="reminder", state="claimed", enterprise_customer_uuid=enterprise).save()
+
+    by_enterprise = dynamodb.query(
+        TableName=table_name,
+        IndexName="by-enterprise",
+        KeyConditionExpression="enterprise_customer_uuid = :e AND sent_at >= :since",
+        ExpressionAttributeValues={":e": {"S": enterprise}, ":since": {"S": "2026-01-01"}},
+    )["Items"]
+    assert [item["pk"]["S"] for item in by_enterprise] == ["reminder#l1", "reminder#l2"]  # time order
+    assert by_enterprise[0]["sent_at"]["S"] == "2026-03-01T09:00:00.000000+0000"
+    assert by_enterprise[0]["kind"]["S"] == "reminder"  # projection ALL
+
+    by_run = dynamodb.query(
+        TableName=table_name,
+        IndexName="by-run",
+        KeyConditionExpression="run_id = :r",
+        ExpressionAttributeValues={":r": {"S": run}},
+    )["Items"]
+    assert [item["pk"]["S"] for item in by_run] == ["reminder#l1"]
+    assert by_run[0]["enterprise_customer_uuid"]["S"] == enterprise
+
+
+def test_the_intermediate_upgrade_step_creates_only_the_enterprise_index(moto_stack: MotoStack):
+    resources = create_resources_from_template(
+        moto_stack.endpoint_url, suffix=None, parameters={"LedgerRunIndex": "DISABLED"}
+    )
+    table = moto_stack.client("dynamodb").describe_table(TableName=resources.ledger_table_name)["Table"]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["by-enterprise"]
+    assert "run_id" not in {d["AttributeName"] for d in table["AttributeDefinitions"]}
 
 
 def test_aws_resources_fixture_points_default_clients_at_moto(aws_resources: StackResources):

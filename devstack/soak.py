@@ -76,6 +76,10 @@ HOURLY_FAULTS = (
     "kill_random",
     "kill_after_braze_accepted",
 )
+# One-shot faults that wait for the next Braze request: armed for sure in hour 1, which always has new sends
+# (a later hour may see none before the clean runs, and the self-check would then fail by chance).
+BRAZE_REQUEST_FAULTS = frozenset({"braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_redirect"})
+
 # Faults present for the whole soak (the final clean runs included: they are data, not weather).
 STANDING_FAULTS = ("braze_rejected_recipient", "braze_rejected_alias", "braze_minor_error", "malformed_licenses")
 
@@ -717,6 +721,9 @@ class Soak:
         self.rng.shuffle(kinds)
         later = list(range(1, hours)) or [0]
         for index, kind in enumerate(kinds):
+            if kind in BRAZE_REQUEST_FAULTS:  # one-shot faults on the next Braze requests: hour 1 surely sends
+                plan[later[0]].add(kind)
+                continue
             # kills not in the last hour (the leases the clean runs wait for run out meanwhile)
             hours_for_kind = [h for h in later if h < hours - 1] or [0] if kind in kills else later
             plan[hours_for_kind[index % len(hours_for_kind)]].add(kind)

@@ -68,6 +68,10 @@ class Settings(BaseModel):
     http_max_attempts: int = Field(default=5, ge=1, le=10, alias="HTTP_MAX_ATTEMPTS")
     http_max_wait_seconds: float = Field(default=60.0, ge=0, le=900, alias="HTTP_MAX_WAIT_SECONDS")
     claim_lease_seconds: int = Field(default=1200, ge=10, le=43200, alias="CLAIM_LEASE_SECONDS")
+    # This deployment's share of the Braze workspace's send budget (250,000/hour for every system of the
+    # workspace), split across the workers that may run at once (the SQS event source's maximum concurrency).
+    braze_send_requests_per_hour: int = Field(default=100_000, ge=1, le=250_000, alias="BRAZE_SEND_REQUESTS_PER_HOUR")
+    worker_max_concurrency: int = Field(default=1, ge=1, le=1000, alias="WORKER_MAX_CONCURRENCY")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +103,12 @@ class Settings(BaseModel):
                 f"{2 * one_call:.0f} s with HTTP_MAX_ATTEMPTS, HTTP_TIMEOUT_SECONDS and HTTP_MAX_WAIT_SECONDS as set"
             )
         return self
+
+    @property
+    def braze_send_interval_seconds(self) -> float:
+        """The least time between two trigger requests of one worker, so that every worker at once stays
+        within ``BRAZE_SEND_REQUESTS_PER_HOUR``."""
+        return 3600 * self.worker_max_concurrency / self.braze_send_requests_per_hour
 
     @property
     def oauth_url(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from license_notifications.adapters.braze import BrazeClient
+from license_notifications.adapters.braze import BrazeClient, SendPacer
 from license_notifications.adapters.http import HttpClient, RetryPolicy
 from license_notifications.adapters.ledger import MARK_WORST_CASE_SECONDS, Ledger
 from license_notifications.adapters.license_manager import LicenseManagerClient
@@ -71,7 +71,8 @@ class Services:
             # and a 401 reads it afresh once.
             return f"Bearer {resolve(force_fetch=force_refresh)}"
 
-        return BrazeClient(self._http("braze", auth=bearer), self.settings.braze_api_url)
+        pacer = SendPacer(self.settings.braze_send_interval_seconds)
+        return BrazeClient(self._http("braze", auth=bearer), self.settings.braze_api_url, pacer=pacer)
 
     @cached_property
     def ledger(self) -> Ledger:

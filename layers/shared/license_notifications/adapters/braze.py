@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,10 +104,41 @@ def attribute_errors(errors: Sequence[Any], recipients: Sequence[Recipient]) -> 
     return found
 
 
+class SendPacer:
+    """Spaces one worker's trigger requests at least ``interval`` seconds apart (a worker's part of the
+    workspace's send budget), so all workers together stay within it without waiting for 429s, which remain
+    the backstop. The first request goes at once; thread-safe."""
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.interval = interval
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next = -float("inf")
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> float:
+        """Wait until this worker may send again; returns the seconds waited."""
+        with self._lock:
+            now = self._monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        wait = start - now
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
 class BrazeClient:
-    def __init__(self, http: HttpClient, base_url: str):
+    def __init__(self, http: HttpClient, base_url: str, *, pacer: SendPacer | None = None):
         self._http = http
         self._base = base_url.rstrip("/")
+        self._pacer = pacer
 
     @property
     def request_count(self) -> int:
@@ -150,6 +183,8 @@ class BrazeClient:
         if trigger_properties:
             body["trigger_properties"] = dict(trigger_properties)
         url = f"{self._base}/campaigns/trigger/send"
+        if self._pacer is not None:
+            self._pacer.wait_turn()
         # Not idempotent: Braze delivers every accepted trigger, so an unanswered send is not retried.
         try:
             reply = self._http.post(url, json=body, idempotent=False)

@@ -16,11 +16,8 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from license_notifications.events import WorkMessage
-from license_notifications.jobs.work import EnterpriseFailedError, process_work_message
 from license_notifications.lambda_runtime import powertools, record_outcome_metrics, services
 from license_notifications.observability import mask_emails
 
@@ -40,6 +37,12 @@ MAX_ERROR_CHARS = 2000
 
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
+    # The application is imported with the first record, not at init (see lambda_runtime): cached afterwards.
+    from aws_lambda_powertools.utilities.parser import parse
+
+    from license_notifications.events import WorkMessage
+    from license_notifications.jobs.work import EnterpriseFailedError, process_work_message
+
     try:
         message = parse(event=record.body, model=WorkMessage)
     except ValueError as exc:  # not JSON, or not a work message (pydantic's ValidationError is a ValueError)

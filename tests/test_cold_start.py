@@ -1,0 +1,26 @@
+"""The worker's init stays Powertools' own: the application (pydantic models, requests, pynamodb, the jobs)
+is imported with the first record. Structural, not timed (the benchmark prints the times)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFERRED = ["pynamodb", "requests", "license_notifications.services", "license_notifications.jobs.work"]
+
+
+def test_importing_the_worker_handler_defers_the_application():
+    code = f"import sys, json; import worker; print(json.dumps({{name: name in sys.modules for name in {DEFERRED!r}}}))"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "worker"), str(ROOT / "layers" / "shared")]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == dict.fromkeys(DEFERRED, False)

@@ -54,7 +54,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
     deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - svc.time_margin_seconds
     keys = {"job": message.job.value, "enterprise_customer_uuid": str(message.enterprise_customer_uuid)}
     with logger.append_context_keys(**keys):  # this record's keys only, whatever happens
-        outcome = process_work_message(message, svc.job_for, svc.notifier, deadline=deadline)
+        outcome = process_work_message(message, svc.job_for, svc.notifier, deadline=deadline, enqueue=svc.queue.send)
     record_outcome_metrics(metrics, message.job, outcome)
     if outcome.needs_redelivery:  # failures a redelivery cannot change are reported, not retried
         raise EnterpriseFailedError(outcome)

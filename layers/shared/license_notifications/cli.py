@@ -143,8 +143,9 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
     code = EXIT_OK
     progress = Progress(len(messages))
     try:
-        for message in messages:
-            summary.add(process_work_message(message, svc.job_for, svc.notifier))
+        for message in messages:  # a large enterprise appends its continuation messages: run them too
+            summary.add(process_work_message(message, svc.job_for, svc.notifier, enqueue=messages.extend))
+            progress.total = len(messages)
             progress.show(len(summary.outcomes), summary.sent)
     except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
         logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from license_notifications.clock import check_as_of, parse_as_of
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION, MAX_DAYS_BEFORE_EXPIRATION
@@ -61,6 +61,28 @@ class WorkMessage(BaseModel):
     days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
     dry_run: bool = False
     dispatched_at: datetime | None = None
+    # A continuation (expiration reminders): only this plan's license pages first_page..last_page (inclusive;
+    # no last_page: to the end). The worker that finds a large enterprise, or runs out of time, hands the rest
+    # of the run on in such messages, with the same run id and as_of.
+    plan_uuid: UUID | None = None
+    first_page: Annotated[int, Field(ge=1, strict=True)] | None = None
+    last_page: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _a_continuation_names_its_plan_and_pages(self) -> WorkMessage:
+        if (self.plan_uuid is None) != (self.first_page is None):
+            raise ValueError("plan_uuid and first_page go together (a continuation of one plan's pages)")
+        if self.plan_uuid is not None and self.job is not Job.EXPIRATION_REMINDERS:
+            raise ValueError("only expiration reminders are continued by plan and page")
+        if self.last_page is not None and (self.first_page is None or self.last_page < self.first_page):
+            raise ValueError("last_page needs a first_page no greater than it")
+        return self
+
+    def continuation(self, plan_uuid: UUID | str, first_page: int, last_page: int | None) -> WorkMessage:
+        """The same run (run id, as_of, window, dry run) for one plan's pages ``first_page..last_page``."""
+        return WorkMessage.model_validate(
+            {**self.model_dump(), "plan_uuid": str(plan_uuid), "first_page": first_page, "last_page": last_page}
+        )
 
 
 _SEPARATORS = re.compile(r"[\s,]+")

@@ -40,6 +40,7 @@ class EnterpriseOutcome:
     unrecorded: int = 0  # sent but not recorded in the ledger (of ``failed``)
     malformed: int = 0  # upstream records that did not parse (of ``failed``)
     warned: int = 0  # accepted by Braze with a non-fatal error naming them (of ``sent``)
+    handed_on: int = 0  # continuation messages this pass handed the rest of the run on in
     braze_requests: int = 0
     error: str | None = None  # the enterprise as a whole failed (e.g. an upstream API error)
     failures: list[Failure] = field(default_factory=list)
@@ -67,6 +68,7 @@ class EnterpriseOutcome:
             "unrecorded": self.unrecorded,
             "malformed": self.malformed,
             "warned": self.warned,
+            "handed_on": self.handed_on,
             "skipped": dict(self.skipped),
             "sent_by_type": dict(self.sent_by_type),
             "braze_requests": self.braze_requests,

@@ -22,6 +22,15 @@ LICENSES_PAGE_SIZE = 500  # the API's maximum (contract 2.3)
 OnMalformed = Callable[[Any, MalformedResponseError], None]
 
 
+class LicensePage(list[License]):
+    """One page of a plan's licenses, with its page number and the list's ``num_pages`` (as the reply says)."""
+
+    def __init__(self, licenses: list[License], number: int, num_pages: int | None):
+        super().__init__(licenses)
+        self.number = number
+        self.num_pages = num_pages
+
+
 class LicenseManagerClient:
     def __init__(self, http: HttpClient, base_url: str):
         self._http = http
@@ -62,12 +71,20 @@ class LicenseManagerClient:
         *,
         statuses: tuple[str, ...] = ("activated",),
         on_malformed: OnMalformed | None = None,
-    ) -> Iterator[list[License]]:
-        """A plan's licenses with the given statuses, one page (<= 500) at a time; never all in memory (2.3)."""
+        first_page: int = 1,
+        last_page: int | None = None,
+    ) -> Iterator[LicensePage]:
+        """A plan's licenses with the given statuses, one page (<= 500) at a time; never all in memory (2.3).
+        ``first_page`` / ``last_page`` (inclusive) read a range of the list's pages."""
         url = f"{self._api}/subscriptions/{plan_uuid}/licenses/"
-        params = {"status": ",".join(statuses), "page_size": LICENSES_PAGE_SIZE}
-        for page in self._http.paginate(url, params=params):
-            yield list(_parse_each(License, page["results"], "license", on_malformed))
+        params: dict[str, Any] = {"status": ",".join(statuses), "page_size": LICENSES_PAGE_SIZE}
+        if first_page > 1:
+            params["page"] = first_page
+        for number, page in enumerate(self._http.paginate(url, params=params), start=first_page):
+            num_pages = page.get("num_pages") if isinstance(page.get("num_pages"), int) else None
+            yield LicensePage(list(_parse_each(License, page["results"], "license", on_malformed)), number, num_pages)
+            if last_page is not None and number >= last_page:
+                return
 
     def _plans(self, params: dict[str, str] | None, on_malformed: OnMalformed | None) -> Iterator[SubscriptionPlan]:
         for page in self._http.paginate(f"{self._api}/subscriptions/", params=params):

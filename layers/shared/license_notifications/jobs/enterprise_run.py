@@ -22,6 +22,18 @@ from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
 
 
+@dataclass(frozen=True)
+class PagesPart:
+    """One plan's license pages ``first_page..last_page`` (inclusive; None: to the end)."""
+
+    plan_uuid: str
+    first_page: int = 1
+    last_page: int | None = None
+
+
+HandOff = Callable[[list[PagesPart]], None]
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobRun:
     """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record (the run behaves
@@ -34,15 +46,36 @@ class JobRun:
     dry_run: bool = False
     deadline: float | None = None
     days_before_expiration: int = DEFAULT_DAYS_BEFORE_EXPIRATION
+    part: PagesPart | None = None  # a continuation: one plan's page range
+    handoff: HandOff | None = None  # hands the rest of the run on (None: it is not handed on)
 
     @classmethod
-    def from_message(cls, message: WorkMessage, *, deadline: float | None = None) -> JobRun:
+    def from_message(
+        cls,
+        message: WorkMessage,
+        *,
+        deadline: float | None = None,
+        enqueue: Callable[[list[WorkMessage]], object] | None = None,
+    ) -> JobRun:
+        part = (
+            PagesPart(str(message.plan_uuid), message.first_page or 1, message.last_page)
+            if message.plan_uuid is not None
+            else None
+        )
+        handoff = None
+        if enqueue is not None:
+
+            def handoff(parts: list[PagesPart]) -> None:
+                enqueue([message.continuation(p.plan_uuid, p.first_page, p.last_page) for p in parts])
+
         return cls(
             run_id=message.run_id,
             as_of=message.as_of,
             dry_run=message.dry_run,
             deadline=deadline,
             days_before_expiration=message.days_before_expiration,
+            part=part,
+            handoff=handoff,
         )
 
     def out_of_time(self) -> bool:

@@ -12,8 +12,9 @@ from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
+from license_notifications.adapters.license_manager import LicensePage
 from license_notifications.events import Job
-from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, malformed_reporter
+from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, PagesPart, malformed_reporter
 from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, OutOfTimeError
 from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
 from license_notifications.outcome import EnterpriseOutcome
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 COMMAND = "send_license_expiration_reminders"
 LEDGER_KIND = "expiration_reminder"
-RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
+RECORD_RETENTION = timedelta(days=90)
+PAGES_PER_MESSAGE = 4  # a large enterprise is shared in messages of this many license pages (2,000 licenses)  # ledger records live until the plan expired this long ago
 
 
 def ledger_key(license_uuid: UUID | str) -> str:
@@ -92,29 +94,14 @@ class _EnterpriseReminders:
                 extra={"enterprise_customer_uuid": self.enterprise_uuid, "skip_reason": "opted_out"},
             )
             return
-        # Due licenses wait here until a Braze batch is full, across pages and plans (recipients carry their
-        # own plan data), so an enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
-        pending: list[Delivery] = []
-        on_malformed = malformed_reporter(logger, self.outcome, "license", "uuid")
-        for plan in agreement.subscriptions:
-            window = expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
-            if not (plan.is_active and window):
-                continue
-            for page in self.job.license_manager.license_pages(plan.uuid, on_malformed=on_malformed):
-                due = self.due_licenses(plan, page)
-                logger.info(
-                    "Found %d licenses to process for enterprise %s",
-                    len(due),
-                    self.enterprise_uuid,
-                    extra={**self.where, "subscription_plan_uuid": str(plan.uuid)},
-                )
-                pending.extend(self.delivery(plan, lic) for lic in due)
-                while len(pending) >= MAX_RECIPIENTS_PER_REQUEST:
-                    self.sender.send(self.campaign, pending[:MAX_RECIPIENTS_PER_REQUEST])
-                    del pending[:MAX_RECIPIENTS_PER_REQUEST]
-                if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
-                    raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
-        self.sender.send(self.campaign, pending)
+        plans = {
+            str(plan.uuid): plan
+            for plan in agreement.subscriptions
+            if plan.is_active
+            and expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
+        }
+        parts = [self.run.part] if self.run.part else [PagesPart(uuid) for uuid in plans]
+        _Pass(self, plans, parts).read_all()
 
     def due_licenses(self, plan: SubscriptionPlan, page: list[License]) -> list[License]:
         sent = self.job.ledger.sent(ledger_key(lic.uuid) for lic in page)
@@ -169,4 +156,110 @@ class _EnterpriseReminders:
                 f"expiring on {plan.expiration_date.date().isoformat()}"
             ),
             log_extra={"license_uuid": str(lic.uuid)},
+        )
+
+
+class _Pass:
+    """Reads the parts' license pages in order and sends the due ones in Braze batches of 50. Due licenses wait
+    in ``pending`` until a batch is full, across pages and plans (recipients carry their own plan data), so an
+    enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
+
+    A large enterprise is shared: a whole-enterprise message whose plan has more than ``PAGES_PER_MESSAGE``
+    pages keeps the first ones and hands the rest on (``run.handoff``) as continuation messages of the same
+    run, which parallel workers take. And when the time runs out, the rest (from the oldest unsent page) is
+    handed on instead of failing; without ``handoff`` the run stops with OutOfTimeError (SQS redelivers it)."""
+
+    def __init__(self, reminders: _EnterpriseReminders, plans: dict[str, SubscriptionPlan], parts: list[PagesPart]):
+        self.r = reminders
+        self.run = reminders.run
+        self.plans = plans
+        self.parts = list(parts)
+        self.pending: list[tuple[PagesPart, int, Delivery]] = []  # (part, page number, delivery)
+
+    def read_all(self) -> None:
+        on_malformed = malformed_reporter(logger, self.r.outcome, "license", "uuid")
+        for index, part in enumerate(self.parts):
+            plan = self.plans.get(part.plan_uuid)
+            if plan is None:  # a continuation whose plan left the window (or the agreement) meanwhile
+                logger.info("Plan %s is no longer due: nothing to continue", part.plan_uuid, extra=self.r.where)
+                continue
+            pages = self.r.job.license_manager.license_pages(
+                plan.uuid, on_malformed=on_malformed, first_page=part.first_page, last_page=part.last_page
+            )
+            for page in pages:
+                part = self.split_if_large(part, page)
+                try:
+                    self.read(part, plan, page)
+                    if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
+                        raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
+                except OutOfTimeError:
+                    if self.run.handoff is None:
+                        raise
+                    self.hand_on(part, page.number + 1, self.parts[index + 1 :])
+                    return
+                if part.last_page is not None and page.number >= part.last_page:
+                    break  # the rest of the plan was handed on
+        try:
+            self.send_full_batches(final=True)
+        except OutOfTimeError:
+            if self.run.handoff is None:
+                raise
+            self.hand_on(None, None, [])
+
+    def read(self, part: PagesPart, plan: SubscriptionPlan, page: LicensePage) -> None:
+        due = self.r.due_licenses(plan, page)
+        logger.info(
+            "Found %d licenses to process for enterprise %s",
+            len(due),
+            self.r.enterprise_uuid,
+            extra={**self.r.where, "subscription_plan_uuid": str(plan.uuid), "page": page.number},
+        )
+        self.pending.extend((part, page.number, self.r.delivery(plan, lic)) for lic in due)
+        self.send_full_batches()
+
+    def send_full_batches(self, *, final: bool = False) -> None:
+        while len(self.pending) >= MAX_RECIPIENTS_PER_REQUEST or (final and self.pending):
+            batch = self.pending[:MAX_RECIPIENTS_PER_REQUEST]
+            self.r.sender.send(self.r.campaign, [delivery for _, _, delivery in batch])
+            del self.pending[:MAX_RECIPIENTS_PER_REQUEST]
+
+    def split_if_large(self, part: PagesPart, page: LicensePage) -> PagesPart:
+        """On a whole-enterprise message's first page of a plan: keep ``PAGES_PER_MESSAGE`` pages, hand the
+        rest on in parts of that many pages (the last one open-ended: the list may grow meanwhile)."""
+        whole = self.run.part is None and part.first_page == 1 and part.last_page is None and page.number == 1
+        if not (whole and self.run.handoff and page.num_pages and page.num_pages > PAGES_PER_MESSAGE):
+            return part
+        starts = range(PAGES_PER_MESSAGE + 1, page.num_pages + 1, PAGES_PER_MESSAGE)
+        rest = [PagesPart(part.plan_uuid, first, first + PAGES_PER_MESSAGE - 1) for first in starts]
+        rest[-1] = PagesPart(part.plan_uuid, rest[-1].first_page, None)
+        self.run.handoff(rest)
+        self.r.outcome.handed_on += len(rest)
+        logger.info(
+            "Plan %s has %d pages of licenses: handing pages %d..%d on in %d message(s)",
+            part.plan_uuid,
+            page.num_pages,
+            PAGES_PER_MESSAGE + 1,
+            page.num_pages,
+            len(rest),
+            extra=self.r.where,
+        )
+        return PagesPart(part.plan_uuid, 1, PAGES_PER_MESSAGE)
+
+    def hand_on(self, current: PagesPart | None, next_page: int | None, later: list[PagesPart]) -> None:
+        """Out of time: hand on every page not yet sent (from the oldest unsent due license on)."""
+        first_unsent: dict[str, PagesPart] = {}
+        for part, number, _ in self.pending:
+            first_unsent.setdefault(part.plan_uuid, PagesPart(part.plan_uuid, number, part.last_page))
+        unread = current is not None and next_page is not None and current.plan_uuid not in first_unsent
+        if unread and (current.last_page is None or next_page <= current.last_page):
+            first_unsent[current.plan_uuid] = PagesPart(current.plan_uuid, next_page, current.last_page)
+        rest = [*first_unsent.values(), *later]
+        if rest:
+            self.run.handoff(rest)  # type: ignore[misc]  # checked by the caller
+        self.r.outcome.handed_on += len(rest)
+        logger.warning(
+            "Out of time: handed the rest of enterprise %s on in %d message(s)",
+            self.r.enterprise_uuid,
+            len(rest),
+            extra={**self.r.where, "parts": [vars(p) for p in rest]},
         )

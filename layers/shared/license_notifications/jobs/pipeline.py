@@ -157,6 +157,9 @@ class _Batch:
             self.rejected.clear()
             self._fail(stopped, "the batch", exc)
             raise
+        except OutOfTimeError:  # given back uncounted: the hand-off or the message's redelivery sends them
+            self._release_all([claim for _, claim in self.unsettled.values()])
+            raise
         except BaseException as exc:  # stops the enterprise: what this batch still holds is given back
             self._fail(list(self.unsettled.values()), "the batch", exc)
             raise

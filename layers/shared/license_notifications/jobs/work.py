@@ -26,15 +26,19 @@ def process_work_message(
     notifier: ErrorNotifier | None,
     *,
     deadline: float | None = None,
+    enqueue: Callable[[list[WorkMessage]], object] | None = None,
 ) -> EnterpriseOutcome:
     """Run the message through ``job_for(message.job)``, then publish an error notification for each failure
     and problem (``notifier`` None: notifications are off).
 
     ``deadline`` (monotonic seconds): no new Braze request or page starts after it (the worker derives it from
-    the Lambda's remaining time, so an invocation never times out between a send and its ledger record)."""
+    the Lambda's remaining time, so an invocation never times out between a send and its ledger record).
+    ``enqueue`` takes the continuation messages a large enterprise or a timeout hands the rest of the run on
+    in (the work queue; the CLI's own list); without it the run is not handed on."""
     enterprise = str(message.enterprise_customer_uuid)
     try:
-        outcome = job_for(message.job).run_enterprise(enterprise, JobRun.from_message(message, deadline=deadline))
+        run = JobRun.from_message(message, deadline=deadline, enqueue=enqueue)
+        outcome = job_for(message.job).run_enterprise(enterprise, run)
     except ConfigurationError as exc:  # stops the run; still tell the operators which enterprise it hit
         outcome = EnterpriseOutcome(message.job, enterprise, dry_run=message.dry_run)
         outcome.fail_enterprise(f"ConfigurationError: {exc}")

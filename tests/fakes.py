@@ -111,7 +111,7 @@ class InMemoryLedger:
         with self._lock:
             return self._items.get(key)
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         with self._lock:
             return list(self._items)
 

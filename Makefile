@@ -16,7 +16,7 @@ CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test lint validate build benchmark soak lock clean
+.PHONY: help venv demo test unit lint validate build benchmark soak lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -46,13 +46,11 @@ $(CHECKOV):
 demo: venv  ## run the main job on the embedded local stack (moto + local license-manager, LMS, Braze)
 	$(BIN)/license-notifications-demo
 
-test: venv $(SAM) $(CHECKOV)  ## lint, validate the template (sam, cfn-lint, checkov), run the test suite
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(SAM) validate --lint --template template.yaml
-	$(BIN)/cfn-lint template.yaml
-	$(CHECKOV) -f template.yaml --framework cloudformation --compact --quiet --skip-download
+test: lint validate  ## lint, validate the template (sam, cfn-lint, checkov), run the whole test suite
 	$(BIN)/pytest
+
+unit: venv  ## the unit tests only (tests/unit: no sockets, no moto, no processes; seconds)
+	$(BIN)/pytest tests/unit
 
 benchmark: venv  ## print speed and memory figures (cold start, rule, job throughput, Braze requests, peak memory)
 	$(BIN)/python -m devstack.benchmark

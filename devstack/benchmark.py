@@ -6,8 +6,9 @@ Measured here, on the local stand-ins over loopback:
 2. the rule alone: decisions per second;
 3. one enterprise of N activated licenses through the real job (license-manager pages of 500, Braze
    batches of 50): wall time, reminders per second, Braze requests per 50 reminders, and the peak Python
-   memory of the run (tracemalloc), for growing N. The ledger here is an in-memory double with the same
-   interface, so the figures are the job's own cost (HTTP, parsing, batching), not moto's;
+   memory of the run (tracemalloc), for growing N. The ledger here is the tests' in-memory double
+   (``tests/fakes.py``, the real ledger's protocol in a dict), so the figures are the job's own cost (HTTP,
+   parsing, batching), not moto's;
 4. the same job with the real pynamodb ledger on moto, for a smaller N (moto serves a DynamoDB request in
    ~15 ms, far slower than DynamoDB, so this line bounds moto, not the job).
 
@@ -21,16 +22,15 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from tests.fakes import InMemoryLedger  # the tests' ledger double (run from the repository root: make benchmark)
 
 from devstack.dataset import Dataset
 from devstack.lambda_local import ROOT
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
-from license_notifications.adapters.ledger import Claim
 from license_notifications.adapters.oauth import clear_token_cache
 from license_notifications.config import load_settings
 from license_notifications.jobs.enterprise_run import JobRun
@@ -39,42 +39,6 @@ from license_notifications.services import Services
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BRAZE_KEY = "bench-key"
-
-
-class InMemoryLedger:
-    """The Ledger interface the job uses, in a dict (conditional writes under a lock). It holds one small
-    entry per license, so it is the one part of these runs whose memory grows with N."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    def sent(self, keys):
-        with self._lock:
-            return {k: self._items[k]["sent_at"] for k in keys if self._items.get(k, {}).get("sent_at")}
-
-    def claim_many(self, requests):
-        claims = []
-        with self._lock:
-            for request in requests:
-                key = request["key"]
-                if key in self._items:
-                    claims.append(None)
-                    continue
-                self._items[key] = {"token": key}
-                claims.append(Claim(key, key))
-        return claims
-
-    def mark_sent_many(self, claims, *, as_of, run_id, dispatch_id):
-        with self._lock:
-            for claim in claims:
-                self._items[claim.key].update(sent_at=as_of, run_id=run_id, dispatch_id=dispatch_id)
-        return len(claims)
-
-    def release_many(self, claims):
-        with self._lock:
-            for claim in claims:
-                self._items.pop(claim.key, None)
 
 
 def cold_start(runs: int = 5) -> list[float]:

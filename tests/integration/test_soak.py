@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEED = 1
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -13,7 +13,7 @@ from devstack.dataset import build_sample_dataset
 from license_notifications.config import Settings
 from license_notifications.events import DispatchRequest, WorkMessage, parse_enterprise_uuids
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 @pytest.mark.parametrize("path", sorted(EVENTS.glob("dispatcher-*.json")), ids=lambda p: p.name)

@@ -15,7 +15,7 @@ import pytest
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
 from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def enterprise(up: Upstream, name: str, *, activated=3, expires_in_days=10, **kwargs):

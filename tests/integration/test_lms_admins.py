@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import NOW, Upstream
+from fakes import enterprise_learner_record as record
 from license_notifications.adapters.http import HttpClient, RetryPolicy
 from license_notifications.adapters.lms import LmsClient
 from license_notifications.adapters.oauth import OAuthTokenProvider
 from license_notifications.errors import BadRequestError, MalformedResponseError
-from license_notifications.models import EnterpriseAdmin
 
 LEARNER_PATH = "/enterprise/api/v1/enterprise-learner"
 
@@ -37,30 +37,6 @@ def lms(upstream: Upstream) -> LmsClient:
 
 def learner_calls(up: Upstream):
     return [r for r in up.lms.requests if r.path.startswith(LEARNER_PATH)]
-
-
-def record(enterprise_uuid: str | None, **overrides: Any) -> dict[str, Any]:
-    """One ``results`` item shaped as contract 3.2 (heavy nested fields trimmed)."""
-    item: dict[str, Any] = {
-        "id": 901,
-        "enterprise_customer": {"uuid": enterprise_uuid, "name": "X", "slug": "x"} if enterprise_uuid else None,
-        "active": True,
-        "user_id": 7001,
-        "user": {
-            "id": 7001,
-            "username": "ada",
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "email": "ada@example.com",
-            "is_staff": False,
-            "is_active": True,
-            "date_joined": "2024-01-01T00:00:00Z",
-        },
-        "created": "2026-02-20T10:30:00Z",
-        "role_assignments": ["enterprise_learner", "enterprise_admin"],
-    }
-    item.update(overrides)
-    return item
 
 
 def page(*results: dict[str, Any]) -> dict[str, Any]:
@@ -274,46 +250,3 @@ def test_a_400_is_not_retried(upstream: Upstream, lms: LmsClient):
     with pytest.raises(BadRequestError):
         list(lms.enterprise_admins(customer.uuid))
     assert len(learner_calls(upstream)) == 1
-
-
-# -- the model on its own ------------------------------------------------------------------------------------
-
-
-def parsed(**overrides: Any) -> EnterpriseAdmin:
-    return EnterpriseAdmin.from_enterprise_learner(record("6f1c3c9e-2f8b-4d1e-9a55-0c5b8a2d7e10", **overrides))
-
-
-def user(**fields: Any) -> dict[str, Any]:
-    base = record(None)["user"]
-    base.update(fields)
-    return base
-
-
-@pytest.mark.parametrize(
-    ("user_fields", "expected"),
-    [
-        ({}, "Ada Lovelace"),
-        ({"first_name": "  Ada ", "last_name": ""}, "Ada"),
-        ({"first_name": "", "last_name": "Lovelace"}, "Lovelace"),
-        ({"first_name": " ", "last_name": None}, "ada"),  # blank names: the username
-        ({"first_name": "", "last_name": "", "username": ""}, "ada@example.com"),  # then the email
-        ({"first_name": "", "last_name": "", "username": "", "email": None}, ""),
-    ],
-)
-def test_display_name(user_fields, expected):
-    assert parsed(user=user(**user_fields)).display_name == expected
-
-
-def test_the_nested_user_id_is_the_lms_user_id():
-    admin = parsed(user_id=1, user=user(id=7001))
-    assert admin.user_id == 7001
-    assert admin.created == datetime(2026, 2, 20, 10, 30, tzinfo=UTC)
-
-
-def test_flat_fields_can_be_given_directly():
-    admin = EnterpriseAdmin(
-        id=1, user_id=2, username="u", email=None, user_is_active=True, created=NOW, role_assignments=[]
-    )
-    assert admin.display_name == "u"
-    assert admin.is_admin is False
-    assert admin.enterprise_customer_uuid is None

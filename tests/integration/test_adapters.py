@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import BRAZE_KEY, NOW, Upstream
-from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias, attribute_errors
+from license_notifications.adapters.braze import BrazeClient, Recipient, UserAlias
 from license_notifications.adapters.http import HttpClient, RetryPolicy
 from license_notifications.adapters.license_manager import LicenseManagerClient
 from license_notifications.adapters.lms import LmsClient
@@ -327,13 +327,6 @@ def test_more_than_fifty_recipients_are_refused_before_any_request(upstream: Ups
     assert upstream.braze.request_count() == 0
 
 
-def test_recipient_needs_exactly_one_identifier():
-    with pytest.raises(ValueError, match="exactly one"):
-        Recipient(user_alias=UserAlias("a@example.com"), external_user_id="7", attributes={"email": "a@example.com"})
-    with pytest.raises(ValueError, match="exactly one"):
-        Recipient()
-
-
 def test_429_waits_until_x_ratelimit_reset(upstream: Upstream, braze: BrazeClient, sleep):
     upstream.braze.rate_limit_next("/campaigns/trigger/send", reset_in_seconds=4)
     before = time.time()
@@ -398,23 +391,6 @@ def test_non_fatal_errors_come_back_with_the_dispatch_id(upstream: Upstream, bra
     result = braze.trigger_campaign("camp", [alias_recipient("a@example.com"), alias_recipient("b@example.com")])
     assert result.dispatch_id == upstream.braze.outbox[-1]["dispatch_id"]
     assert result.errors == ("recipients[1] (b@example.com): user is unsubscribed",)
-
-
-@pytest.mark.parametrize(
-    ("errors", "expected"),
-    [
-        (["recipients[1] (x): unsubscribed"], {1}),
-        (["Invalid email at index 0"], {0}),
-        (["b@example.com: bounced"], {1}),
-        (["ab@example.com: bounced"], set()),  # another address that merely ends like one of ours
-        (["something went wrong"], set()),
-        (["recipients[7]: out of range"], set()),
-        ([{"type": "x", "index": 2}], {2}),
-    ],
-)
-def test_non_fatal_errors_are_attributed_by_index_or_identifier(errors, expected):
-    recipients = [alias_recipient(f"{n}@example.com") for n in ("a", "b", "c")]
-    assert set(attribute_errors(errors, recipients)) == expected
 
 
 def test_a_send_without_reply_is_ambiguous_and_not_retried(upstream: Upstream, sleep):

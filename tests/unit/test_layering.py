@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "layers" / "shared" / "license_notifications"
+PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "license_notifications"
 CORE = {"models", "errors", "observability", "clock", "events", "outcome", "config"}
 ROOT = {"services", "lambda_runtime", "cli", "ops"}
 

@@ -1,0 +1,112 @@
+"""The unit tests' ledger double (fakes.InMemoryLedger) against the real pynamodb ledger on moto: the same script
+of claims, marks, releases, holds, expired leases and recurring sends gives the same answers and leaves the same
+records, so a unit test on the fake says something about the real ledger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from devstack.aws import StackResources
+
+from conftest import NOW
+from fakes import InMemoryLedger
+from license_notifications.adapters.ledger import Ledger
+
+LEASE = 60
+START = 1_900_000_000.0
+FIELDS = ("state", "sent_at", "run_id", "dispatch_id", "lease_until", "note", "claimed_by_run", "subject_uuid")
+
+
+def script(ledger: Any, clock: list[float]) -> list[Any]:
+    """Every protocol step the pipeline relies on; returns what each step answered (claims as True/False)."""
+    out: list[Any] = []
+    expires = NOW + timedelta(days=90)
+    t0 = NOW - timedelta(days=8)
+
+    def claim(key: str, run: str = "r1", **kwargs: Any):
+        taken = ledger.claim(key, kind="k", run_id=run, expires_at=expires, subject_uuid=f"s-{key}", **kwargs)
+        out.append(("claim", key, taken is not None))
+        return taken
+
+    def mark(taken, as_of=NOW, run="r1"):
+        out.append(("mark", taken.key, ledger.mark_sent(taken, as_of=as_of, run_id=run, dispatch_id=f"d-{run}")))
+
+    def look(*keys: str) -> None:
+        out.append(("sent", ledger.sent(keys), "states", ledger.states(keys)))
+
+    # a first-time key: claimed once, recorded once
+    a = claim("a")
+    claim("a", "r2")
+    mark(a)
+    claim("a", "r3")
+    look("a", "missing")
+    # released: gone, claimable again
+    b = claim("b")
+    ledger.release(b)
+    look("b")
+    claim("b", "r2")
+    # a lease that ran out: another run takes the key, the first run's token no longer marks it
+    c1 = claim("c")
+    clock[0] += LEASE + 1
+    c2 = claim("c", "r2")
+    mark(c1)
+    mark(c2, run="r2")
+    ledger.release(c1)  # a stale token changes nothing
+    ledger.hold(c1, seconds=100, reason="rejected")
+    look("c")
+    # held: nobody claims it until the hold ran out
+    d = claim("d")
+    ledger.hold(d, seconds=100, reason="rejected")
+    look("d")
+    claim("d", "r2")
+    clock[0] += 101
+    claim("d", "r3")
+    # a recurring key: claimable again once its last send is older than the caller's cutoff
+    w1 = claim("w")
+    mark(w1, as_of=t0)
+    claim("w", "r2", resend_if_sent_before=t0)
+    w2 = claim("w", "r2", resend_if_sent_before=t0 + timedelta(seconds=1))
+    look("w")
+    ledger.release(w2)  # the previous send comes back
+    look("w")
+    w3 = claim("w", "r3", resend_if_sent_before=t0 + timedelta(seconds=1))
+    mark(w3, as_of=NOW, run="r3")
+    w4 = claim("w", "r4", resend_if_sent_before=NOW + timedelta(seconds=1))
+    ledger.hold(w4, seconds=100, reason="rejected")  # held, the last send kept
+    look("w")
+    claim("w", "r5", resend_if_sent_before=NOW + timedelta(seconds=1))
+    clock[0] += 101
+    claim("w", "r5")
+    # the batch methods the pipeline calls
+    requests = [
+        {"key": key, "kind": "k", "run_id": "r6", "expires_at": expires, "enterprise_customer_uuid": "e"}
+        for key in ("e1", "e2", "e3", "a")
+    ]
+    claims = ledger.claim_many(requests)
+    out.append(("claim_many", [c is not None for c in claims]))
+    e1, e2, e3, _ = claims
+    out.append(("mark_sent_many", ledger.mark_sent_many([e1], as_of=NOW, run_id="r6", dispatch_id="d-r6")))
+    ledger.release_many([e2])
+    ledger.hold_many([e3], seconds=100, reason="rejected")
+    look("e1", "e2", "e3")
+    return out
+
+
+def records(ledger: Any, keys: list[str]) -> dict[str, tuple | None]:
+    found = {key: ledger.get(key) for key in keys}
+    return {key: None if r is None else tuple(getattr(r, f) for f in FIELDS) for key, r in found.items()}
+
+
+def test_the_fake_ledger_answers_and_records_as_the_real_one_does(aws_resources: StackResources):
+    real_clock, fake_clock = [START], [START]
+    real = Ledger(aws_resources.ledger_table_name, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
+    fake = InMemoryLedger(lease_seconds=LEASE, wall_clock=lambda: fake_clock[0])
+
+    real_answers, fake_answers = script(real, real_clock), script(fake, fake_clock)
+
+    assert fake_answers == real_answers
+    keys = ["a", "b", "c", "d", "w", "e1", "e2", "e3", "missing"]
+    assert records(fake, keys) == records(real, keys)
+    assert ("claim", "w", True) in real_answers  # the script reaches the interesting states at all
+    assert any(step[0] == "mark" and step[2] is False for step in real_answers)

@@ -17,8 +17,14 @@ import pytest
 from devstack.aws import MotoStack, StackResources, create_resources_from_template
 from devstack.dataset import Dataset
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
+from hypothesis import settings as hypothesis_settings
 
 from license_notifications.adapters.oauth import clear_token_cache
+
+# Hypothesis: no per-example deadline. The properties are checked exhaustively enough by their example counts;
+# a wall-clock deadline only measures how loaded the (2-core) CI machine happens to be.
+hypothesis_settings.register_profile("project", deadline=None)
+hypothesis_settings.load_profile("project")
 
 # =====================================================================================================
 # AWS (moto) fixtures -- devstack/aws.py

@@ -31,7 +31,7 @@ from license_notifications.adapters.braze import (
     UserAlias,
 )
 from license_notifications.adapters.ledger import CLAIMED, REJECTED, SENT, Claim
-from license_notifications.adapters.license_manager import LICENSES_PAGE_SIZE
+from license_notifications.adapters.license_manager import LICENSES_PAGE_SIZE, LicensePage
 from license_notifications.errors import BadRequestError, MalformedResponseError, NotFoundError
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
 from license_notifications.jobs.utilization import UtilizationNotifications
@@ -537,16 +537,22 @@ class FakeLicenseManager:
         *,
         statuses: tuple[str, ...] = ("activated",),
         on_malformed: OnMalformed = None,
-    ) -> Iterator[list[License]]:
+        first_page: int = 1,
+        last_page: int | None = None,
+    ) -> Iterator[LicensePage]:
         self._check("license_pages", plan_uuid)
         records = [
             r
             for r in self.licenses.get(str(plan_uuid), [])
             if not self.honour_status_filter or isinstance(r, dict) or r.status in statuses
         ]
-        for start in range(0, len(records), self.page_size):
+        num_pages = max(1, -(-len(records) // self.page_size))
+        for number in range(first_page, (last_page or num_pages) + 1):
+            if number > num_pages:
+                return
             self.calls.append(("license_page", str(plan_uuid)))
-            yield list(_parse_each(License, records[start : start + self.page_size], "license", on_malformed))
+            chunk = records[(number - 1) * self.page_size : number * self.page_size]
+            yield LicensePage(list(_parse_each(License, chunk, "license", on_malformed)), number, num_pages)
 
 
 # =====================================================================================================

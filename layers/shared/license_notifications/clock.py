@@ -11,7 +11,7 @@ from typing import Any
 # as_of + MAX_DAYS_BEFORE_EXPIRATION (10 years), ledger records as_of + 60 days, the weekly digest looks back a
 # week. Years 2000..2999 leave millennia of headroom on both sides of datetime's 1..9999 (and of a TTL in epoch
 # seconds) while no real run can fall outside them: a value outside is a typo, not a date to evaluate.
-# tests/test_config_and_events.py checks that the derived dates at both bounds are representable.
+# tests/unit/test_config_and_events.py checks that the derived dates at both bounds are representable.
 AS_OF_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 AS_OF_MAX = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 

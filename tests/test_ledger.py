@@ -333,6 +333,19 @@ def test_recording_gives_up_after_its_attempts(ledger):
     assert ledger.states(keys(3)) == dict.fromkeys(keys(3), CLAIMED)
 
 
+def test_recording_starts_no_request_once_its_budget_is_spent(ledger, table, monkeypatch):
+    from license_notifications.adapters import ledger as module
+
+    claims = ledger.claim_many([request(k) for k in keys(3)])
+    Ledger(table, wall_clock=lambda: T0 + LEASE + 1).claim(**request(keys(3)[0], "run-2"))  # one claim is lost
+    ticks = iter(range(0, 10_000, module.MARK_BUDGET_SECONDS))  # each look at the clock: a budget later
+    monkeypatch.setattr(module, "_monotonic", lambda: next(ticks))
+    counts = requests_of(ledger)
+    with pytest.raises(module.LedgerBudgetExceededError):
+        ledger.mark_sent_many(claims, as_of=NOW, run_id="run-1", dispatch_id="d-1")
+    assert counts == {"TransactWriteItems": 1}  # cancelled by the lost claim; no read-back after the budget
+
+
 def test_no_thread_is_started(ledger, monkeypatch):
     import threading
 

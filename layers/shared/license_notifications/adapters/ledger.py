@@ -16,35 +16,38 @@ preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 120
 timeout, so a live worker never loses its claim mid-send. Records carry a TTL (``expires_at``).
 
 Cost (issue 8). A batch of up to 50 keys is written with one ``TransactWriteItems`` of per-key conditional
-writes (the same conditions as single writes), through one low-level botocore client per ledger:
+writes (the same conditions as single writes), through one low-level botocore client per ledger (no pynamodb,
+no thread pool):
 
-- steady state, 3 DynamoDB requests per 50 reminders: ``sent()`` (one BatchGetItem per 100 keys), the claim
-  transaction, the record transaction (the utilization job adds the strongly consistent ``states()`` read of
-  its 75 % / 100 % check: 4);
+- steady state, per 50 reminders: the claim transaction, the record transaction, and ``sent()``, which reads
+  100 keys per BatchGetItem (0.5 a batch when the job reads a page of 500); the utilization job adds the
+  strongly consistent ``states()`` read of its 75 % / 100 % check;
 - a transaction is all or nothing, so one key held elsewhere cancels it. Then a strongly consistent
   BatchGetItem of the batch shows where each key stands (not the cancellation reasons: moto does not keep
   their order), the keys whose write still applies are written in one more transaction, and if that is
-  cancelled too (a racing writer), key by key, each decided by its own condition. Contention costs two or
-  three requests more per batch, never a duplicate. The same for records (conditioned on the claim token; a
-  record an earlier attempt of ours already wrote counts as written), releases (a first-time claim is
-  deleted, a recurring one gets its previous send back) and holds;
+  cancelled too (a racing writer), key by key. Every write keeps its own condition, so the read-back only
+  chooses which writes to try: a stale read costs requests, never a duplicate. The same for records
+  (conditioned on the claim token; a record an earlier attempt of ours already wrote counts as written),
+  releases (a first-time claim is deleted, a recurring one gets its previous send back) and holds;
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
-Measured with ``python -m devstack.bench_ledger --baseline ef6ad8e`` (moto in another process, 1,000 and
-5,000 reminders, this project's 2-core machine): the previous ledger (pynamodb, one conditional UpdateItem per
-key to claim and another to record, 8 threads a batch) made 100.5 requests per 50 reminders and spent
-4.3 ms of client CPU per reminder; this one makes 3.1 (2 for claim + record, 0.1 for ``sent()`` per 500) and
-spends about 0.2 ms. Most of the gain is fewer requests (botocore's per-request cost: signing, HTTP,
-parsing); the rest is not building a pynamodb model object and expression tree per key and no thread pool.
+Measured with ``python -m devstack.bench_ledger --reminders 1000 5000 --baseline ef6ad8e`` (moto in another
+process, this project's 2-core machine, one run): the previous ledger (pynamodb, one conditional UpdateItem
+per key to claim and another to record, a new 8-thread pool per batch call) made 100.5 requests per 50
+reminders and spent 4.4-4.7 ms of client CPU per reminder; this one makes 2.5 (4.5 with a tenth of each
+batch held elsewhere) and spends 0.24-0.26 ms (0.37 ms contended), about 18x less. Batching does most of it:
+the same two transactions built with pynamodb's ``TransactWrite`` spent 0.36 ms per reminder for claim +
+record (a throwaway script, not kept), against about 0.22 ms here.
 
 Alternatives weighed: a lease per (run, enterprise, job) plus unconditional ``BatchWriteItem`` records would
-be as cheap, but a racing run would skip or wait for a whole enterprise instead of only the keys it loses,
-a crashed worker would block the whole enterprise until its lease ran out, recurring keys would need a read
-before an unconditional write (safe only under that lease), and it needs ``dynamodb:BatchWriteItem``.
-PartiQL ``BatchExecuteStatement`` decides each statement on its own but takes 25 statements a request (5
-requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` permissions;
-they do cost DynamoDB two write units per item instead of one (and twice for a cancelled then retried key).
+be as cheap in requests, but a racing run would skip or wait for a whole enterprise instead of only the keys
+it loses, a crashed worker would block the whole enterprise until its lease ran out, recurring keys would need
+a read before an unconditional write (safe only under that lease), and it needs ``dynamodb:BatchWriteItem``.
+PartiQL ``BatchExecuteStatement`` decides each statement on its own but takes 25 statements a request (4.5
+requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` permissions.
+Their price: DynamoDB bills a transactional write two write units per item instead of one, so the ledger's
+write units per reminder double (4 instead of 2) while its requests fall 40-fold.
 
 Stored attributes and formats are pynamodb's (records written by the previous ledger read the same, and the
 indexes on ``enterprise_customer_uuid`` + ``sent_at`` and ``run_id`` see the same values): ``sent_at`` and
@@ -93,6 +96,7 @@ BATCH_GET_ATTEMPTS = 8  # requests for one chunk while DynamoDB returns Unproces
 CONFLICT_ATTEMPTS = 3  # a single write meeting another writer's transaction in flight
 
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # pynamodb's UTCDateTimeAttribute
+_monotonic = time.monotonic  # the record budget's clock
 _NOT_RETRIED = {"ValidationException", "ResourceNotFoundException", "AccessDeniedException"}
 
 
@@ -308,7 +312,12 @@ class Ledger:
         return LedgerRecord.from_item(item["Item"]) if "Item" in item else None
 
     def _batch_get(
-        self, keys: Iterable[str], *, consistent: bool, attributes: Sequence[str] | None = None
+        self,
+        keys: Iterable[str],
+        *,
+        consistent: bool,
+        attributes: Sequence[str] | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Item]:
         unique = list(dict.fromkeys(keys))
         found: dict[str, Item] = {}
@@ -320,6 +329,7 @@ class Ledger:
                 request["ExpressionAttributeNames"] = _names(*attributes)
             pending = {self.table_name: request}
             for attempt in range(BATCH_GET_ATTEMPTS):
+                self._check(deadline)
                 response = self.client.batch_get_item(RequestItems=pending)
                 for item in response.get("Responses", {}).get(self.table_name, []):
                     found[item["pk"]["S"]] = item
@@ -392,7 +402,7 @@ class Ledger:
         pending = {claim.key: claim for claim in claims}
         sent_at = format_datetime(as_of)
         done: dict[str, bool] = {}
-        deadline = time.monotonic() + MARK_BUDGET_SECONDS
+        deadline = _monotonic() + MARK_BUDGET_SECONDS
         ours = {"state": _value(SENT), "sent_at": _value(sent_at), "run_id": _value(run_id),
                 "dispatch_id": _value(dispatch_id)}  # fmt: skip
 
@@ -576,8 +586,7 @@ class Ledger:
             if self._transact(ops):
                 done.update(dict.fromkeys(ops, True))
                 return
-        self._check(deadline)
-        items = self._batch_get(ops, consistent=True)
+        items = self._batch_get(ops, consistent=True, deadline=deadline)
         left: dict[str, Op] = {}
         for key in ops:
             plan = replan(key, items.get(key))
@@ -623,5 +632,5 @@ class Ledger:
 
     @staticmethod
     def _check(deadline: float | None) -> None:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and _monotonic() > deadline:
             raise LedgerBudgetExceededError(f"the ledger's {MARK_BUDGET_SECONDS} s budget for a record ran out")

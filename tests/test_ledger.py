@@ -5,6 +5,7 @@ after a cancelled one), and records that read the same as the pynamodb model's."
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,8 +36,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def table(aws_resources) -> str:
-    return aws_resources.ledger_table_name
+def table(aws_resources, moto_stack) -> Iterator[str]:
+    yield aws_resources.ledger_table_name
+    # gone afterwards: these tests would otherwise add ~50 tables to the session's moto, and a first page of
+    # ListTables holds 100 (tests/test_template.py reads only that page)
+    dynamodb = moto_stack.client("dynamodb")
+    dynamodb.update_table(TableName=aws_resources.ledger_table_name, DeletionProtectionEnabled=False)
+    dynamodb.delete_table(TableName=aws_resources.ledger_table_name)
 
 
 @pytest.fixture
@@ -149,6 +155,26 @@ def test_a_racer_between_the_read_and_the_retry_leaves_the_rest_to_key_by_key_wr
     assert [k for k, c in zip(batch, claims, strict=True) if c is None] == [batch[0], batch[5]]
     assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1, "UpdateItem": 9}
     assert raw(ledger, batch[5])["claim_token"] == {"S": sneaked["claim"].token}
+
+
+def test_a_claim_transaction_sent_again_after_a_lost_reply_still_returns_its_claims(ledger):
+    """botocore sends a transaction again when its reply is lost; DynamoDB answers the repeat (same client
+    request token) as the first, moto cancels it: either way the claims already taken are ours."""
+    repeats = {"left": 1}
+
+    def reply_lost(attempts, **kwargs):  # consulted by botocore after each attempt
+        if repeats["left"]:
+            repeats["left"] -= 1
+            return 0  # retry now
+        return None
+
+    ledger.client.meta.events.register_first("needs-retry.dynamodb.TransactWriteItems", reply_lost)
+    counts = requests_of(ledger)
+    claims = ledger.claim_many([request(k) for k in keys(5)])
+    assert all(claims)
+    assert repeats["left"] == 0
+    assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}  # sent twice (moto cancels the repeat), read back
+    assert {k: raw(ledger, k)["claim_token"]["S"] for k in keys(5)} == {c.key: c.token for c in claims}
 
 
 def test_a_key_twice_in_one_batch_is_claimed_once(ledger):

@@ -379,7 +379,9 @@ class Ledger:
                 planned[request["key"]] = self._claim_op(now, **request)
 
         def replan(key: str, item: Item | None) -> Op | None:
-            _, op, resend_before = planned[key]
+            claim, op, resend_before = planned[key]
+            if _token(item) == claim.token:
+                return DONE  # an earlier attempt of ours took it (its reply was lost, botocore sent it again)
             return op if _claimable(item, now, resend_before) else None
 
         taken: dict[str, bool] = {}
@@ -448,8 +450,14 @@ class Ledger:
                       ":token": _value(claim.token)}  # fmt: skip
             return "Update", self._params(claim.key, _HOLD_UPDATE, "#claim_token = :token", _HOLD_NAMES, values)
 
+        held = {"state": _value(REJECTED), "lease_until": {"N": lease}, "note": _value(reason)}
+
         def replan(key: str, item: Item | None) -> Op | None:
-            return op(pending[key]) if _token(item) == pending[key].token else None
+            if _token(item) == pending[key].token:
+                return op(pending[key])
+            if item and "claim_token" not in item and all(item.get(n) == v for n, v in held.items()):
+                return DONE  # an earlier attempt of ours wrote it
+            return None
 
         done: dict[str, bool] = {}
         self._settle({key: op(claim) for key, claim in pending.items()}, replan, done, reread_single=False)

@@ -177,6 +177,23 @@ def test_a_claim_transaction_sent_again_after_a_lost_reply_still_returns_its_cla
     assert {k: raw(ledger, k)["claim_token"]["S"] for k in keys(5)} == {c.key: c.token for c in claims}
 
 
+def test_a_hold_transaction_sent_again_after_a_lost_reply_is_not_reported_as_lost(ledger, caplog):
+    claims = ledger.claim_many([request(k) for k in keys(3)])
+    repeats = {"left": 1}
+
+    def reply_lost(attempts, **kwargs):
+        if repeats["left"]:
+            repeats["left"] -= 1
+            return 0
+        return None
+
+    ledger.client.meta.events.register_first("needs-retry.dynamodb.TransactWriteItems", reply_lost)
+    ledger.hold_many(claims, seconds=60, reason="rejected")
+    assert repeats["left"] == 0
+    assert ledger.states(keys(3)) == dict.fromkeys(keys(3), REJECTED)
+    assert "already gone" not in caplog.text
+
+
 def test_a_key_twice_in_one_batch_is_claimed_once(ledger):
     first, second, third = ledger.claim_many([request("k#1"), request("k#2"), request("k#1")])
     assert (first is not None, second is not None, third) == (True, True, None)

@@ -26,9 +26,11 @@ no thread pool):
   BatchGetItem of the batch shows where each key stands (not the cancellation reasons: moto does not keep
   their order), the keys whose write still applies are written in one more transaction, and if that is
   cancelled too (a racing writer), key by key. Every write keeps its own condition, so the read-back only
-  chooses which writes to try: a stale read costs requests, never a duplicate. The same for records
-  (conditioned on the claim token; a record an earlier attempt of ours already wrote counts as written),
-  releases (a first-time claim is deleted, a recurring one gets its previous send back) and holds;
+  chooses which writes to try: a stale read costs requests, never a duplicate. A write an earlier attempt of
+  ours already made counts as made (botocore sends a transaction again when its reply is lost: DynamoDB
+  answers the repeat like the first, by its client request token; moto cancels it). The same for records
+  (conditioned on the claim token), releases (a first-time claim is deleted, a recurring one gets its
+  previous send back) and holds;
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 

@@ -257,7 +257,7 @@ def test_a_crashed_workers_claim_expires_after_the_lease(upstream: Upstream, ser
     first = run(services, customer.uuid)
     assert (first.sent, first.skipped["claimed_elsewhere"]) == (0, 1)  # live claim: someone may be sending now
     later = Ledger(
-        ledger.model.Meta.table_name,
+        ledger.table_name,
         lease_seconds=ledger.lease_seconds,
         wall_clock=lambda: claimed_at + ledger.lease_seconds + 1,
     )
@@ -313,20 +313,17 @@ def test_failures_are_published_to_the_error_topic(upstream: Upstream, services:
 
 def test_recording_a_send_survives_transient_ledger_errors(upstream: Upstream, services: Services, monkeypatch):
     """Braze accepted the batch: a throttled ledger write is retried rather than leaving a claim to expire."""
-    from pynamodb.exceptions import UpdateError
-    from pynamodb.models import Model
+    from botocore.exceptions import ClientError
 
     customer, _, licenses = add_enterprise(upstream, activated=2)
-    real_update = Model.update
     failures = {"left": 3}
 
-    def flaky_update(self, actions, condition=None, **kwargs):
-        if failures["left"] and any("dispatch_id" in str(a) for a in actions):  # only mark_sent's writes
+    def throttled(request, **kwargs):  # past botocore's own retries
+        if failures["left"] and b"dispatch_id" in request.body:  # only mark_sent's writes
             failures["left"] -= 1
-            raise UpdateError("throttled", cause=None)
-        return real_update(self, actions, condition=condition, **kwargs)
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "throttled"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(Model, "update", flaky_update)
+    services.ledger.client.meta.events.register("before-send.dynamodb", throttled)
     outcome = run(services, customer.uuid)
     assert outcome.sent == 2
     assert failures["left"] == 0  # the failures really happened...
@@ -351,20 +348,23 @@ def test_an_unanswered_send_is_recorded_as_unconfirmed_and_never_resent(upstream
 
 
 def test_a_ledger_error_while_claiming_gives_back_the_claims_already_taken(app_env, upstream: Upstream, monkeypatch):
-    from pynamodb.exceptions import UpdateError
+    from botocore.exceptions import ClientError
 
     ledger = Services(load_settings()).ledger
-    real_claim = type(ledger).claim
+    lost = {"left": 1}
 
-    def claim(self, key, **request):
-        if key.endswith("#3"):
-            raise UpdateError("DynamoDB unavailable", cause=None)
-        return real_claim(self, key, **request)
+    def reply_lost(**kwargs):  # DynamoDB took the claims, the worker never heard back
+        if lost["left"]:
+            lost["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError", "Message": "unavailable"}}, "TransactWriteItems"
+            )
 
-    monkeypatch.setattr(type(ledger), "claim", claim)
+    ledger.client.meta.events.register("after-call.dynamodb.TransactWriteItems", reply_lost)
     requests = [{"key": f"k#{i}", "kind": "x", "run_id": "r", "expires_at": NOW} for i in range(6)]
-    with pytest.raises(UpdateError):
+    with pytest.raises(ClientError):
         ledger.claim_many(requests)
+    assert lost["left"] == 0
     assert ledger.states([r["key"] for r in requests]) == {}  # nothing left held until a lease runs out
 
 

@@ -73,11 +73,6 @@ class TokenRegistry:
             for issued in self._tokens.values():
                 issued.expires_at = min(issued.expires_at, time.time() - 1)
 
-    @property
-    def issued(self) -> list[IssuedToken]:
-        with self._lock:
-            return list(self._tokens.values())
-
 
 def require_jwt(request: Request, registry: TokenRegistry) -> None:
     """``Authorization: JWT <token>`` with a live token, else 401 ``{"detail": ...}`` (contract section 1).
@@ -118,14 +113,13 @@ def issue_token_reply(request: Request, registry: TokenRegistry, clients: dict[s
 
     Checks in oauthlib's order: form body, grant type, then client credentials.
     """
-    if request.content_type != FORM_CONTENT_TYPE:
+    if request.mimetype != FORM_CONTENT_TYPE:
         # contract silent: the token endpoint only reads form bodies, so JSON reaches it as "no grant_type".
         raise _oauth_error(400, "unsupported_grant_type")
     form = request.form_or_none() or {}
 
     def field(name: str) -> str:
-        values = form.get(name)
-        return values[-1] if values else ""
+        return form.get(name, [""])[-1]
 
     if field("grant_type") != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type")

@@ -156,8 +156,7 @@ class LicenseManagerStandIn(StandIn):
 
     def _plan_json(self, plan: Plan, now: datetime) -> dict[str, Any]:
         """Every field of contract 2.1; counts and day fields computed now."""
-        future = self.dataset.future_renewals(plan.uuid)
-        renewed_until = max([r.renewed_expiration_date for r in future], default=plan.expiration_date)
+        renewed_until = self.dataset.renewed_expiration_date(plan.uuid)
         return {
             "title": plan.title,
             "uuid": plan.uuid,
@@ -175,20 +174,18 @@ class LicenseManagerStandIn(StandIn):
             "should_auto_apply_licenses": plan.should_auto_apply_licenses,
             "created": iso_z(plan.created),
             "plan_type": plan.plan_type,
-            "salesforce_opportunity_line_item": plan.salesforce_opportunity_line_item,
+            "salesforce_opportunity_line_item": None,
             "licenses": self.dataset.license_counts(plan.uuid),
             "revocations": None,
             # license-manager's SubscriptionPlan.prior_renewals: the renewal that LED TO this plan.
             "prior_renewals": [
                 {
-                    "prior_subscription_plan_id": renewal.prior_plan_uuid,
-                    "prior_subscription_plan_start_date": iso_z(self.dataset.plans[renewal.prior_plan_uuid].start_date),
-                    "renewed_subscription_plan_id": renewal.renewed_plan_uuid,
-                    "renewed_subscription_plan_start_date": iso_z(
-                        self.dataset.plans[renewal.renewed_plan_uuid].start_date
-                    ),
+                    "prior_subscription_plan_id": prior.uuid,
+                    "prior_subscription_plan_start_date": iso_z(prior.start_date),
+                    "renewed_subscription_plan_id": plan.uuid,
+                    "renewed_subscription_plan_start_date": iso_z(plan.start_date),
                 }
-                for renewal in self.dataset.prior_renewals(plan.uuid)
+                for prior in self.dataset.renewed_from(plan.uuid)
             ],
         }
 

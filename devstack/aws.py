@@ -28,12 +28,10 @@ import random
 import re
 import secrets
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import boto3
@@ -272,24 +270,15 @@ class _SerialiseDynamoDB:
             return self.app(environ, start_response)
         if self._throttles(target.rpartition(".")[2]):
             body = json.dumps(_THROTTLED_BODY).encode()
-            start_response(
-                "400 Bad Request",
-                [
-                    ("Content-Type", "application/x-amz-json-1.0"),
-                    ("Content-Length", str(len(body))),
-                    ("x-amzn-RequestId", secrets.token_hex(16)),
-                ],
-            )
+            headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": secrets.token_hex(16)}
+            start_response("400 Bad Request", [*headers.items(), ("Content-Length", str(len(body)))])
             return [body]
         with self.lock:
             result = self.app(environ, start_response)
             try:
-                body = b"".join(result)
+                return [b"".join(result)]
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        return [body]
+                getattr(result, "close", lambda: None)()
 
 
 class _QuietRequestHandler(MotoRequestHandler):
@@ -300,21 +289,14 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 
 class MotoStack:
-    """A moto server on 127.0.0.1 in a daemon thread (all services, one endpoint).
-
-    ``port=0`` picks a free port; ``verbose=True`` logs every request (werkzeug's access log).
+    """A moto server (all services, one endpoint) on 127.0.0.1, a free port, in a daemon thread.
 
     >>> with MotoStack() as stack:  # doctest: +SKIP
     ...     boto3.client("sqs", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     """
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, region: str = DEFAULT_REGION, verbose: bool = False
-    ) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, *, region: str = DEFAULT_REGION) -> None:
         self.region = region
-        self.verbose = verbose
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._dynamodb: _SerialiseDynamoDB | None = None
@@ -328,44 +310,28 @@ class MotoStack:
         return self._dynamodb
 
     @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
     def endpoint_url(self) -> str:
         if self._server is None:
             raise RuntimeError("MotoStack is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> MotoStack:
-        if self._server is not None:
-            return self
-        app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
-        # make_server binds before returning: the port is known and the socket accepts connections
-        # (queued by the kernel) even before serve_forever runs.
-        handler = MotoRequestHandler if self.verbose else _QuietRequestHandler
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"moto-server-{self._server.server_port}", daemon=True
-        )
-        self._thread.start()
+        if self._server is None:
+            app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
+            # make_server binds before returning: the port is known and accepts connections (queued by the
+            # kernel) even before serve_forever runs.
+            self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietRequestHandler)
+            self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
         if server is not None:
             server.shutdown()
             server.server_close()
         if thread is not None:
             thread.join(timeout=10)
-
-    def reset(self) -> None:
-        """Forget every resource (moto's /moto-api/reset)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback endpoint
-            pass
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and pynamodb, Powertools) at this server.
@@ -391,9 +357,7 @@ class MotoStack:
     def __enter__(self) -> MotoStack:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

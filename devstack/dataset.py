@@ -474,224 +474,128 @@ def build_sample_dataset(now: datetime) -> Dataset:
     """The demo's data: every expiration-reminder and utilization case (see the module constants)."""
     now = _aware(now, "now").replace(microsecond=0)
     ds = Dataset(now=now)
-    day = timedelta(days=1)
 
-    def expires(days: int) -> datetime:
-        # One hour past the whole day: license-manager floors (expiration - now).days, so a demo running on
-        # the real clock a few seconds after building the data still reads "10 days", not 9.
-        return now + timedelta(days=days, hours=1)
+    def customer(name: str, slug: str, sender_alias: str, contact_email: str, **kwargs: Any) -> str:
+        return ds.add_customer(name, slug=slug, sender_alias=sender_alias, contact_email=contact_email, **kwargs).uuid
+
+    def plan(enterprise: str, title: str, days: int, licenses: str = "", **kwargs: Any) -> Plan:
+        """``licenses``: "activated=120 assigned=6 ...", added in that order. The plan expires one hour past the
+        whole day: license-manager floors (expiration - now).days, so a demo running on the real clock a few
+        seconds after building the data still reads "10 days", not 9."""
+        kwargs.setdefault("expiration_date", now + timedelta(days=days, hours=1))
+        added = ds.add_plan(enterprise, title=title, **kwargs)
+        for status, count in (item.split("=") for item in licenses.split()):
+            ds.add_licenses(added.uuid, status, int(count))
+        return added
+
+    def admin(enterprise: str, name: str = "", email: str | None = None, days_ago: int = 60, **kwargs: Any) -> None:
+        first, _, last = name.partition(" ")
+        names = {"first_name": first, "last_name": last} if name else {}
+        ds.add_admin(enterprise, email=email, created=now - timedelta(days=days_ago), **names, **kwargs)
 
     # --- expiration reminders ------------------------------------------------------------------------
-    acme = ds.add_customer(
-        "Acme Analytics",
-        slug=ACME,
-        sender_alias="Acme Learning Team",
-        contact_email="learning@acme-analytics.example.com",
+    acme = customer(
+        "Acme Analytics", ACME, "Acme Learning Team", "learning@acme-analytics.example.com",
         reply_to="learning-help@acme-analytics.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(acme.uuid, title="Acme Analytics 2025 Enterprise", expiration_date=expires(10))
-    ds.add_licenses(plan.uuid, "activated", 120)  # > 50: batching shows
-    ds.add_licenses(plan.uuid, "assigned", 6, last_remind_date=now - 5 * day)
-    ds.add_licenses(plan.uuid, "revoked", 4)
-    ds.add_licenses(plan.uuid, "unassigned", 5)
-    pilot = ds.add_plan(
-        acme.uuid, title="Acme Analytics Pilot", expiration_date=expires(15), is_active=False, plan_type="Trial"
-    )
+    )  # fmt: skip
+    main = plan(acme, "Acme Analytics 2025 Enterprise", 10, "activated=120")  # > 50: batching shows
+    ds.add_licenses(main.uuid, "assigned", 6, last_remind_date=now - timedelta(days=5))
+    ds.add_licenses(main.uuid, "revoked", 4)
+    ds.add_licenses(main.uuid, "unassigned", 5)
+    pilot = plan(acme, "Acme Analytics Pilot", 15, is_active=False, plan_type="Trial")
     ds.add_licenses(pilot.uuid, "activated", 8, "pilot{n:03d}@{slug}.example.com")
-    ds.add_admin(acme.uuid, email="dana.whitfield@acme-analytics.example.com", first_name="Dana", last_name="Whitfield")
-    ds.add_admin(acme.uuid, email="omar.haddad@acme-analytics.example.com", first_name="Omar", last_name="Haddad")
+    admin(acme, "Dana Whitfield", "dana.whitfield@acme-analytics.example.com")
+    admin(acme, "Omar Haddad", "omar.haddad@acme-analytics.example.com")
     for n in range(1, 4):
-        ds.add_learner(acme.uuid, email=f"learner{n:03d}@{ACME}.example.com", first_name="Learner")
+        ds.add_learner(acme, email=f"learner{n:03d}@{ACME}.example.com")
 
-    globex = ds.add_customer(
-        "Globex University",
-        slug=GLOBEX,
-        sender_alias="",  # clients fall back to "edX Support Team"
-        contact_email="elearning@globex-university.example.com",
-        default_language="es",
-    )
-    plan = ds.add_plan(globex.uuid, title="Globex University Campus", expiration_date=expires(35))
-    ds.add_licenses(plan.uuid, "activated", 12)
-    ds.add_licenses(plan.uuid, "assigned", 3)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_licenses(plan.uuid, "unassigned", 2)
-    expired = ds.add_plan(globex.uuid, title="Globex University 2024", expiration_date=expires(-5))
-    ds.add_licenses(expired.uuid, "activated", 10)
-    ds.add_admin(
-        globex.uuid, email="lucia.ramirez@globex-university.example.com", first_name="Lucía", last_name="Ramírez"
-    )
+    # empty sender_alias: clients fall back to "edX Support Team"
+    globex = customer("Globex University", GLOBEX, "", "elearning@globex-university.example.com", default_language="es")
+    plan(globex, "Globex University Campus", 35, "activated=12 assigned=3 revoked=1 unassigned=2")
+    plan(globex, "Globex University 2024", -5, "activated=10")
+    admin(globex, "Lucía Ramírez", "lucia.ramirez@globex-university.example.com")
 
-    initech = ds.add_customer(
-        "Initech",
-        slug=INITECH,
-        sender_alias="Initech Learning",
-        contact_email="training@initech.example.com",
-        default_language="en",
-        disable_expiration_notifications=True,
+    initech = customer(
+        "Initech", INITECH, "Initech Learning", "training@initech.example.com", disable_expiration_notifications=True
     )
-    plan = ds.add_plan(initech.uuid, title="Initech Professional Development", expiration_date=expires(12))
-    ds.add_licenses(plan.uuid, "activated", 15)
-    ds.add_licenses(plan.uuid, "assigned", 2)
-    ds.add_admin(initech.uuid, email="bill.lumbergh@initech.example.com", first_name="Bill", last_name="Lumbergh")
+    plan(initech, "Initech Professional Development", 12, "activated=15 assigned=2")
+    admin(initech, "Bill Lumbergh", "bill.lumbergh@initech.example.com")
 
-    umbrella = ds.add_customer(
-        "Umbrella Health",
-        slug=UMBRELLA,
-        sender_alias="Umbrella Health Academy",
-        contact_email="academy@umbrella-health.example.com",
-        reply_to="academy@umbrella-health.example.com",
-        default_language=None,
-    )
-    old = ds.add_plan(umbrella.uuid, title="Umbrella Health 2025", expiration_date=expires(20))
-    ds.add_licenses(old.uuid, "activated", 25)
-    ds.add_licenses(old.uuid, "assigned", 2)
-    ds.add_licenses(old.uuid, "revoked", 1)
-    ds.add_licenses(old.uuid, "unassigned", 3)
-    renewed = ds.add_plan(
-        umbrella.uuid,
-        title="Umbrella Health 2025 - Renewal",
-        start_date=old.expiration_date,
-        expiration_date=old.expiration_date + timedelta(days=365),
-        created=now - 3 * day,
-    )
+    umbrella = customer(
+        "Umbrella Health", UMBRELLA, "Umbrella Health Academy", "academy@umbrella-health.example.com",
+        reply_to="academy@umbrella-health.example.com", default_language=None,
+    )  # fmt: skip
+    old = plan(umbrella, "Umbrella Health 2025", 20, "activated=25 assigned=2 revoked=1 unassigned=3")
+    renewed = plan(
+        umbrella, "Umbrella Health 2025 - Renewal", 0, start_date=old.expiration_date,
+        expiration_date=old.expiration_date + timedelta(days=365), created=now - timedelta(days=3),
+    )  # fmt: skip
     # Same learners (learner001..025) with new license uuids, as license-manager's renewal copies them.
     copies = ds.add_licenses(renewed.uuid, "activated", 25, first=1)
     for copy, original in zip(copies, ds.licenses_of(old.uuid)[:25], strict=True):
         copy.activation_date = original.activation_date
     ds.add_licenses(renewed.uuid, "unassigned", 5)
     ds.add_renewal(old.uuid, renewed.uuid)
-    ds.add_admin(
-        umbrella.uuid, email="alice.abernathy@umbrella-health.example.com", first_name="Alice", last_name="Abernathy"
-    )
+    admin(umbrella, "Alice Abernathy", "alice.abernathy@umbrella-health.example.com")
 
     # --- utilization -------------------------------------------------------------------------------------
-    stark = ds.add_customer(
-        "Stark Learning",
-        slug=STARK,
-        sender_alias="Stark Learning",
-        contact_email="learning@stark-learning.example.com",
-        default_language="en",
+    stark = customer("Stark Learning", STARK, "Stark Learning", "learning@stark-learning.example.com")
+    # allocated 12 of 20 non-revoked = 60 %
+    plan(
+        stark,
+        "Stark Learning Auto-Apply",
+        200,
+        "activated=8 assigned=4 revoked=2 unassigned=8",
+        should_auto_apply_licenses=True,
     )
-    plan = ds.add_plan(
-        stark.uuid, title="Stark Learning Auto-Apply", expiration_date=expires(200), should_auto_apply_licenses=True
-    )
-    ds.add_licenses(plan.uuid, "activated", 8)  # allocated 12 of 20 non-revoked = 60 %
-    ds.add_licenses(plan.uuid, "assigned", 4)
-    ds.add_licenses(plan.uuid, "revoked", 2)
-    ds.add_licenses(plan.uuid, "unassigned", 8)
     for n in range(1, 56):  # 55 admins: more than one Braze batch of 50
-        ds.add_admin(
-            stark.uuid,
-            email=f"admin{n:03d}@{STARK}.example.com",
-            first_name="Admin",
-            last_name=f"Number{n:03d}",
-            created=now - timedelta(days=3 if n == 1 else 10 if n == 2 else 14 + n),
+        admin(
+            stark,
+            f"Admin Number{n:03d}",
+            f"admin{n:03d}@{STARK}.example.com",
+            3 if n == 1 else 10 if n == 2 else 14 + n,
         )
     for n in range(1, 4):
-        ds.add_learner(stark.uuid, email=f"learner{n:03d}@{STARK}.example.com")
+        ds.add_learner(stark, email=f"learner{n:03d}@{STARK}.example.com")
 
-    wayne = ds.add_customer(
-        "Wayne Enterprises",
-        slug=WAYNE,
-        sender_alias="Wayne Enterprises L&D",
-        contact_email="ld@wayne-enterprises.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(
-        wayne.uuid, title="Wayne Enterprises Auto-Apply", expiration_date=expires(300), should_auto_apply_licenses=True
-    )
-    ds.add_licenses(plan.uuid, "activated", 6)  # allocated 8 of 10 = 80 %
-    ds.add_licenses(plan.uuid, "assigned", 2)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_licenses(plan.uuid, "unassigned", 2)
-    ds.add_admin(
-        wayne.uuid,
-        lms_user_id=SHARED_ADMIN_LMS_USER_ID,
-        email="pat.morgan@consulting.example.com",
-        first_name="Pat",
-        last_name="Morgan",
-        created=now - 45 * day,
-    )
-    ds.add_admin(wayne.uuid, email="lucius.fox@wayne-enterprises.example.com", first_name="Lucius", last_name="Fox")
-
-    cyberdyne = ds.add_customer(
-        "Cyberdyne Systems",
-        slug=CYBERDYNE,
-        sender_alias="Cyberdyne Academy",
-        contact_email="academy@cyberdyne-systems.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(
-        cyberdyne.uuid,
-        title="Cyberdyne Systems Auto-Apply",
-        expiration_date=expires(150),
+    wayne = customer("Wayne Enterprises", WAYNE, "Wayne Enterprises L&D", "ld@wayne-enterprises.example.com")
+    # allocated 8 of 10 = 80 %
+    plan(
+        wayne,
+        "Wayne Enterprises Auto-Apply",
+        300,
+        "activated=6 assigned=2 revoked=1 unassigned=2",
         should_auto_apply_licenses=True,
     )
-    ds.add_licenses(plan.uuid, "activated", 5)  # allocated 10 of 10 = 100 %
-    ds.add_licenses(plan.uuid, "assigned", 5)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_admin(
-        cyberdyne.uuid,
-        email="miles.dyson@cyberdyne-systems.example.com",
-        first_name="Miles",
-        last_name="Dyson",
-        created=now - 3 * day,
-    )
-    ds.add_admin(
-        cyberdyne.uuid,
-        email="sarah.connor@cyberdyne-systems.example.com",
-        first_name="Sarah",
-        last_name="Connor",
-        created=now - 10 * day,
-    )
-    ds.add_admin(cyberdyne.uuid, lms_user_id=SHARED_ADMIN_LMS_USER_ID, created=now - 20 * day)  # same person as Wayne's
+    admin(wayne, "Pat Morgan", "pat.morgan@consulting.example.com", 45, lms_user_id=SHARED_ADMIN_LMS_USER_ID)
+    admin(wayne, "Lucius Fox", "lucius.fox@wayne-enterprises.example.com")
 
-    soylent = ds.add_customer(
-        "Soylent Foods",
-        slug=SOYLENT,
-        sender_alias="Soylent Foods Training",
-        contact_email="training@soylent-foods.example.com",
-        default_language="es",
-    )
-    plan = ds.add_plan(
-        soylent.uuid, title="Soylent Foods Team", expiration_date=expires(90), should_auto_apply_licenses=None
-    )
-    ds.add_licenses(plan.uuid, "activated", 9)
-    ds.add_licenses(plan.uuid, "unassigned", 1)
-    ds.add_admin(soylent.uuid, email="thorn@soylent-foods.example.com", first_name="Robert", last_name="Thorn")
-
-    hooli = ds.add_customer(
-        "Hooli",
-        slug=HOOLI,
-        sender_alias="Hooli University",
-        contact_email="hooli-u@hooli.example.com",
-        default_language="en",
-    )
-    ds.add_plan(
-        hooli.uuid,
-        title="Hooli Auto-Apply (not provisioned)",
-        expiration_date=expires(240),
+    cyberdyne = customer("Cyberdyne Systems", CYBERDYNE, "Cyberdyne Academy", "academy@cyberdyne-systems.example.com")
+    # allocated 10 of 10 = 100 %
+    plan(
+        cyberdyne,
+        "Cyberdyne Systems Auto-Apply",
+        150,
+        "activated=5 assigned=5 revoked=1",
         should_auto_apply_licenses=True,
     )
-    ds.add_admin(
-        hooli.uuid,
-        email="gavin.belson@hooli.example.com",
-        first_name="Gavin",
-        last_name="Belson",
-        created=now - 30 * day,
-    )
+    admin(cyberdyne, "Miles Dyson", "miles.dyson@cyberdyne-systems.example.com", 3)
+    admin(cyberdyne, "Sarah Connor", "sarah.connor@cyberdyne-systems.example.com", 10)
+    admin(cyberdyne, days_ago=20, lms_user_id=SHARED_ADMIN_LMS_USER_ID)  # same person as Wayne's
 
-    vandelay = ds.add_customer(
-        "Vandelay Industries",
-        slug=VANDELAY,
-        active=False,
-        sender_alias="Vandelay",
-        contact_email="art@vandelay-industries.example.com",
+    soylent = customer(
+        "Soylent Foods", SOYLENT, "Soylent Foods Training", "training@soylent-foods.example.com", default_language="es"
     )
-    plan = ds.add_plan(vandelay.uuid, title="Vandelay Industries Import/Export", expiration_date=expires(-90))
-    ds.add_licenses(plan.uuid, "activated", 3)
-    ds.add_admin(
-        vandelay.uuid, email="art.vandelay@vandelay-industries.example.com", first_name="Art", last_name="Vandelay"
+    plan(soylent, "Soylent Foods Team", 90, "activated=9 unassigned=1", should_auto_apply_licenses=None)
+    admin(soylent, "Robert Thorn", "thorn@soylent-foods.example.com")
+
+    hooli = customer("Hooli", HOOLI, "Hooli University", "hooli-u@hooli.example.com")
+    plan(hooli, "Hooli Auto-Apply (not provisioned)", 240, should_auto_apply_licenses=True)
+    admin(hooli, "Gavin Belson", "gavin.belson@hooli.example.com", 30)
+
+    vandelay = customer(
+        "Vandelay Industries", VANDELAY, "Vandelay", "art@vandelay-industries.example.com", active=False
     )
+    plan(vandelay, "Vandelay Industries Import/Export", -90, "activated=3")
+    admin(vandelay, "Art Vandelay", "art.vandelay@vandelay-industries.example.com")
     return ds

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, create_resources_from_template, load_template
-from devstack.dataset import Dataset, License, canonical_uuid
+from devstack.dataset import Dataset, License, canonical_uuid, iso_z
 from devstack.lambda_local import ROOT, invoke, load_handler
 from devstack.soak_worker import WORKER_HEADER
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
@@ -630,7 +630,7 @@ class Soak:
             "enterprise_customer_uuids": ",".join(self.enterprise_uuids),
             "days_before_expiration": DAYS,
             "dry_run": False,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
         }
         with self.lock:
             self.captured = []
@@ -874,7 +874,7 @@ class Soak:
             accepted = [a for a in self.accepted.values() if a["hour"] == hour]
         record = {
             "hour": hour,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
             "run_id": result["run_id"],
             "enqueued": result["enqueued"],
             "growth": grown,
@@ -908,7 +908,7 @@ class Soak:
         sent = sum(int(line.get("sent") or 0) for line in lines)
         record = {
             "hour": hour,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
             "run_id": result["run_id"],
             "clean": True,
             "enqueued": result["enqueued"],
@@ -1232,10 +1232,6 @@ def print_figures(figures: dict[str, Any], stream: TextIO) -> None:
     say("\n== Targets")
     for t in figures["targets"]:
         say(f"   [{'PASS' if t['pass'] else 'FAIL'}] {t['target']}: {t['value']}")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _rel(path: Path) -> str:

@@ -402,6 +402,26 @@ class StackResources:
     def error_topic_arn(self) -> str:
         return self.topic_arns["ErrorTopic"]
 
+    def error_inbox(self, name: str) -> Callable[[], list[Any]]:
+        """An SQS queue ``name`` subscribed (raw delivery) to the error topic, standing in for the operators'
+        e-mail subscription; returns a function that reads and deletes what arrived (JSON bodies)."""
+        sqs, sns = _client("sqs", self.endpoint_url, self.region), _client("sns", self.endpoint_url, self.region)
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(
+            TopicArn=self.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+        )
+
+        def drain() -> list[Any]:
+            found = []
+            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                for message in messages:
+                    found.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return found
+
+        return drain
+
     def lambda_env(self, **overrides: str) -> dict[str, str]:
         """The environment variables the functions get from these resources, as the template wires them
         (``LEDGER_TABLE_NAME``, ``WORK_QUEUE_URL``, ``ERROR_TOPIC_ARN``), plus ``overrides``."""
@@ -410,20 +430,13 @@ class StackResources:
 
 # The properties translated, per resource type created; any other property in the template raises.
 _PROPERTIES = {
-    "AWS::DynamoDB::Table": {
-        "BillingMode",
-        "AttributeDefinitions",
-        "KeySchema",
-        "GlobalSecondaryIndexes",
-        "TimeToLiveSpecification",
-        "PointInTimeRecoverySpecification",
-        "SSESpecification",
-        "DeletionProtectionEnabled",
-    },
+    "AWS::DynamoDB::Table": {"BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes",
+                             "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "SSESpecification",
+                             "DeletionProtectionEnabled"},
     "AWS::SQS::Queue": {"VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled", "RedrivePolicy"},
     "AWS::SNS::Topic": {"DisplayName", "KmsMasterKeyId"},
     "AWS::KMS::Key": {"Description", "EnableKeyRotation", "KeyPolicy"},  # created when the topic refers to it
-}
+}  # fmt: skip
 _CREATED_TYPES = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic")
 
 
@@ -460,15 +473,11 @@ class _Creator:
             raise TemplateTranslationError(f"a created resource refers to {logical_id} ({kind}): not created here")
         if unknown := sorted(set(properties) - _PROPERTIES[kind]):
             raise TemplateTranslationError(f"{logical_id}: devstack.aws does not translate {unknown}")
-        props = self.intrinsics.resolve(properties)
-        name = f"{logical_id}{self.suffix}"
-        handler = {
-            "AWS::DynamoDB::Table": self.create_table,
-            "AWS::SQS::Queue": self.create_queue,
-            "AWS::SNS::Topic": self.create_topic,
-            "AWS::KMS::Key": self.create_key,
-        }[kind]
-        self.created[logical_id] = {"Type": kind, **handler(name, props)}
+        create = getattr(self, f"create_{kind.rpartition('::')[2].lower()}")  # create_table, create_queue...
+        self.created[logical_id] = {
+            "Type": kind,
+            **create(f"{logical_id}{self.suffix}", self.intrinsics.resolve(properties)),
+        }
 
     def create_table(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
         if missing := sorted({"KeySchema", "AttributeDefinitions"} - set(props)):

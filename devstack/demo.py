@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,16 +54,7 @@ class Stack:
     braze: BrazeStandIn
     log: TextIO
 
-    errors_queue_url: str = ""
-
-    def error_notifications(self) -> list[dict[str, Any]]:
-        """What the worker published on the error topic (an SQS queue subscribed with raw delivery)."""
-        sqs, found = self.moto.client("sqs"), []
-        while messages := sqs.receive_message(QueueUrl=self.errors_queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for m in messages:
-                found.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.errors_queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return found
+    error_notifications: Callable[[], list[dict[str, Any]]]  # what the worker published on the error topic
 
     def log_lines(self) -> list[dict[str, Any]]:
         self.log.flush()
@@ -108,18 +99,7 @@ def local_stack(now: datetime) -> Iterator[Stack]:
             }
         )
         log = stack.enter_context((OUT / "lambda-logs.jsonl").open("w"))
-        yield Stack(moto, resources, dataset, lms, lm, braze, log, errors_queue_url=subscribe_inbox(moto, resources))
-
-
-def subscribe_inbox(moto: MotoStack, resources: StackResources) -> str:
-    """An SQS queue subscribed to the error topic, standing in for the operators' e-mail subscription."""
-    sqs = moto.client("sqs")
-    url = sqs.create_queue(QueueName="demo-error-inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    moto.client("sns").subscribe(
-        TopicArn=resources.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return url
+        yield Stack(moto, resources, dataset, lms, lm, braze, log, resources.error_inbox("demo-error-inbox"))
 
 
 def worker_batch_size() -> int:

@@ -450,7 +450,7 @@ class Soak:
                 pending = self.env_file.with_suffix(".tmp")
                 pending.write_text(json.dumps(stack_env), encoding="utf-8")
                 pending.replace(self.env_file)  # atomically: a worker never reads half of it
-                self.errors_queue_url = self._subscribe_error_inbox()
+                self.drain_error_inbox = self.resources.error_inbox("soak-error-inbox")
                 self._capture_dispatches()
                 self.dispatcher_log = stack.enter_context((self.out / "dispatcher.log").open("w"))
                 self.tail = LogTail(self.worker_logs)
@@ -466,18 +466,6 @@ class Soak:
             self._stop_workers()
             os.environ.clear()
             os.environ.update(saved_env)
-
-    def _subscribe_error_inbox(self) -> str:
-        sqs = self.moto.client("sqs")
-        url = sqs.create_queue(QueueName="soak-error-inbox")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.moto.client("sns").subscribe(
-            TopicArn=self.resources.error_topic_arn,
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true"},
-        )
-        return url
 
     def _capture_dispatches(self) -> None:
         """Keep the bodies the dispatcher enqueues (boto3's default session, before its client exists), to
@@ -1129,15 +1117,6 @@ class Soak:
                 "fired": self.lm.request_count(malformed_path),
             },
         }
-
-    def drain_error_inbox(self) -> list[dict[str, Any]]:
-        sqs, found = self.moto.client("sqs"), []
-        while messages := sqs.receive_message(QueueUrl=self.errors_queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for m in messages:
-                with contextlib.suppress(ValueError):
-                    found.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.errors_queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return found
 
 
 def target(name: str, value: Any, ok: bool) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, create_resources_from_template, load_template
-from devstack.dataset import Dataset, License, canonical_uuid, iso_z
+from devstack.dataset import Dataset, iso_z
 from devstack.lambda_local import ROOT, invoke, load_handler
 from devstack.soak_worker import WORKER_HEADER
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
@@ -63,19 +63,9 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EMAIL_DOMAIN = "soak.example.com"
 
 # Fault kinds armed per simulated hour (each at least once over the soak, then at random).
-HOURLY_FAULTS = (
-    "braze_5xx",
-    "braze_429_with_reset",
-    "braze_429_without_reset",
-    "braze_accept_then_stall",
-    "braze_redirect",
-    "license_manager_redirect",
-    "lms_redirect",
-    "dynamodb_throttling",
-    "sqs_duplicate_delivery",
-    "kill_random",
-    "kill_after_braze_accepted",
-)
+HOURLY_FAULTS = ("braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_accept_then_stall",
+                 "braze_redirect", "license_manager_redirect", "lms_redirect", "dynamodb_throttling",
+                 "sqs_duplicate_delivery", "kill_random", "kill_after_braze_accepted")  # fmt: skip
 # One-shot faults that wait for the next Braze request: armed for sure in hour 1, which always has new sends
 # (a later hour may see none before the clean runs, and the self-check would then fail by chance).
 BRAZE_REQUEST_FAULTS = frozenset({"braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_redirect"})
@@ -237,32 +227,14 @@ def _refused_recipients(
 
 def malformed_licenses(slug: str, plan_uuid: str) -> list[dict[str, Any]]:
     """Three records license-manager should never send: an unknown status, no uuid, a non-string email."""
-    base = {"activation_date": "2026-01-10T08:00:00Z", "last_remind_date": None, "revoked_date": None}
+    base = {"activation_date": "2026-01-10T08:00:00Z", "last_remind_date": None, "revoked_date": None,
+            "subscription_plan_uuid": plan_uuid, "activation_key": None}  # fmt: skip
     return [
-        {
-            **base,
-            "uuid": str(canonical_uuid("9e7c0a52-5c1e-4f0e-9d7b-000000000001")),
-            "status": "suspended",
-            "user_email": f"{slug}-bad-suspended@{EMAIL_DOMAIN}",
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-        {
-            **base,
-            "status": "activated",
-            "user_email": f"{slug}-bad-no-uuid@{EMAIL_DOMAIN}",
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-        {
-            **base,
-            "uuid": str(canonical_uuid("9e7c0a52-5c1e-4f0e-9d7b-000000000003")),
-            "status": "activated",
-            "user_email": 12345,
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-    ]
+        {**base, "uuid": "9e7c0a52-5c1e-4f0e-9d7b-000000000001", "status": "suspended",
+         "user_email": f"{slug}-bad-suspended@{EMAIL_DOMAIN}"},
+        {**base, "status": "activated", "user_email": f"{slug}-bad-no-uuid@{EMAIL_DOMAIN}"},
+        {**base, "uuid": "9e7c0a52-5c1e-4f0e-9d7b-000000000003", "status": "activated", "user_email": 12345},
+    ]  # fmt: skip
 
 
 def _grow(ds: Dataset, plan_uuid: str, count: int, activate_assigned: bool) -> Callable[[datetime], str]:
@@ -287,42 +259,32 @@ class Due:
     license_uuid: str
     enterprise: str
     email: str
-    plan: str
-    first_hour: int
 
 
-def due_now(data: SoakData, uuids: list[str], as_of: datetime) -> list[tuple[str, str, str, str]]:
-    """(license uuid, enterprise, email, plan) of every license eligible for a reminder at ``as_of`` (spec 003)."""
-    ds, out = data.dataset, []
-    end = as_of + timedelta(days=DAYS)
+def due_now(data: SoakData, uuids: list[str], as_of: datetime) -> list[tuple[str, str, str]]:
+    """(license uuid, enterprise, email) of every license eligible for a reminder at ``as_of`` (spec 003): activated,
+    with an email, of an active plan expiring in ``(as_of, as_of + 30 days]``, enterprise not opted out. The
+    malformed raw records are never eligible (unknown status, no uuid, no string email)."""
+    ds, end = data.dataset, as_of + timedelta(days=DAYS)
     with ds.lock:
-        for enterprise in uuids:
-            agreement = ds.agreements.get(enterprise)
-            if agreement is None or agreement.disable_expiration_notifications:
-                continue
-            for plan in ds.plans_of(enterprise):
-                if not (plan.is_active and as_of < plan.expiration_date <= end):
-                    continue
-                for lic in ds.licenses_of(plan.uuid):
-                    if _eligible_license(lic):
-                        out.append((lic.uuid, enterprise, str(lic.user_email), plan.uuid))
-                # The malformed raw records are never eligible: unknown status, no uuid, no string email.
-    return out
-
-
-def _eligible_license(lic: License) -> bool:
-    return lic.status == "activated" and isinstance(lic.user_email, str) and lic.user_email.strip() != ""
+        agreements = [ds.agreements[e] for e in uuids if e in ds.agreements]
+        return [
+            (lic.uuid, agreement.enterprise_customer_uuid, str(lic.user_email))
+            for agreement in agreements
+            if not agreement.disable_expiration_notifications
+            for plan in ds.plans_of(agreement.enterprise_customer_uuid)
+            if plan.is_active and as_of < plan.expiration_date <= end
+            for lic in ds.licenses_of(plan.uuid)
+            if lic.status == "activated" and isinstance(lic.user_email, str) and lic.user_email.strip()
+        ]
 
 
 # ----------------------------------------------------------------------------------------------- workers
 @dataclass
 class Slot:
-    index: int
     worker_id: str = ""
     proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
     restart_at: float | None = None
-    incarnations: int = 0
 
 
 class LogTail:
@@ -355,7 +317,7 @@ class Soak:
         self.rng = random.Random(settings.seed)
         self.thread_rng = random.Random(self.rng.random())  # timers and restarts: their timing is the OS's
         self.lock = threading.RLock()
-        self.slots = [Slot(i) for i in range(settings.workers)]
+        self.slots = [Slot() for _ in range(settings.workers)]
         self.next_worker = 0
         self.kills: list[dict[str, Any]] = []
         self.accepted: dict[str, dict[str, Any]] = {}  # dispatch id -> sender, wall time, hour
@@ -456,7 +418,7 @@ class Soak:
                 self.tail = LogTail(self.worker_logs)
                 try:
                     yield
-                finally:
+                finally:  # the workers stop before the services they talk to
                     self.stopping = True
                     supervisor.join(timeout=5)
                     self._stop_workers()
@@ -486,7 +448,6 @@ class Soak:
         with self.lock:
             self.next_worker += 1
             slot.worker_id = f"w{self.next_worker:03d}"
-            slot.incarnations += 1
         paths = [ROOT / "layers" / "shared", ROOT, ROOT / "functions" / "worker", ROOT / "functions" / "dispatcher"]
         env = {
             **os.environ,
@@ -502,7 +463,7 @@ class Soak:
             slot.proc = subprocess.Popen(  # our own interpreter and module
                 [sys.executable, "-m", "devstack.soak_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
             )
-        slot.started_at, slot.restart_at = time.time(), None
+        slot.restart_at = None
 
     def _supervise(self) -> None:
         """Start every slot, and restart a killed worker after a short random pause (a new container)."""
@@ -532,25 +493,15 @@ class Soak:
                     slot.proc.kill()
                     slot.proc.wait(timeout=5)
 
-    def ready_workers(self) -> int:
-        with self.lock:
-            return sum(
-                1
-                for slot in self.slots
-                if slot.proc is not None
-                and slot.proc.poll() is None
-                and (self.state_dir / f"{slot.worker_id}.ready").exists()
-            )
-
-    def busy_slots(self) -> list[Slot]:
+    def live_slots(self, marker: str) -> list[Slot]:
+        """Slots whose worker runs and shows ``marker`` ("ready": imported, polling; "busy": in an invocation)."""
         with self.lock:
             return [
                 slot
                 for slot in self.slots
-                if slot.proc is not None
-                and slot.proc.poll() is None
-                and (self.state_dir / f"{slot.worker_id}.busy").exists()
-            ]
+                if slot.proc is not None and slot.proc.poll() is None
+                and (self.state_dir / f"{slot.worker_id}.{marker}").exists()
+            ]  # fmt: skip
 
     def kill(self, slot: Slot, reason: str, **detail: Any) -> bool:
         """SIGKILL the slot's worker process (ours: a Popen child), if it still runs."""
@@ -586,11 +537,7 @@ class Soak:
         """(visible + delayed, in flight) messages of the work queue (or ``url``)."""
         attributes = self.moto.client("sqs").get_queue_attributes(
             QueueUrl=url or self.resources.work_queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
+            AttributeNames=[f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")],
         )["Attributes"]
         visible = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
         return visible, int(attributes["ApproximateNumberOfMessagesNotVisible"])
@@ -626,10 +573,9 @@ class Soak:
         with contextlib.redirect_stdout(self.dispatcher_log):
             dispatcher = load_handler("dispatcher")
             result = invoke(dispatcher.lambda_handler, event, "dispatcher")
-        hour = int(self.hour)
-        for license_uuid, enterprise, email, plan in due_now(self.data, self.enterprise_uuids, as_of):
+        for license_uuid, enterprise, email in due_now(self.data, self.enterprise_uuids, as_of):
             if license_uuid not in self.eligible:
-                self.eligible[license_uuid] = Due(license_uuid, enterprise, email, plan, hour)
+                self.eligible[license_uuid] = Due(license_uuid, enterprise, email)
         return result
 
     def wait_for_hour(self, budget: float) -> None:
@@ -639,7 +585,7 @@ class Soak:
             time.sleep(0.1)
             self.read_logs()
             timers_done = all(not t.is_alive() for t in self.timers)
-            if timers_done and self.queue_depth() == (0, 0) and not self.busy_slots():
+            if timers_done and self.queue_depth() == (0, 0) and not self.live_slots("busy"):
                 return
 
     def wait_for_run(self, run_id: str, timeout: float) -> bool:
@@ -673,13 +619,13 @@ class Soak:
             time.sleep(0.2)
             now = time.time()
             held = [r for r in self.ledger().values() if r.get("state") == "claimed" and float(r["lease_until"]) > now]
-            calm = 0 if held or self.busy_slots() else calm + 1
+            calm = 0 if held or self.live_slots("busy") else calm + 1
         self.read_logs()
         return calm >= 2
 
     def wait_for_workers(self, at_least: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.ready_workers() < at_least and time.monotonic() < deadline:
+        while len(self.live_slots("ready")) < at_least and time.monotonic() < deadline:
             time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------------ faults
@@ -766,7 +712,7 @@ class Soak:
         """Wait (up to the hour's budget) for a worker in an invocation, then kill it at a random moment."""
         deadline = time.monotonic() + self.settings.hour_seconds
         while self.faults_on and time.monotonic() < deadline:
-            busy = self.busy_slots()
+            busy = self.live_slots("busy")
             if busy:
                 time.sleep(extra_delay)
                 self.kill(self.thread_rng.choice(busy), "kill_random")
@@ -1017,14 +963,14 @@ class Soak:
         """Why each missed license was missed, where the soak can tell."""
         by_email, refused = self._licenses_by_email(), set(self.data.rejected)
         refused_with: set[str] = set()  # licenses in a Braze request refused for a rejected recipient
-        for request in self.braze.requests:
-            body = request.json_body if request.status == 400 and isinstance(request.json_body, dict) else {}
-            recipients = body.get("recipients", [])
-            if {str(r.get("user_alias", {}).get("alias_name")) for r in recipients} & refused:
-                refused_with |= {str(r.get("trigger_properties", {}).get("license_uuid")) for r in recipients}
-            names = {str(a.get("alias_name")) for a in body.get("user_aliases", [])}
-            if names & refused:
-                refused_with |= {uuid for name in names for uuid in by_email.get(name, ())}
+        for request in (r for r in self.braze.requests if r.status == 400 and _names(r) & refused):
+            body = request.json_body  # a trigger names its licenses; an alias request only emails
+            refused_with |= {
+                str(r.get("trigger_properties", {}).get("license_uuid")) for r in body.get("recipients", [])
+            }
+            refused_with |= {
+                u for a in body.get("user_aliases", []) for u in by_email.get(str(a.get("alias_name")), ())
+            }
         reasons: dict[str, list[str]] = defaultdict(list)
         for uuid in missed:
             if self.eligible[uuid].enterprise == self.data.malformed_enterprise:
@@ -1086,37 +1032,33 @@ class Soak:
         return hourly | self.standing_faults()
 
     def standing_faults(self) -> dict[str, dict[str, int]]:
+        """Armed and fired, per standing fault: a Braze request naming a refused (or minor-error) recipient that
+        Braze refused (accepted), and the license pages that served the malformed records."""
         data, requests = self.data, self.braze.requests
-        trigger_rejected = {e for e, where in data.rejected.items() if where == "trigger"}
-        alias_rejected = {e for e, where in data.rejected.items() if where == "alias"}
-
-        def names(request: Any) -> set[str]:
-            body = request.json_body if isinstance(request.json_body, dict) else {}
-            if request.path.rstrip("/") == TRIGGER_PATH:
-                return {str(r.get("user_alias", {}).get("alias_name")) for r in body.get("recipients", [])}
-            return {str(a.get("alias_name")) for a in body.get("user_aliases", [])}
-
-        refused = [r for r in requests if r.status == 400]
-        minor = [r for r in requests if r.status in (200, 201) and r.path.rstrip("/") == TRIGGER_PATH]
-        malformed_path = f"/api/v1/subscriptions/{data.malformed_plan}/licenses"
-        return {
-            "braze_rejected_recipient": {
-                "armed": len(trigger_rejected),
-                "fired": sum(1 for r in refused if r.path.rstrip("/") == TRIGGER_PATH and names(r) & trigger_rejected),
-            },
-            "braze_rejected_alias": {
-                "armed": len(alias_rejected),
-                "fired": sum(1 for r in refused if r.path.rstrip("/") == ALIAS_PATH and names(r) & alias_rejected),
-            },
-            "braze_minor_error": {
-                "armed": len(data.minor_errors),
-                "fired": sum(1 for r in minor if names(r) & set(data.minor_errors)),
-            },
-            "malformed_licenses": {
-                "armed": len(data.dataset.extra_raw_licenses.get(str(data.malformed_plan), [])),
-                "fired": self.lm.request_count(malformed_path),
-            },
+        by_kind = {
+            "braze_rejected_recipient": (
+                {e for e, where in data.rejected.items() if where == "trigger"},
+                TRIGGER_PATH,
+                400,
+            ),
+            "braze_rejected_alias": ({e for e, where in data.rejected.items() if where == "alias"}, ALIAS_PATH, 400),
+            "braze_minor_error": (set(data.minor_errors), TRIGGER_PATH, 201),
         }
+        counts = {
+            kind: {"armed": len(names), "fired": sum(1 for r in requests if r.status == status
+                                                      and r.path.rstrip("/") == path and _names(r) & names)}
+            for kind, (names, path, status) in by_kind.items()
+        }  # fmt: skip
+        malformed = f"/api/v1/subscriptions/{data.malformed_plan}/licenses"
+        armed = len(data.dataset.extra_raw_licenses.get(str(data.malformed_plan), []))
+        return counts | {"malformed_licenses": {"armed": armed, "fired": self.lm.request_count(malformed)}}
+
+
+def _names(request: Any) -> set[str]:
+    """The alias names a Braze request (trigger or alias creation) carries."""
+    body = request.json_body if isinstance(request.json_body, dict) else {}
+    recipients = [r.get("user_alias", {}) for r in body.get("recipients", [])]
+    return {str(a.get("alias_name")) for a in recipients + body.get("user_aliases", [])}
 
 
 def target(name: str, value: Any, ok: bool) -> dict[str, Any]:

@@ -2,15 +2,17 @@
 
 * :func:`load_template` reads ``template.yaml`` with CloudFormation's short tags (``!Ref``, ``!GetAtt``,
   ``!Sub``...) turned into their long form (``{"Ref": ...}``, ``{"Fn::GetAtt": [...]}``...).
+* :func:`resolve_intrinsics` evaluates the intrinsics the template uses: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
+  ``Fn::If``, ``Fn::Equals``, ``Fn::Not``, ``Condition``, ``AWS::NoValue`` and the pseudo parameters. Any
+  other function raises :class:`TemplateTranslationError`.
 * :class:`MotoStack` runs a moto server on 127.0.0.1 (a free port) in a daemon thread. DynamoDB requests are
   serialised, because moto does not make a conditional write atomic (condition check and write are not under
   one lock) while real DynamoDB is atomic per item; with the lock, concurrency tests behave like DynamoDB.
   ``MotoStack.dynamodb`` can also throttle DynamoDB requests as DynamoDB does (fault injection, off by
   default).
-* :func:`create_resources_from_template` creates, with boto3 against that server, exactly the DynamoDB
-  tables, SQS queues, SNS topics (and the KMS keys they reference) that the template declares, with the
-  template's properties. A property it cannot translate raises :class:`TemplateTranslationError` instead of
-  being dropped.
+* :func:`create_resources_from_template` creates, with boto3 against that server, the template's DynamoDB
+  tables, SQS queues and SNS topics (and the KMS key the topic uses) with the properties the template sets.
+  A property this module does not translate raises :class:`TemplateTranslationError` instead of being dropped.
 * :func:`create_secret` stores a Secrets Manager secret (the demo's OAuth client secret and Braze API key).
 
 moto keeps its state per process: ``moto.mock_aws`` (start or stop) resets the same backends this server
@@ -23,14 +25,13 @@ import functools
 import json
 import os
 import random
+import re
 import secrets
 import threading
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import boto3
@@ -75,13 +76,10 @@ def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.No
         value = loader.construct_sequence(node, deep=True)
     else:
         value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
+    if tag_suffix in ("Ref", "Condition"):
+        return {tag_suffix: value}
     if tag_suffix == "GetAtt" and isinstance(value, str):
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
+        return {"Fn::GetAtt": value.split(".", 1)}
     return {f"Fn::{tag_suffix}": value}
 
 
@@ -102,11 +100,8 @@ def load_template(path: str | Path | None = None) -> dict[str, Any]:
     return template
 
 
-class _NoValue:
-    """AWS::NoValue: the property is removed."""
-
-
-NO_VALUE = _NoValue()
+_NO_VALUE = object()  # AWS::NoValue: the property or list item is removed
+Attributes = Callable[[str, str | None], Any]  # (logical id, attribute or None for Ref) -> value
 
 
 def resolve_intrinsics(
@@ -114,168 +109,89 @@ def resolve_intrinsics(
     template: Mapping[str, Any],
     *,
     parameters: Mapping[str, Any] | None = None,
-    attributes: Callable[[str, str | None], Any] | None = None,
+    attributes: Attributes | None = None,
     region: str = DEFAULT_REGION,
-    account_id: str = FAKE_ACCOUNT_ID,
     stack_name: str = "license-notifications-local",
 ) -> Any:
-    """Evaluate CloudFormation intrinsic functions in ``value``.
+    """Evaluate the intrinsics of ``value`` (see the module docstring for which).
 
     ``parameters`` override the template's parameter defaults (a parameter with neither raises).
-    ``attributes(logical_id, attribute)`` resolves ``Ref`` (attribute ``None``) and ``Fn::GetAtt`` of
-    resources; without it, a resource reference raises. Supported: Ref, Fn::GetAtt, Fn::Sub, Fn::Join,
-    Fn::Select, Fn::Split, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition, Fn::FindInMap and the
-    pseudo parameters; anything else raises :class:`TemplateTranslationError`.
+    ``attributes(logical_id, attribute)`` answers ``Ref`` (attribute ``None``) and ``Fn::GetAtt`` of resources;
+    without it, a resource reference raises.
     """
-    return _Resolver(template, parameters or {}, attributes, region, account_id, stack_name).resolve(value)
+    return _Intrinsics(template, parameters or {}, attributes, region, stack_name).resolve(value)
 
 
-class _Resolver:
+class _Intrinsics:
     def __init__(
         self,
         template: Mapping[str, Any],
         parameters: Mapping[str, Any],
-        attributes: Callable[[str, str | None], Any] | None,
+        attributes: Attributes | None,
         region: str,
-        account_id: str,
         stack_name: str,
     ) -> None:
-        self.template = template
-        self.attributes = attributes
-        self.pseudo = {
-            "AWS::Region": region,
-            "AWS::AccountId": account_id,
-            "AWS::StackName": stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NotificationARNs": [],
-        }
-        declared = template.get("Parameters", {}) or {}
-        unknown = set(parameters) - set(declared)
-        if unknown:
+        declared = template.get("Parameters") or {}
+        if unknown := set(parameters) - set(declared):
             raise TemplateTranslationError(f"unknown template parameter(s): {sorted(unknown)}")
-        self.parameters: dict[str, Any] = {}
-        for name, spec in declared.items():
-            if name in parameters:
-                self.parameters[name] = str(parameters[name])
-            elif "Default" in spec:
-                self.parameters[name] = str(spec["Default"])
-        self._conditions: dict[str, bool] = {}
+        self.template, self.attributes, self.declared = template, attributes, declared
+        self.values = {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
+        self.values.update({name: str(value) for name, value in parameters.items()})
+        pseudo = {"Region": region, "AccountId": FAKE_ACCOUNT_ID, "StackName": stack_name, "Partition": "aws"}
+        self.values.update({f"AWS::{name}": value for name, value in pseudo.items()})
 
-    # -- helpers
-    def parameter(self, name: str) -> Any:
-        if name not in self.parameters:
+    def ref(self, name: str, attribute: str | None = None) -> Any:
+        if attribute is None and name in self.values:
+            return self.values[name]
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in self.declared:
             raise TemplateTranslationError(f"parameter {name} has no default: pass it in parameters=")
-        spec = self.template["Parameters"][name]
-        value = self.parameters[name]
-        if str(spec.get("Type", "")).startswith("List<") or spec.get("Type") == "CommaDelimitedList":
-            return [item.strip() for item in value.split(",")]
-        return value
+        if name not in self.template["Resources"] or self.attributes is None:
+            raise TemplateTranslationError(f"cannot resolve a reference to {name} here")
+        return self.attributes(name, attribute)
+
+    def sub(self, args: str | list[Any]) -> str:
+        text, variables = (args, {}) if isinstance(args, str) else (args[0], self.resolve(args[1]))
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match[1]
+            if name.startswith("!"):  # ${!Literal}
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            resource, _, attribute = name.partition(".") if "::" not in name else (name, "", "")
+            return str(self.ref(resource, attribute or None))
+
+        return re.sub(r"\$\{([^}]*)\}", substitute, text)
 
     def condition(self, name: str) -> bool:
-        if name not in self._conditions:
-            conditions = self.template.get("Conditions", {}) or {}
-            if name not in conditions:
-                raise TemplateTranslationError(f"unknown condition {name}")
-            self._conditions[name] = bool(self.resolve(conditions[name]))
-        return self._conditions[name]
+        return bool(self.resolve(self.template["Conditions"][name]))
 
-    def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in (self.template.get("Parameters") or {}):
-            return self.parameter(name)
-        return self.resource(name, None)
-
-    def resource(self, logical_id: str, attribute: str | None) -> Any:
-        if logical_id not in self.template.get("Resources", {}):
-            raise TemplateTranslationError(f"reference to unknown resource {logical_id}")
-        if self.attributes is None:
-            raise TemplateTranslationError(f"cannot resolve a reference to resource {logical_id} here")
-        return self.attributes(logical_id, attribute)
-
-    def sub(self, args: Any) -> str:
-        if isinstance(args, str):
-            text, variables = args, {}
-        else:
-            text, variables = args[0], {k: self.resolve(v) for k, v in args[1].items()}
-        out: list[str] = []
-        i = 0
-        while i < len(text):
-            start = text.find("${", i)
-            if start < 0:
-                out.append(text[i:])
-                break
-            out.append(text[i:start])
-            end = text.find("}", start)
-            if end < 0:
-                raise TemplateTranslationError(f"unterminated ${{ in Fn::Sub {text!r}")
-            name = text[start + 2 : end]
-            if name.startswith("!"):  # ${!Literal}
-                out.append("${" + name[1:] + "}")
-            elif name in variables:
-                out.append(str(variables[name]))
-            elif "." in name and name.split(".", 1)[0] in self.template.get("Resources", {}):
-                resource, attribute = name.split(".", 1)
-                out.append(str(self.resource(resource, attribute)))
-            else:
-                resolved = self.ref(name)
-                out.append(",".join(resolved) if isinstance(resolved, list) else str(resolved))
-            i = end + 1
-        return "".join(out)
-
-    # -- the evaluator
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            items = [self.resolve(item) for item in value]
-            return [item for item in items if item is not NO_VALUE]
+            return [item for item in map(self.resolve, value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, args), *_ = value.items()
-            if key == "Ref":
-                return self.ref(args)
-            if key == "Condition":
-                return self.condition(args)
+            ((key, args),) = value.items()
+            if key in _FUNCTIONS:
+                return _FUNCTIONS[key](self, args)
             if key.startswith("Fn::"):
-                return self.function(key, args)
-        resolved = {k: self.resolve(v) for k, v in value.items()}
-        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+                raise TemplateTranslationError(f"intrinsic function {key} is not supported by devstack.aws")
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
 
-    def function(self, key: str, args: Any) -> Any:
-        if key == "Fn::GetAtt":
-            resource, attribute = args if isinstance(args, list) else args.split(".", 1)
-            return self.resource(resource, self.resolve(attribute))
-        if key == "Fn::Sub":
-            return self.sub(args)
-        if key == "Fn::Join":
-            delimiter, items = args
-            return delimiter.join(str(item) for item in self.resolve(items))
-        if key == "Fn::Select":
-            index, items = self.resolve(args)
-            return items[int(index)]
-        if key == "Fn::Split":
-            delimiter, text = self.resolve(args)
-            return text.split(delimiter)
-        if key == "Fn::If":
-            name, if_true, if_false = args
-            return self.resolve(if_true if self.condition(name) else if_false)
-        if key == "Fn::Equals":
-            left, right = self.resolve(args)
-            return str(left) == str(right)
-        if key == "Fn::Not":
-            return not self.resolve(args[0])
-        if key == "Fn::And":
-            return all(self.resolve(item) for item in args)
-        if key == "Fn::Or":
-            return any(self.resolve(item) for item in args)
-        if key == "Fn::FindInMap":
-            name, top, second = self.resolve(args[:3])
-            return self.template["Mappings"][name][top][second]
-        raise TemplateTranslationError(f"intrinsic function {key} is not supported by devstack.aws")
+
+_FUNCTIONS: dict[str, Callable[[_Intrinsics, Any], Any]] = {
+    "Ref": lambda r, name: r.ref(name),
+    "Condition": lambda r, name: r.condition(name),
+    "Fn::GetAtt": lambda r, args: r.ref(*(args if isinstance(args, list) else args.split(".", 1))),
+    "Fn::Sub": lambda r, args: r.sub(args),
+    "Fn::If": lambda r, args: r.resolve(args[1] if r.condition(args[0]) else args[2]),
+    "Fn::Equals": lambda r, args: str(r.resolve(args[0])) == str(r.resolve(args[1])),
+    "Fn::Not": lambda r, args: not r.resolve(args[0]),
+}
 
 
 # --------------------------------------------------------------------------------------------- moto server
@@ -354,24 +270,15 @@ class _SerialiseDynamoDB:
             return self.app(environ, start_response)
         if self._throttles(target.rpartition(".")[2]):
             body = json.dumps(_THROTTLED_BODY).encode()
-            start_response(
-                "400 Bad Request",
-                [
-                    ("Content-Type", "application/x-amz-json-1.0"),
-                    ("Content-Length", str(len(body))),
-                    ("x-amzn-RequestId", secrets.token_hex(16)),
-                ],
-            )
+            headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": secrets.token_hex(16)}
+            start_response("400 Bad Request", [*headers.items(), ("Content-Length", str(len(body)))])
             return [body]
         with self.lock:
             result = self.app(environ, start_response)
             try:
-                body = b"".join(result)
+                return [b"".join(result)]
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        return [body]
+                getattr(result, "close", lambda: None)()
 
 
 class _QuietRequestHandler(MotoRequestHandler):
@@ -382,21 +289,14 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 
 class MotoStack:
-    """A moto server on 127.0.0.1 in a daemon thread (all services, one endpoint).
-
-    ``port=0`` picks a free port; ``verbose=True`` logs every request (werkzeug's access log).
+    """A moto server (all services, one endpoint) on 127.0.0.1, a free port, in a daemon thread.
 
     >>> with MotoStack() as stack:  # doctest: +SKIP
     ...     boto3.client("sqs", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     """
 
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, region: str = DEFAULT_REGION, verbose: bool = False
-    ) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, *, region: str = DEFAULT_REGION) -> None:
         self.region = region
-        self.verbose = verbose
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._dynamodb: _SerialiseDynamoDB | None = None
@@ -410,44 +310,28 @@ class MotoStack:
         return self._dynamodb
 
     @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
     def endpoint_url(self) -> str:
         if self._server is None:
             raise RuntimeError("MotoStack is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> MotoStack:
-        if self._server is not None:
-            return self
-        app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
-        # make_server binds before returning: the port is known and the socket accepts connections
-        # (queued by the kernel) even before serve_forever runs.
-        handler = MotoRequestHandler if self.verbose else _QuietRequestHandler
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"moto-server-{self._server.server_port}", daemon=True
-        )
-        self._thread.start()
+        if self._server is None:
+            app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
+            # make_server binds before returning: the port is known and accepts connections (queued by the
+            # kernel) even before serve_forever runs.
+            self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietRequestHandler)
+            self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
         if server is not None:
             server.shutdown()
             server.server_close()
         if thread is not None:
             thread.join(timeout=10)
-
-    def reset(self) -> None:
-        """Forget every resource (moto's /moto-api/reset)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback endpoint
-            pass
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and pynamodb, Powertools) at this server.
@@ -473,9 +357,7 @@ class MotoStack:
     def __enter__(self) -> MotoStack:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -502,8 +384,6 @@ class StackResources:
     queue_urls: dict[str, str] = field(default_factory=dict)
     queue_arns: dict[str, str] = field(default_factory=dict)
     topic_arns: dict[str, str] = field(default_factory=dict)
-    kms_key_arns: dict[str, str] = field(default_factory=dict)
-    parameters: dict[str, str] = field(default_factory=dict)  # the parameter values used
     resource_env: dict[str, str] = field(default_factory=dict)  # the functions' resource-backed env vars
 
     @property
@@ -522,290 +402,139 @@ class StackResources:
     def error_topic_arn(self) -> str:
         return self.topic_arns["ErrorTopic"]
 
+    def error_inbox(self, name: str) -> Callable[[], list[Any]]:
+        """An SQS queue ``name`` subscribed (raw delivery) to the error topic, standing in for the operators'
+        e-mail subscription; returns a function that reads and deletes what arrived (JSON bodies)."""
+        sqs, sns = _client("sqs", self.endpoint_url, self.region), _client("sns", self.endpoint_url, self.region)
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(
+            TopicArn=self.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+        )
+
+        def drain() -> list[Any]:
+            found = []
+            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                for message in messages:
+                    found.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return found
+
+        return drain
+
     def lambda_env(self, **overrides: str) -> dict[str, str]:
         """The environment variables the functions get from these resources, as the template wires them
         (``LEDGER_TABLE_NAME``, ``WORK_QUEUE_URL``, ``ERROR_TOPIC_ARN``), plus ``overrides``."""
         return {**self.resource_env, **overrides}
 
 
-# CloudFormation property -> SQS attribute name (value rendered as a string).
-_SQS_ATTRIBUTES = {
-    "VisibilityTimeout": "VisibilityTimeout",
-    "MessageRetentionPeriod": "MessageRetentionPeriod",
-    "DelaySeconds": "DelaySeconds",
-    "MaximumMessageSize": "MaximumMessageSize",
-    "ReceiveMessageWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
-    "SqsManagedSseEnabled": "SqsManagedSseEnabled",
-    "KmsMasterKeyId": "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds": "KmsDataKeyReusePeriodSeconds",
-    "FifoQueue": "FifoQueue",
-    "ContentBasedDeduplication": "ContentBasedDeduplication",
-    "DeduplicationScope": "DeduplicationScope",
-    "FifoThroughputLimit": "FifoThroughputLimit",
-    "RedrivePolicy": "RedrivePolicy",
-    "RedriveAllowPolicy": "RedriveAllowPolicy",
-}
-_SNS_ATTRIBUTES = {
-    "DisplayName": "DisplayName",
-    "KmsMasterKeyId": "KmsMasterKeyId",
-    "FifoTopic": "FifoTopic",
-    "ContentBasedDeduplication": "ContentBasedDeduplication",
-    "SignatureVersion": "SignatureVersion",
-    "TracingConfig": "TracingConfig",
-}
-_DYNAMODB_PROPERTIES = {
-    "TableName",
-    "KeySchema",
-    "AttributeDefinitions",
-    "BillingMode",
-    "ProvisionedThroughput",
-    "GlobalSecondaryIndexes",
-    "LocalSecondaryIndexes",
-    "SSESpecification",
-    "StreamSpecification",
-    "TimeToLiveSpecification",
-    "PointInTimeRecoverySpecification",
-    "DeletionProtectionEnabled",
-    "TableClass",
-    "Tags",
-}
-_KMS_PROPERTIES = {"Description", "KeyPolicy", "EnableKeyRotation", "KeySpec", "KeyUsage", "Enabled",
-                   "MultiRegion", "PendingWindowInDays", "Tags"}  # fmt: skip
-_HANDLED_TYPES = ("AWS::KMS::Key", "AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic")
+# The properties translated, per resource type created; any other property in the template raises.
+_PROPERTIES = {
+    "AWS::DynamoDB::Table": {"BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes",
+                             "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "SSESpecification",
+                             "DeletionProtectionEnabled"},
+    "AWS::SQS::Queue": {"VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled", "RedrivePolicy"},
+    "AWS::SNS::Topic": {"DisplayName", "KmsMasterKeyId"},
+    "AWS::KMS::Key": {"Description", "EnableKeyRotation", "KeyPolicy"},  # created when the topic refers to it
+}  # fmt: skip
 _CREATED_TYPES = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic")
 
 
-def _string(value: Any) -> str:
+def _attribute_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
-
-
-def _tags(tags: Any) -> list[dict[str, str]]:
-    return [{"Key": str(tag["Key"]), "Value": str(tag["Value"])} for tag in tags or []]
-
-
-def _references(value: Any) -> Iterator[str]:
-    """Logical ids referenced by Ref / Fn::GetAtt / Fn::Sub inside ``value``."""
-    if isinstance(value, list):
-        for item in value:
-            yield from _references(item)
-    elif isinstance(value, dict):
-        for key, args in value.items():
-            if key == "Ref" and isinstance(args, str):
-                yield args
-            elif key == "Fn::GetAtt":
-                yield args[0] if isinstance(args, list) else args.split(".", 1)[0]
-            elif key == "Fn::Sub":
-                text = args if isinstance(args, str) else args[0]
-                for part in text.split("${")[1:]:
-                    yield part.split("}", 1)[0].split(".", 1)[0]
-                if not isinstance(args, str):
-                    yield from _references(args[1])
-            else:
-                yield from _references(args)
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 class _Creator:
-    def __init__(
-        self,
-        endpoint_url: str,
-        template: Mapping[str, Any],
-        suffix: str,
-        parameters: Mapping[str, Any],
-        region: str,
-    ) -> None:
-        self.endpoint_url = endpoint_url
-        self.template = template
-        self.suffix = suffix
-        self.region = region
-        self.resources: Mapping[str, Any] = template["Resources"]
-        self.resolver = _Resolver(
-            template, parameters, self.attribute, region, FAKE_ACCOUNT_ID, f"license-notifications{suffix}"
-        )
-        self.created: dict[str, dict[str, Any]] = {}  # logical id -> {None: Ref value, attr: value}
-        self._in_progress: set[str] = set()
+    """Creates a resource when first referenced (a queue's dead-letter queue before the queue)."""
+
+    def __init__(self, endpoint_url: str, template: Mapping[str, Any], suffix: str, parameters: Mapping[str, Any],
+                 region: str) -> None:  # fmt: skip
+        self.endpoint_url, self.template, self.suffix, self.region = endpoint_url, template, suffix, region
+        self.intrinsics = _Intrinsics(template, parameters, self.attribute, region, f"license-notifications{suffix}")
+        self.created: dict[str, dict[str | None, str]] = {}  # logical id -> {None: Ref value, attribute: value}
 
     def client(self, service: str) -> Any:
         return _client(service, self.endpoint_url, self.region)
 
-    def attribute(self, logical_id: str, attribute: str | None) -> Any:
-        self.create(logical_id)
+    def attribute(self, logical_id: str, attribute: str | None) -> str:
+        if logical_id not in self.created:
+            self.create(logical_id)
         values = self.created[logical_id]
         if attribute not in values:
-            kind = self.resources[logical_id]["Type"]
-            raise TemplateTranslationError(f"{logical_id} ({kind}): attribute {attribute!r} is not available")
+            raise TemplateTranslationError(f"{logical_id}: attribute {attribute!r} is not available")
         return values[attribute]
 
-    def name(self, logical_id: str, explicit: Any) -> str:
-        return f"{explicit}{self.suffix}" if explicit else f"{logical_id}{self.suffix}"
-
-    def enabled(self, logical_id: str) -> bool:
-        condition = self.resources[logical_id].get("Condition")
-        return condition is None or self.resolver.condition(condition)
-
     def create(self, logical_id: str) -> None:
-        if logical_id in self.created:
-            return
-        resource = self.resources[logical_id]
-        kind = resource.get("Type")
-        if kind not in _HANDLED_TYPES:
-            raise TemplateTranslationError(
-                f"a created resource references {logical_id} ({kind}), which devstack.aws does not create"
-            )
-        if not self.enabled(logical_id):
-            raise TemplateTranslationError(f"{logical_id} is referenced but its condition is false")
-        if logical_id in self._in_progress:
-            raise TemplateTranslationError(f"circular reference through {logical_id}")
-        self._in_progress.add(logical_id)
-        try:
-            properties = resource.get("Properties", {}) or {}
-            # Create what this resource references first (e.g. the DLQ before its source queue).
-            for dependency in sorted(set(_references(properties))):
-                if dependency in self.resources:
-                    self.create(dependency)
-            props = self.resolver.resolve(properties)
-            handler = {
-                "AWS::KMS::Key": self.create_kms_key,
-                "AWS::DynamoDB::Table": self.create_table,
-                "AWS::SQS::Queue": self.create_queue,
-                "AWS::SNS::Topic": self.create_topic,
-            }[kind]
-            self.created[logical_id] = handler(logical_id, props)
-        finally:
-            self._in_progress.discard(logical_id)
-
-    @staticmethod
-    def check_known(logical_id: str, props: Mapping[str, Any], known: Iterable[str]) -> None:
-        unknown = sorted(set(props) - set(known))
-        if unknown:
+        resource = self.template["Resources"][logical_id]
+        kind, properties = resource["Type"], resource.get("Properties") or {}
+        if kind not in _PROPERTIES:
+            raise TemplateTranslationError(f"a created resource refers to {logical_id} ({kind}): not created here")
+        if unknown := sorted(set(properties) - _PROPERTIES[kind]):
             raise TemplateTranslationError(f"{logical_id}: devstack.aws does not translate {unknown}")
-
-    # -- KMS
-    def create_kms_key(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
-        self.check_known(logical_id, props, _KMS_PROPERTIES)
-        kms = self.client("kms")
-        kwargs: dict[str, Any] = {
-            "Description": props.get("Description", logical_id),
-            "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
-            "MultiRegion": bool(props.get("MultiRegion", False)),
-            "Tags": [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in _tags(props.get("Tags"))],
+        create = getattr(self, f"create_{kind.rpartition('::')[2].lower()}")  # create_table, create_queue...
+        self.created[logical_id] = {
+            "Type": kind,
+            **create(f"{logical_id}{self.suffix}", self.intrinsics.resolve(properties)),
         }
-        if "KeyPolicy" in props:
-            kwargs["Policy"] = _string(props["KeyPolicy"])
-        meta = kms.create_key(**kwargs)["KeyMetadata"]
-        if props.get("EnableKeyRotation"):
-            kms.enable_key_rotation(KeyId=meta["KeyId"])
-        if props.get("Enabled") is False:
-            kms.disable_key(KeyId=meta["KeyId"])
-        return {None: meta["KeyId"], "KeyId": meta["KeyId"], "Arn": meta["Arn"]}
 
-    # -- DynamoDB
-    def create_table(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
-        self.check_known(logical_id, props, _DYNAMODB_PROPERTIES)
-        for required in ("KeySchema", "AttributeDefinitions"):
-            if required not in props:
-                raise TemplateTranslationError(f"{logical_id}: {required} is required")
+    def create_table(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
+        if missing := sorted({"KeySchema", "AttributeDefinitions"} - set(props)):
+            raise TemplateTranslationError(f"{name}: {missing} required")
         dynamodb = self.client("dynamodb")
-        name = self.name(logical_id, props.get("TableName"))
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": props["KeySchema"],
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": props.get("BillingMode", "PROVISIONED"),
-        }
-        if "ProvisionedThroughput" in props:
-            kwargs["ProvisionedThroughput"] = {k: int(v) for k, v in props["ProvisionedThroughput"].items()}
-        elif kwargs["BillingMode"] == "PROVISIONED":
-            raise TemplateTranslationError(f"{logical_id}: PROVISIONED billing needs ProvisionedThroughput")
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "TableClass"):
-            if key in props:
-                kwargs[key] = props[key]
+        kwargs = {key: props[key] for key in ("BillingMode", "AttributeDefinitions", "KeySchema",
+                                              "GlobalSecondaryIndexes", "DeletionProtectionEnabled") if key in props}  # fmt: skip
         if "SSESpecification" in props:
             sse = props["SSESpecification"]
-            spec: dict[str, Any] = {"Enabled": bool(sse.get("SSEEnabled", False))}
-            if "SSEType" in sse:
-                spec["SSEType"] = sse["SSEType"]
-            if "KMSMasterKeyId" in sse:
-                spec["KMSMasterKeyId"] = sse["KMSMasterKeyId"]
-            kwargs["SSESpecification"] = spec
-        if "StreamSpecification" in props:
-            kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-        if "DeletionProtectionEnabled" in props:
-            kwargs["DeletionProtectionEnabled"] = bool(props["DeletionProtectionEnabled"])
-        if props.get("Tags"):
-            kwargs["Tags"] = _tags(props["Tags"])
-        table = dynamodb.create_table(**kwargs)["TableDescription"]
+            kwargs["SSESpecification"] = {
+                "Enabled": sse["SSEEnabled"],
+                **{k: v for k, v in sse.items() if k == "SSEType"},
+            }
+        arn = dynamodb.create_table(TableName=name, **kwargs)["TableDescription"]["TableArn"]
         if "TimeToLiveSpecification" in props:
-            ttl = props["TimeToLiveSpecification"]
-            dynamodb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={
-                    "AttributeName": ttl["AttributeName"],
-                    "Enabled": bool(ttl.get("Enabled", False)),
-                },
-            )
-        pitr = props.get("PointInTimeRecoverySpecification", {})
-        if pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        if "PointInTimeRecoverySpecification" in props:
             dynamodb.update_continuous_backups(
-                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+                TableName=name, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"]
             )
-        return {None: name, "Arn": table["TableArn"], "StreamArn": table.get("LatestStreamArn")}
+        return {None: name, "Arn": arn}
 
-    def fifo_aware_name(self, logical_id: str, explicit: Any, *, fifo: bool) -> str:
-        """The suffixed name; a FIFO queue or topic keeps ``.fifo`` at the end, as AWS requires."""
-        if explicit and str(explicit).endswith(".fifo"):
-            return f"{str(explicit)[: -len('.fifo')]}{self.suffix}.fifo"
-        name = self.name(logical_id, explicit)
-        return f"{name}.fifo" if fifo else name
-
-    # -- SQS
-    def create_queue(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
-        self.check_known(logical_id, props, {*_SQS_ATTRIBUTES, "QueueName", "Tags"})
+    def create_queue(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
         sqs = self.client("sqs")
-        name = self.fifo_aware_name(logical_id, props.get("QueueName"), fifo=bool(props.get("FifoQueue")))
-        attributes = {_SQS_ATTRIBUTES[k]: _string(v) for k, v in props.items() if k in _SQS_ATTRIBUTES}
-        kwargs: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
-        if props.get("Tags"):
-            kwargs["tags"] = {t["Key"]: t["Value"] for t in _tags(props["Tags"])}
-        url = sqs.create_queue(**kwargs)["QueueUrl"]
-        actual = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        for key, value in attributes.items():
-            got = actual.get(key)
-            same = json.loads(got) == json.loads(value) if key.startswith("Redrive") and got else got == value
-            if not same:
-                raise TemplateTranslationError(f"{logical_id}: moto did not keep {key}={value} (got {got!r})")
-        return {None: url, "QueueUrl": url, "Arn": actual["QueueArn"], "QueueName": name}
+        attributes = {key: _attribute_string(value) for key, value in props.items()}
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {None: url, "Arn": arn, "QueueName": name}
 
-    # -- SNS
-    def create_topic(self, logical_id: str, props: Mapping[str, Any]) -> dict[str, Any]:
-        self.check_known(logical_id, props, {*_SNS_ATTRIBUTES, "TopicName", "Tags"})
-        sns = self.client("sns")
-        name = self.fifo_aware_name(logical_id, props.get("TopicName"), fifo=bool(props.get("FifoTopic")))
-        attributes = {_SNS_ATTRIBUTES[k]: _string(v) for k, v in props.items() if k in _SNS_ATTRIBUTES}
-        kwargs: dict[str, Any] = {"Name": name, "Attributes": attributes}
-        if props.get("Tags"):
-            kwargs["Tags"] = _tags(props["Tags"])
-        arn = sns.create_topic(**kwargs)["TopicArn"]
-        return {None: arn, "TopicArn": arn, "TopicName": name}
+    def create_topic(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
+        attributes = {key: _attribute_string(value) for key, value in props.items()}
+        arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        return {None: arn, "TopicName": name}
 
-    # -- the functions' environment
+    def create_key(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
+        kms = self.client("kms")
+        policy = {"Policy": json.dumps(props["KeyPolicy"])} if "KeyPolicy" in props else {}
+        meta = kms.create_key(Description=props.get("Description", name), **policy)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=meta["KeyId"])
+        return {None: meta["KeyId"], "Arn": meta["Arn"]}
+
     def resource_env(self) -> dict[str, str]:
-        """Env vars of the functions (Globals + each function) whose value references created resources."""
-        sources = [((self.template.get("Globals") or {}).get("Function") or {}).get("Environment")]
-        for resource in self.resources.values():
-            if resource.get("Type") == "AWS::Serverless::Function":
-                sources.append((resource.get("Properties") or {}).get("Environment"))
-        env: dict[str, str] = {}
+        """The functions' env vars (Globals and each function's) that are a Ref or GetAtt of a created resource."""
+        resources = self.template["Resources"].values()
+        sources = [(self.template.get("Globals") or {}).get("Function") or {}]
+        sources += [r.get("Properties") or {} for r in resources if r["Type"] == "AWS::Serverless::Function"]
+        env = {}
         for source in sources:
-            for key, value in ((source or {}).get("Variables") or {}).items():
-                refs = {r for r in _references(value) if r in self.resources}
-                if refs and refs <= set(self.created):
-                    env[key] = _string(self.resolver.resolve(value))
+            for key, value in ((source.get("Environment") or {}).get("Variables") or {}).items():
+                target = value.get("Ref", (value.get("Fn::GetAtt") or [None])[0]) if isinstance(value, dict) else None
+                if target in self.created:
+                    env[key] = str(self.intrinsics.resolve(value))
         return env
+
+    def of_type(self, kind: str, attribute: str | None) -> dict[str, str]:
+        return {logical_id: v[attribute] for logical_id, v in self.created.items() if v["Type"] == kind}
 
 
 def create_resources_from_template(
@@ -816,42 +545,30 @@ def create_resources_from_template(
     parameters: Mapping[str, Any] | None = None,
     region: str = DEFAULT_REGION,
 ) -> StackResources:
-    """Create the template's DynamoDB tables, SQS queues and SNS topics (and the KMS keys they use) in moto.
+    """Create the template's DynamoDB tables, SQS queues and SNS topics (and the KMS key a topic uses) in moto.
 
-    Names are ``<LogicalId><suffix>`` (or ``<TableName/QueueName/TopicName><suffix>`` when the template
-    names them); ``suffix=None`` picks a random one. ``parameters`` override the template's defaults; they are
-    only needed when a created resource uses a parameter without a default. Resources with a false
-    ``Condition`` are skipped. Every property is translated (``KeySchema``, ``SSESpecification``, TTL,
-    point-in-time recovery, queue attributes, ``RedrivePolicy`` with the DLQ's ARN resolved, topic
-    encryption...) or the call fails with :class:`TemplateTranslationError`.
+    Names are ``<LogicalId><suffix>``; ``suffix=None`` picks a random one. ``parameters`` override the
+    template's defaults (e.g. ``LedgerRunIndex``). Every property is translated (keys, indexes, TTL,
+    point-in-time recovery, encryption, queue attributes, ``RedrivePolicy`` with the DLQ's ARN resolved...)
+    or the call fails with :class:`TemplateTranslationError`.
     """
     if template is None or isinstance(template, (str, Path)):
         template = load_template(template)
-    if suffix is None:
-        suffix = f"-{secrets.token_hex(4)}"
+    suffix = f"-{secrets.token_hex(4)}" if suffix is None else suffix
     creator = _Creator(endpoint_url, template, suffix, parameters or {}, region)
     for logical_id, resource in template["Resources"].items():
-        if resource.get("Type") in _CREATED_TYPES and creator.enabled(logical_id):
+        enabled = "Condition" not in resource or creator.intrinsics.condition(resource["Condition"])
+        if resource["Type"] in _CREATED_TYPES and enabled and logical_id not in creator.created:
             creator.create(logical_id)
-
-    def by_type(kind: str, attribute: str | None) -> dict[str, str]:
-        return {
-            logical_id: values[attribute]
-            for logical_id, values in creator.created.items()
-            if template["Resources"][logical_id]["Type"] == kind
-        }
-
     return StackResources(
         endpoint_url=endpoint_url,
         region=region,
         suffix=suffix,
-        tables=by_type("AWS::DynamoDB::Table", None),
-        table_arns=by_type("AWS::DynamoDB::Table", "Arn"),
-        queue_urls=by_type("AWS::SQS::Queue", None),
-        queue_arns=by_type("AWS::SQS::Queue", "Arn"),
-        topic_arns=by_type("AWS::SNS::Topic", None),
-        kms_key_arns=by_type("AWS::KMS::Key", "Arn"),
-        parameters=dict(creator.resolver.parameters),
+        tables=creator.of_type("AWS::DynamoDB::Table", None),
+        table_arns=creator.of_type("AWS::DynamoDB::Table", "Arn"),
+        queue_urls=creator.of_type("AWS::SQS::Queue", None),
+        queue_arns=creator.of_type("AWS::SQS::Queue", "Arn"),
+        topic_arns=creator.of_type("AWS::SNS::Topic", None),
         resource_env=creator.resource_env(),
     )
 

@@ -6,8 +6,7 @@ shared with the running stand-ins, so tests can add or change customers, plans, 
 time (``add_*`` methods, or plain attribute assignment on the records) and the next request sees it.
 
 Field names follow /work/shared/contracts/upstream-apis.md (sections 2.1-2.3, 3.1, 3.2); the JSON rendering
-lives in the stand-ins. Computations that the services derive (license counts, renewals, auto-applicable
-plan) live here so the demo's ``describe()`` and the stand-ins agree.
+lives in the stand-ins. Only what the client reads, or a test or the demo sets, is modelled.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ ENTERPRISE_LEARNER = "enterprise_learner"
 # contract silent on the exact list: edx-enterprise gives every linked user the learner role and admins
 # additionally enterprise_admin, so admin records carry both (clients must test membership, not equality).
 ADMIN_ROLES = (ENTERPRISE_LEARNER, ENTERPRISE_ADMIN)
-DEFAULT_EMAIL_PATTERN = "learner{n:03d}@{slug}.example.com"
 
 _NAMESPACE = uuidlib.UUID("0b4f7a52-5c1e-4f0e-9d7b-3c2a1e6f8d90")
 
@@ -45,16 +43,19 @@ def canonical_uuid(value: str) -> str | None:
 
 def iso_z(value: datetime | None) -> str | None:
     """DRF's rendering of an aware datetime: ISO-8601 in UTC, "+00:00" written as "Z" (contract section 2)."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _require_aware(value: datetime, name: str) -> datetime:
+def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware (UTC)")
     return value.astimezone(UTC)
+
+
+def _canonical(value: str) -> str:
+    if (canonical := canonical_uuid(value)) is None:
+        raise ValueError(f"not a UUID: {value!r}")
+    return canonical
 
 
 # ----------------------------------------------------------------------------------------------- records
@@ -70,30 +71,22 @@ class Customer:
     contact_email: str | None = None
     reply_to: str | None = None
     default_language: str | None = None
-    country: str | None = "US"
-    site_domain: str = "courses.example.com"
-    enable_learner_portal: bool = True
-    enable_portal_subscription_management_screen: bool = True
-    hide_course_original_price: bool = False
-    auth_org_id: str | None = None
-    created: datetime | None = None
-    modified: datetime | None = None
 
 
 @dataclass
 class Agreement:
-    """A license-manager CustomerAgreement (contract 2.2); computed fields come from the Dataset."""
+    """A license-manager CustomerAgreement (contract 2.2); computed fields come from the plans."""
 
     uuid: str
     enterprise_customer_uuid: str
     enterprise_customer_slug: str | None
-    default_enterprise_catalog_uuid: str | None = None
+    default_enterprise_catalog_uuid: str
     disable_expiration_notifications: bool = False
 
 
 @dataclass
 class Plan:
-    """A license-manager SubscriptionPlan (contract 2.1); counts/renewal fields come from the Dataset."""
+    """A license-manager SubscriptionPlan (contract 2.1); counts and renewal fields come from the Dataset."""
 
     uuid: str
     title: str
@@ -102,29 +95,14 @@ class Plan:
     expiration_date: datetime
     enterprise_catalog_uuid: str
     is_active: bool = True
-    is_revocation_cap_enabled: bool = False
-    revoke_max_percentage: int = 5
-    num_revocations_applied: int = 0
     should_auto_apply_licenses: bool | None = False
     created: datetime | None = None
     plan_type: str = "Standard Paid"
-    salesforce_opportunity_line_item: str | None = None
-
-
-@dataclass
-class Renewal:
-    """A SubscriptionPlanRenewal: ``prior_plan_uuid`` renewed into ``renewed_plan_uuid``."""
-
-    prior_plan_uuid: str
-    renewed_plan_uuid: str
-    effective_date: datetime
-    renewed_expiration_date: datetime
-    processed: bool = False
 
 
 @dataclass
 class License:
-    """A license-manager License. Only the contract 2.3 fields are rendered; the rest stay private."""
+    """A license-manager License: the contract 2.3 fields."""
 
     uuid: str
     subscription_plan_uuid: str
@@ -134,8 +112,6 @@ class License:
     last_remind_date: datetime | None = None
     revoked_date: datetime | None = None
     activation_key: str | None = None
-    assigned_date: datetime | None = None  # not exposed by the API (contract 2.3)
-    lms_user_id: int | None = None  # not exposed by the API (contract 2.3)
 
 
 @dataclass
@@ -181,17 +157,15 @@ class Dataset:
     licenses: dict[str, list[License]] = field(default_factory=dict)  # keyed by plan uuid, insertion order
     learners: list[EnterpriseLearner] = field(default_factory=list)
     users: dict[int, LmsUser] = field(default_factory=dict)
-    renewals: list[Renewal] = field(default_factory=list)
+    renewals: dict[str, str] = field(default_factory=dict)  # plan uuid -> the plan that renews it
     # Fault injection: license records served verbatim (malformed on purpose) by the license-manager stand-in
     # after a plan's real licenses, whatever the query's filters; keyed by plan uuid. See add_raw_license().
     extra_raw_licenses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
-    _next_learner_id: int = field(default=101, repr=False)
-    _next_user_id: int = field(default=3001, repr=False)
-    _modified_seq: int = field(default=0, repr=False)
+    _next_ids: Counter[str] = field(default_factory=lambda: Counter(learner=101, user=3001), repr=False)
 
     def __post_init__(self) -> None:
-        self.now = _require_aware(self.now, "now")
+        self.now = _aware(self.now, "now")
 
     # ------------------------------------------------------------------------------------- adding data
     def add_customer(
@@ -205,65 +179,23 @@ class Dataset:
         contact_email: str | None = None,
         reply_to: str | None = None,
         default_language: str | None = "en",
-        country: str | None = "US",
-        site_domain: str = "courses.example.com",
-        enable_learner_portal: bool = True,
         create_agreement: bool = True,
         disable_expiration_notifications: bool = False,
-        default_enterprise_catalog_uuid: str | None = None,
     ) -> Customer:
         """Add an LMS enterprise customer and (by default) its license-manager customer agreement."""
         slug = slug or name.lower().replace(" ", "-")
-        customer = Customer(
-            uuid=_uuid_or(uuid, "customer", slug),
-            name=name,
-            slug=slug,
-            active=active,
-            sender_alias=sender_alias,
-            contact_email=contact_email if contact_email is not None else f"admin@{slug}.example.com",
-            reply_to=reply_to,
-            default_language=default_language,
-            country=country,
-            site_domain=site_domain,
-            enable_learner_portal=enable_learner_portal,
-            auth_org_id=f"org_{slug.replace('-', '')[:12]}",
-            created=self.now - timedelta(days=730),
-            modified=self.now - timedelta(days=30),
-        )
+        contact_email = contact_email if contact_email is not None else f"admin@{slug}.example.com"
+        uuid = _canonical(uuid) if uuid else stable_uuid("customer", slug)
+        customer = Customer(uuid, name, slug, active, sender_alias, contact_email, reply_to, default_language)
         with self.lock:
-            self.customers[customer.uuid] = customer
+            self.customers[uuid] = customer
             if create_agreement:
-                self.add_agreement(
-                    customer.uuid,
-                    disable_expiration_notifications=disable_expiration_notifications,
-                    default_enterprise_catalog_uuid=default_enterprise_catalog_uuid,
+                catalog = stable_uuid("catalog", uuid, "default")
+                agreement = Agreement(
+                    stable_uuid("agreement", uuid), uuid, slug, catalog, disable_expiration_notifications
                 )
+                self.agreements[uuid] = agreement
         return customer
-
-    def add_agreement(
-        self,
-        enterprise_customer_uuid: str,
-        *,
-        uuid: str | None = None,
-        enterprise_customer_slug: str | None = None,
-        default_enterprise_catalog_uuid: str | None = None,
-        disable_expiration_notifications: bool = False,
-    ) -> Agreement:
-        """Add (or replace) the customer agreement of an enterprise (one per enterprise, as upstream)."""
-        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
-        with self.lock:
-            customer = self.customers.get(enterprise_customer_uuid)
-            slug = enterprise_customer_slug or (customer.slug if customer else None)
-            agreement = Agreement(
-                uuid=_uuid_or(uuid, "agreement", enterprise_customer_uuid),
-                enterprise_customer_uuid=enterprise_customer_uuid,
-                enterprise_customer_slug=slug,
-                default_enterprise_catalog_uuid=default_enterprise_catalog_uuid
-                or stable_uuid("catalog", enterprise_customer_uuid, "default"),
-                disable_expiration_notifications=disable_expiration_notifications,
-            )
-            self.agreements[enterprise_customer_uuid] = agreement
-        return agreement
 
     def add_plan(
         self,
@@ -274,46 +206,31 @@ class Dataset:
         start_date: datetime | None = None,
         expires_in_days: float | None = None,
         uuid: str | None = None,
-        enterprise_catalog_uuid: str | None = None,
         is_active: bool = True,
-        is_revocation_cap_enabled: bool = False,
-        revoke_max_percentage: int = 5,
-        num_revocations_applied: int = 0,
         should_auto_apply_licenses: bool | None = False,
         created: datetime | None = None,
         plan_type: str = "Standard Paid",
-        salesforce_opportunity_line_item: str | None = None,
     ) -> Plan:
         """Add a subscription plan. Give ``expiration_date`` or ``expires_in_days`` (relative to ``now``);
         ``start_date`` defaults to one year before expiration."""
-        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
+        enterprise = _canonical(enterprise_customer_uuid)
         if expiration_date is None:
             expiration_date = self.now + timedelta(days=365 if expires_in_days is None else expires_in_days)
-        expiration_date = _require_aware(expiration_date, "expiration_date")
-        start_date = _require_aware(start_date or expiration_date - timedelta(days=365), "start_date")
-        plan_uuid = _uuid_or(uuid, "plan", enterprise_customer_uuid, title)
+        expiration_date = _aware(expiration_date, "expiration_date")
+        start_date = _aware(start_date or expiration_date - timedelta(days=365), "start_date")
+        plan = Plan(
+            uuid=_canonical(uuid) if uuid else stable_uuid("plan", enterprise, title),
+            title=title,
+            enterprise_customer_uuid=enterprise,
+            start_date=start_date,
+            expiration_date=expiration_date,
+            enterprise_catalog_uuid=stable_uuid("catalog", enterprise, "default"),
+            is_active=is_active,
+            should_auto_apply_licenses=should_auto_apply_licenses,
+            created=created or start_date - timedelta(days=7),
+            plan_type=plan_type,
+        )
         with self.lock:
-            agreement = self.agreements.get(enterprise_customer_uuid)
-            default_catalog = agreement.default_enterprise_catalog_uuid if agreement else None
-            plan = Plan(
-                uuid=plan_uuid,
-                title=title,
-                enterprise_customer_uuid=enterprise_customer_uuid,
-                start_date=start_date,
-                expiration_date=expiration_date,
-                enterprise_catalog_uuid=enterprise_catalog_uuid
-                or default_catalog
-                or stable_uuid("catalog", enterprise_customer_uuid, "default"),
-                is_active=is_active,
-                is_revocation_cap_enabled=is_revocation_cap_enabled,
-                revoke_max_percentage=revoke_max_percentage,
-                num_revocations_applied=num_revocations_applied,
-                should_auto_apply_licenses=should_auto_apply_licenses,
-                created=created or start_date - timedelta(days=7),
-                plan_type=plan_type,
-                salesforce_opportunity_line_item=salesforce_opportunity_line_item
-                or "00k" + plan_uuid.replace("-", "")[:15].upper(),
-            )
             self.plans[plan.uuid] = plan
             self.licenses.setdefault(plan.uuid, [])
         return plan
@@ -323,13 +240,12 @@ class Dataset:
         plan_uuid: str,
         status: str,
         count: int,
-        email_pattern: str = DEFAULT_EMAIL_PATTERN,
+        email_pattern: str = "learner{n:03d}@{slug}.example.com",
         *,
         first: int | None = None,
         activation_date: datetime | None = None,
         last_remind_date: datetime | None = None,
         revoked_date: datetime | None = None,
-        assigned_date: datetime | None = None,
     ) -> list[License]:
         """Add ``count`` licenses with ``status`` to a plan.
 
@@ -343,18 +259,15 @@ class Dataset:
         with self.lock:
             plan = self.plans[plan_uuid]
             customer = self.customers.get(plan.enterprise_customer_uuid)
-            agreement = self.agreements.get(plan.enterprise_customer_uuid)
-            slug = (customer.slug if customer else None) or (agreement.enterprise_customer_slug if agreement else None)
+            slug = customer.slug if customer else "enterprise"
             existing = self.licenses.setdefault(plan_uuid, [])
             number = first if first is not None else 1 + sum(1 for lic in existing if lic.user_email)
             added = []
             for _ in range(count):
-                license_uuid = stable_uuid("license", plan_uuid, len(existing))
-                record = License(uuid=license_uuid, subscription_plan_uuid=plan_uuid, status=status)
+                record = License(stable_uuid("license", plan_uuid, len(existing)), plan_uuid, status)
                 if status != "unassigned":
-                    record.user_email = email_pattern.format(n=number, slug=slug or "enterprise")
-                    record.activation_key = stable_uuid("activation-key", license_uuid)
-                    record.assigned_date = assigned_date or max(plan.start_date, self.now - timedelta(days=40))
+                    record.user_email = email_pattern.format(n=number, slug=slug)
+                    record.activation_key = stable_uuid("activation-key", record.uuid)
                     record.last_remind_date = last_remind_date
                     number += 1
                 if status in ("activated", "revoked"):
@@ -387,34 +300,25 @@ class Dataset:
         username: str | None = None,
         first_name: str = "Learner",
         last_name: str | None = None,
-        is_staff: bool = False,
         is_active: bool = True,
-        date_joined: datetime | None = None,
         created: datetime | None = None,
         active: bool = True,
-        id: int | None = None,  # the contract's field name
     ) -> EnterpriseLearner:
         """Link an LMS user to an enterprise (an enterprise-learner record). Reuses the LMS user when
         ``lms_user_id`` is already known, so one person can belong to several enterprises."""
-        enterprise_customer_uuid = _canonical(enterprise_customer_uuid)
+        enterprise = _canonical(enterprise_customer_uuid)
         with self.lock:
             user = self.users.get(lms_user_id) if lms_user_id is not None else None
             if user is None:
-                user_id = lms_user_id if lms_user_id is not None else self._take_user_id()
-                customer = self.customers.get(enterprise_customer_uuid)
-                slug = customer.slug if customer else "enterprise"
-                user_email = email or f"user{user_id}@{slug}.example.com"
-                user = LmsUser(
-                    id=user_id,
-                    username=username or user_email.split("@", 1)[0].replace(".", "_"),
-                    first_name=first_name,
-                    last_name=last_name if last_name is not None else f"User{user_id}",
-                    email=user_email,
-                    is_staff=is_staff,
-                    is_active=is_active,
-                    date_joined=date_joined or self.now - timedelta(days=400),
+                user_id = lms_user_id if lms_user_id is not None else self._take_id("user", self.users)
+                customer = self.customers.get(enterprise)
+                email = email or f"user{user_id}@{customer.slug if customer else 'enterprise'}.example.com"
+                username = username or email.split("@", 1)[0].replace(".", "_")
+                last_name = last_name if last_name is not None else f"User{user_id}"
+                joined = self.now - timedelta(days=400)
+                user = self.users[user_id] = LmsUser(
+                    user_id, username, first_name, last_name, email, False, is_active, joined
                 )
-                self.users[user.id] = user
             if active:
                 # edx-enterprise's link_user: linking a user to an enterprise makes it their current one and
                 # marks their links to every other enterprise ``active: false`` (contract 3.3).
@@ -422,14 +326,9 @@ class Dataset:
                     if other.user.id == user.id and other.active:
                         other.active = False
                         self.touch(other)
-            learner = EnterpriseLearner(
-                id=id if id is not None else self._take_learner_id(),
-                enterprise_customer_uuid=enterprise_customer_uuid,
-                user=user,
-                active=active,
-                created=created or self.now - timedelta(days=60),
-                roles=list(roles),
-            )
+            learner_id = self._take_id("learner", {learner.id for learner in self.learners})
+            created = created or self.now - timedelta(days=60)
+            learner = EnterpriseLearner(learner_id, enterprise, user, active, created, list(roles))
             self.touch(learner)
             self.learners.append(learner)
         return learner
@@ -437,51 +336,26 @@ class Dataset:
     def touch(self, learner: EnterpriseLearner) -> None:
         """Mark ``learner`` as just modified (it moves to the top of its ``active`` group in LMS listings)."""
         with self.lock:
-            self._modified_seq += 1
-            learner.modified = self._modified_seq
+            self._next_ids["modified"] += 1
+            learner.modified = self._next_ids["modified"]
 
-    def add_admin(self, enterprise_customer_uuid: str, **kwargs: object) -> EnterpriseLearner:
+    def add_admin(self, enterprise_customer_uuid: str, **kwargs: Any) -> EnterpriseLearner:
         """Add an enterprise admin (roles enterprise_learner + enterprise_admin); same keywords as
         ``add_learner`` (lms_user_id, email, username, first_name, last_name, created, active, ...)."""
         kwargs.setdefault("roles", ADMIN_ROLES)
         kwargs.setdefault("first_name", "Admin")
         return self.add_learner(enterprise_customer_uuid, **kwargs)
 
-    def add_renewal(
-        self,
-        prior_plan_uuid: str,
-        renewed_plan_uuid: str,
-        *,
-        effective_date: datetime | None = None,
-        renewed_expiration_date: datetime | None = None,
-        processed: bool = False,
-    ) -> Renewal:
-        """Record that ``prior_plan_uuid`` renews into ``renewed_plan_uuid`` (dates default from the plans)."""
+    def add_renewal(self, prior_plan_uuid: str, renewed_plan_uuid: str) -> None:
+        """Record that ``prior_plan_uuid`` is renewed into ``renewed_plan_uuid``."""
         with self.lock:
-            prior = self.plans[_canonical(prior_plan_uuid)]
-            renewed = self.plans[_canonical(renewed_plan_uuid)]
-            renewal = Renewal(
-                prior_plan_uuid=prior.uuid,
-                renewed_plan_uuid=renewed.uuid,
-                effective_date=effective_date or renewed.start_date,
-                renewed_expiration_date=renewed_expiration_date or renewed.expiration_date,
-                processed=processed,
-            )
-            self.renewals.append(renewal)
-        return renewal
+            self.renewals[_canonical(prior_plan_uuid)] = _canonical(renewed_plan_uuid)
 
-    def _take_learner_id(self) -> int:
-        used = {learner.id for learner in self.learners}
-        while self._next_learner_id in used:
-            self._next_learner_id += 1
-        self._next_learner_id += 1
-        return self._next_learner_id - 1
-
-    def _take_user_id(self) -> int:
-        while self._next_user_id in self.users:
-            self._next_user_id += 1
-        self._next_user_id += 1
-        return self._next_user_id - 1
+    def _take_id(self, kind: str, used: Any) -> int:
+        while self._next_ids[kind] in used:
+            self._next_ids[kind] += 1
+        self._next_ids[kind] += 1
+        return self._next_ids[kind] - 1
 
     # ------------------------------------------------------------------------------------------ lookups
     def customer_by_slug(self, slug: str) -> Customer:
@@ -500,54 +374,36 @@ class Dataset:
         with self.lock:
             return list(self.licenses.get(plan_uuid, []))
 
-    def learners_of(self, enterprise_customer_uuid: str) -> list[EnterpriseLearner]:
-        with self.lock:
-            return [lrn for lrn in self.learners if lrn.enterprise_customer_uuid == enterprise_customer_uuid]
-
     def admins_of(self, enterprise_customer_uuid: str) -> list[EnterpriseLearner]:
-        return [learner for learner in self.learners_of(enterprise_customer_uuid) if learner.is_admin]
+        with self.lock:
+            return [
+                lrn
+                for lrn in self.learners
+                if lrn.enterprise_customer_uuid == enterprise_customer_uuid and lrn.is_admin
+            ]
 
     # ------------------------------------------------------------------------------------- computations
     def license_counts(self, plan_uuid: str) -> dict[str, int]:
         """Contract 2.1 ``licenses``: per status, ``total`` (excludes revoked), ``allocated`` (assigned +
         activated)."""
         tally = Counter(lic.status for lic in self.licenses_of(plan_uuid))
-        counts = {status: tally.get(status, 0) for status in LICENSE_STATUSES}
+        counts = {status: tally[status] for status in LICENSE_STATUSES}
         counts["total"] = sum(n for status, n in counts.items() if status != "revoked")
         counts["allocated"] = counts["assigned"] + counts["activated"]
         return counts
 
-    def prior_renewals(self, plan_uuid: str) -> list[Renewal]:
-        """Renewals that led to this plan, oldest first (license-manager SubscriptionPlan.prior_renewals:
-        the chain of origin renewals; the plan being renewed has none of its own)."""
-        chain: list[Renewal] = []
-        current = plan_uuid
+    def renewed_from(self, plan_uuid: str) -> list[Plan]:
+        """The plans renewed into this one."""
         with self.lock:
-            while (origin := next((r for r in self.renewals if r.renewed_plan_uuid == current), None)) is not None:
-                chain.append(origin)
-                current = origin.prior_plan_uuid
-                if len(chain) > len(self.renewals):  # defensive: a cycle in hand-made test data
-                    break
-        return chain[::-1]
+            return [self.plans[prior] for prior, renewed in self.renewals.items() if renewed == plan_uuid]
 
-    def future_renewals(self, plan_uuid: str) -> list[Renewal]:
-        """Renewals forward from this plan (SubscriptionPlan.future_renewals)."""
-        chain: list[Renewal] = []
-        current = plan_uuid
+    def renewed_expiration_date(self, plan_uuid: str) -> datetime:
+        """When the plan, followed by the plans that renew it, expires."""
         with self.lock:
-            while (renewal := next((r for r in self.renewals if r.prior_plan_uuid == current), None)) is not None:
-                chain.append(renewal)
-                current = renewal.renewed_plan_uuid
-                if len(chain) > len(self.renewals):
-                    break
-        return chain
-
-    def auto_applicable_plan(self, enterprise_customer_uuid: str, now: datetime) -> Plan | None:
-        """CustomerAgreement.auto_applicable_subscription: active, current, should_auto_apply_licenses."""
-        for plan in self.plans_of(enterprise_customer_uuid):
-            if plan.should_auto_apply_licenses and plan.is_active and plan.start_date <= now <= plan.expiration_date:
-                return plan
-        return None
+            plan = self.plans[plan_uuid]
+            while plan.uuid in self.renewals:
+                plan = self.plans[self.renewals[plan.uuid]]
+            return plan.expiration_date
 
     # ------------------------------------------------------------------------------------------ describe
     def describe(self) -> list[str]:
@@ -556,20 +412,23 @@ class Dataset:
         with self.lock:
             for customer in self.customers.values():
                 agreement = self.agreements.get(customer.uuid)
-                flags = []
-                if not customer.active:
-                    flags.append("INACTIVE in LMS")
-                if agreement and agreement.disable_expiration_notifications:
-                    flags.append("opted out of expiration emails")
-                if not customer.sender_alias:
-                    flags.append('empty sender_alias -> "edX Support Team"')
-                admins = self.admins_of(customer.uuid)
+                flags = [
+                    text
+                    for text, applies in (
+                        ("INACTIVE in LMS", not customer.active),
+                        ("opted out of expiration emails", agreement and agreement.disable_expiration_notifications),
+                        ('empty sender_alias -> "edX Support Team"', not customer.sender_alias),
+                    )
+                    if applies
+                ]
                 lines.append(
                     f"- {customer.name} [{customer.slug}] {customer.uuid} lang={customer.default_language} "
-                    f"admins={len(admins)}" + (f" ({'; '.join(flags)})" if flags else "")
+                    f"admins={len(self.admins_of(customer.uuid))}" + (f" ({'; '.join(flags)})" if flags else "")
                 )
-                for plan in sorted(self.plans_of(customer.uuid), key=lambda p: p.expiration_date):
-                    lines.append("    " + self._describe_plan(plan))
+                lines += [
+                    "    " + self._describe_plan(plan)
+                    for plan in sorted(self.plans_of(customer.uuid), key=lambda p: p.expiration_date)
+                ]
         return lines
 
     def _describe_plan(self, plan: Plan) -> str:
@@ -578,31 +437,21 @@ class Dataset:
         when = f"expires in {days}d" if days >= 0 else f"expired {-days}d ago"
         if plan.start_date > self.now:
             when += f", starts in {(plan.start_date - self.now).days}d"
-        notes = []
-        if not plan.is_active:
-            notes.append("is_active=false")
-        if plan.should_auto_apply_licenses is not False:
-            notes.append(f"auto_apply={plan.should_auto_apply_licenses}")
-            if plan.should_auto_apply_licenses and counts["total"]:
-                notes.append(f"allocated {counts['allocated']}/{counts['total']}")
-        if self.future_renewals(plan.uuid):
-            notes.append("renewed")
-        if self.prior_renewals(plan.uuid):
-            notes.append("renewal of an earlier plan")
+        auto = plan.should_auto_apply_licenses
+        notes = [
+            text
+            for text, applies in (
+                ("is_active=false", not plan.is_active),
+                (f"auto_apply={auto}", auto is not False),
+                (f"allocated {counts['allocated']}/{counts['total']}", auto and counts["total"]),
+                ("renewed", plan.uuid in self.renewals),
+                ("renewal of an earlier plan", self.renewed_from(plan.uuid)),
+            )
+            if applies
+        ]
         tally = " ".join(f"{status}={counts[status]}" for status in LICENSE_STATUSES if counts[status])
         extra = f" [{', '.join(notes)}]" if notes else ""
         return f'plan "{plan.title}" {when}: {tally or "no licenses"}{extra}'
-
-
-def _canonical(value: str) -> str:
-    canonical = canonical_uuid(value)
-    if canonical is None:
-        raise ValueError(f"not a UUID: {value!r}")
-    return canonical
-
-
-def _uuid_or(explicit: str | None, *name: object) -> str:
-    return _canonical(explicit) if explicit else stable_uuid(*name)
 
 
 # ------------------------------------------------------------------------------------------- the sample
@@ -623,227 +472,130 @@ SHARED_ADMIN_LMS_USER_ID = 7001
 
 def build_sample_dataset(now: datetime) -> Dataset:
     """The demo's data: every expiration-reminder and utilization case (see the module constants)."""
-    now = _require_aware(now, "now").replace(microsecond=0)
+    now = _aware(now, "now").replace(microsecond=0)
     ds = Dataset(now=now)
-    day = timedelta(days=1)
 
-    def expires(days: int) -> datetime:
-        # One hour past the whole day: license-manager floors (expiration - now).days, so a demo running on
-        # the real clock a few seconds after building the data still reads "10 days", not 9.
-        return now + timedelta(days=days, hours=1)
+    def customer(name: str, slug: str, sender_alias: str, contact_email: str, **kwargs: Any) -> str:
+        return ds.add_customer(name, slug=slug, sender_alias=sender_alias, contact_email=contact_email, **kwargs).uuid
+
+    def plan(enterprise: str, title: str, days: int, licenses: str = "", **kwargs: Any) -> Plan:
+        """``licenses``: "activated=120 assigned=6 ...", added in that order. The plan expires one hour past the
+        whole day: license-manager floors (expiration - now).days, so a demo running on the real clock a few
+        seconds after building the data still reads "10 days", not 9."""
+        kwargs.setdefault("expiration_date", now + timedelta(days=days, hours=1))
+        added = ds.add_plan(enterprise, title=title, **kwargs)
+        for status, count in (item.split("=") for item in licenses.split()):
+            ds.add_licenses(added.uuid, status, int(count))
+        return added
+
+    def admin(enterprise: str, name: str = "", email: str | None = None, days_ago: int = 60, **kwargs: Any) -> None:
+        first, _, last = name.partition(" ")
+        names = {"first_name": first, "last_name": last} if name else {}
+        ds.add_admin(enterprise, email=email, created=now - timedelta(days=days_ago), **names, **kwargs)
 
     # --- expiration reminders ------------------------------------------------------------------------
-    acme = ds.add_customer(
-        "Acme Analytics",
-        slug=ACME,
-        sender_alias="Acme Learning Team",
-        contact_email="learning@acme-analytics.example.com",
+    acme = customer(
+        "Acme Analytics", ACME, "Acme Learning Team", "learning@acme-analytics.example.com",
         reply_to="learning-help@acme-analytics.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(acme.uuid, title="Acme Analytics 2025 Enterprise", expiration_date=expires(10))
-    ds.add_licenses(plan.uuid, "activated", 120)  # > 50: batching shows
-    ds.add_licenses(plan.uuid, "assigned", 6, last_remind_date=now - 5 * day)
-    ds.add_licenses(plan.uuid, "revoked", 4)
-    ds.add_licenses(plan.uuid, "unassigned", 5)
-    pilot = ds.add_plan(
-        acme.uuid, title="Acme Analytics Pilot", expiration_date=expires(15), is_active=False, plan_type="Trial"
-    )
+    )  # fmt: skip
+    main = plan(acme, "Acme Analytics 2025 Enterprise", 10, "activated=120")  # > 50: batching shows
+    ds.add_licenses(main.uuid, "assigned", 6, last_remind_date=now - timedelta(days=5))
+    ds.add_licenses(main.uuid, "revoked", 4)
+    ds.add_licenses(main.uuid, "unassigned", 5)
+    pilot = plan(acme, "Acme Analytics Pilot", 15, is_active=False, plan_type="Trial")
     ds.add_licenses(pilot.uuid, "activated", 8, "pilot{n:03d}@{slug}.example.com")
-    ds.add_admin(acme.uuid, email="dana.whitfield@acme-analytics.example.com", first_name="Dana", last_name="Whitfield")
-    ds.add_admin(acme.uuid, email="omar.haddad@acme-analytics.example.com", first_name="Omar", last_name="Haddad")
+    admin(acme, "Dana Whitfield", "dana.whitfield@acme-analytics.example.com")
+    admin(acme, "Omar Haddad", "omar.haddad@acme-analytics.example.com")
     for n in range(1, 4):
-        ds.add_learner(acme.uuid, email=f"learner{n:03d}@{ACME}.example.com", first_name="Learner")
+        ds.add_learner(acme, email=f"learner{n:03d}@{ACME}.example.com")
 
-    globex = ds.add_customer(
-        "Globex University",
-        slug=GLOBEX,
-        sender_alias="",  # clients fall back to "edX Support Team"
-        contact_email="elearning@globex-university.example.com",
-        default_language="es",
-        country="MX",
-    )
-    plan = ds.add_plan(globex.uuid, title="Globex University Campus", expiration_date=expires(35))
-    ds.add_licenses(plan.uuid, "activated", 12)
-    ds.add_licenses(plan.uuid, "assigned", 3)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_licenses(plan.uuid, "unassigned", 2)
-    expired = ds.add_plan(globex.uuid, title="Globex University 2024", expiration_date=expires(-5))
-    ds.add_licenses(expired.uuid, "activated", 10)
-    ds.add_admin(
-        globex.uuid, email="lucia.ramirez@globex-university.example.com", first_name="Lucía", last_name="Ramírez"
-    )
+    # empty sender_alias: clients fall back to "edX Support Team"
+    globex = customer("Globex University", GLOBEX, "", "elearning@globex-university.example.com", default_language="es")
+    plan(globex, "Globex University Campus", 35, "activated=12 assigned=3 revoked=1 unassigned=2")
+    plan(globex, "Globex University 2024", -5, "activated=10")
+    admin(globex, "Lucía Ramírez", "lucia.ramirez@globex-university.example.com")
 
-    initech = ds.add_customer(
-        "Initech",
-        slug=INITECH,
-        sender_alias="Initech Learning",
-        contact_email="training@initech.example.com",
-        default_language="en",
-        disable_expiration_notifications=True,
+    initech = customer(
+        "Initech", INITECH, "Initech Learning", "training@initech.example.com", disable_expiration_notifications=True
     )
-    plan = ds.add_plan(initech.uuid, title="Initech Professional Development", expiration_date=expires(12))
-    ds.add_licenses(plan.uuid, "activated", 15)
-    ds.add_licenses(plan.uuid, "assigned", 2)
-    ds.add_admin(initech.uuid, email="bill.lumbergh@initech.example.com", first_name="Bill", last_name="Lumbergh")
+    plan(initech, "Initech Professional Development", 12, "activated=15 assigned=2")
+    admin(initech, "Bill Lumbergh", "bill.lumbergh@initech.example.com")
 
-    umbrella = ds.add_customer(
-        "Umbrella Health",
-        slug=UMBRELLA,
-        sender_alias="Umbrella Health Academy",
-        contact_email="academy@umbrella-health.example.com",
-        reply_to="academy@umbrella-health.example.com",
-        default_language=None,
-    )
-    old = ds.add_plan(umbrella.uuid, title="Umbrella Health 2025", expiration_date=expires(20))
-    ds.add_licenses(old.uuid, "activated", 25)
-    ds.add_licenses(old.uuid, "assigned", 2)
-    ds.add_licenses(old.uuid, "revoked", 1)
-    ds.add_licenses(old.uuid, "unassigned", 3)
-    renewed = ds.add_plan(
-        umbrella.uuid,
-        title="Umbrella Health 2025 - Renewal",
-        start_date=old.expiration_date,
-        expiration_date=old.expiration_date + timedelta(days=365),
-        created=now - 3 * day,
-    )
+    umbrella = customer(
+        "Umbrella Health", UMBRELLA, "Umbrella Health Academy", "academy@umbrella-health.example.com",
+        reply_to="academy@umbrella-health.example.com", default_language=None,
+    )  # fmt: skip
+    old = plan(umbrella, "Umbrella Health 2025", 20, "activated=25 assigned=2 revoked=1 unassigned=3")
+    renewed = plan(
+        umbrella, "Umbrella Health 2025 - Renewal", 0, start_date=old.expiration_date,
+        expiration_date=old.expiration_date + timedelta(days=365), created=now - timedelta(days=3),
+    )  # fmt: skip
     # Same learners (learner001..025) with new license uuids, as license-manager's renewal copies them.
     copies = ds.add_licenses(renewed.uuid, "activated", 25, first=1)
     for copy, original in zip(copies, ds.licenses_of(old.uuid)[:25], strict=True):
         copy.activation_date = original.activation_date
     ds.add_licenses(renewed.uuid, "unassigned", 5)
     ds.add_renewal(old.uuid, renewed.uuid)
-    ds.add_admin(
-        umbrella.uuid, email="alice.abernathy@umbrella-health.example.com", first_name="Alice", last_name="Abernathy"
-    )
+    admin(umbrella, "Alice Abernathy", "alice.abernathy@umbrella-health.example.com")
 
     # --- utilization -------------------------------------------------------------------------------------
-    stark = ds.add_customer(
-        "Stark Learning",
-        slug=STARK,
-        sender_alias="Stark Learning",
-        contact_email="learning@stark-learning.example.com",
-        default_language="en",
+    stark = customer("Stark Learning", STARK, "Stark Learning", "learning@stark-learning.example.com")
+    # allocated 12 of 20 non-revoked = 60 %
+    plan(
+        stark,
+        "Stark Learning Auto-Apply",
+        200,
+        "activated=8 assigned=4 revoked=2 unassigned=8",
+        should_auto_apply_licenses=True,
     )
-    plan = ds.add_plan(
-        stark.uuid, title="Stark Learning Auto-Apply", expiration_date=expires(200), should_auto_apply_licenses=True
-    )
-    ds.add_licenses(plan.uuid, "activated", 8)  # allocated 12 of 20 non-revoked = 60 %
-    ds.add_licenses(plan.uuid, "assigned", 4)
-    ds.add_licenses(plan.uuid, "revoked", 2)
-    ds.add_licenses(plan.uuid, "unassigned", 8)
     for n in range(1, 56):  # 55 admins: more than one Braze batch of 50
-        ds.add_admin(
-            stark.uuid,
-            email=f"admin{n:03d}@{STARK}.example.com",
-            first_name="Admin",
-            last_name=f"Number{n:03d}",
-            created=now - timedelta(days=3 if n == 1 else 10 if n == 2 else 14 + n),
+        admin(
+            stark,
+            f"Admin Number{n:03d}",
+            f"admin{n:03d}@{STARK}.example.com",
+            3 if n == 1 else 10 if n == 2 else 14 + n,
         )
     for n in range(1, 4):
-        ds.add_learner(stark.uuid, email=f"learner{n:03d}@{STARK}.example.com")
+        ds.add_learner(stark, email=f"learner{n:03d}@{STARK}.example.com")
 
-    wayne = ds.add_customer(
-        "Wayne Enterprises",
-        slug=WAYNE,
-        sender_alias="Wayne Enterprises L&D",
-        contact_email="ld@wayne-enterprises.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(
-        wayne.uuid, title="Wayne Enterprises Auto-Apply", expiration_date=expires(300), should_auto_apply_licenses=True
-    )
-    ds.add_licenses(plan.uuid, "activated", 6)  # allocated 8 of 10 = 80 %
-    ds.add_licenses(plan.uuid, "assigned", 2)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_licenses(plan.uuid, "unassigned", 2)
-    ds.add_admin(
-        wayne.uuid,
-        lms_user_id=SHARED_ADMIN_LMS_USER_ID,
-        email="pat.morgan@consulting.example.com",
-        first_name="Pat",
-        last_name="Morgan",
-        created=now - 45 * day,
-    )
-    ds.add_admin(wayne.uuid, email="lucius.fox@wayne-enterprises.example.com", first_name="Lucius", last_name="Fox")
-
-    cyberdyne = ds.add_customer(
-        "Cyberdyne Systems",
-        slug=CYBERDYNE,
-        sender_alias="Cyberdyne Academy",
-        contact_email="academy@cyberdyne-systems.example.com",
-        default_language="en",
-    )
-    plan = ds.add_plan(
-        cyberdyne.uuid,
-        title="Cyberdyne Systems Auto-Apply",
-        expiration_date=expires(150),
+    wayne = customer("Wayne Enterprises", WAYNE, "Wayne Enterprises L&D", "ld@wayne-enterprises.example.com")
+    # allocated 8 of 10 = 80 %
+    plan(
+        wayne,
+        "Wayne Enterprises Auto-Apply",
+        300,
+        "activated=6 assigned=2 revoked=1 unassigned=2",
         should_auto_apply_licenses=True,
     )
-    ds.add_licenses(plan.uuid, "activated", 5)  # allocated 10 of 10 = 100 %
-    ds.add_licenses(plan.uuid, "assigned", 5)
-    ds.add_licenses(plan.uuid, "revoked", 1)
-    ds.add_admin(
-        cyberdyne.uuid,
-        email="miles.dyson@cyberdyne-systems.example.com",
-        first_name="Miles",
-        last_name="Dyson",
-        created=now - 3 * day,
-    )
-    ds.add_admin(
-        cyberdyne.uuid,
-        email="sarah.connor@cyberdyne-systems.example.com",
-        first_name="Sarah",
-        last_name="Connor",
-        created=now - 10 * day,
-    )
-    ds.add_admin(cyberdyne.uuid, lms_user_id=SHARED_ADMIN_LMS_USER_ID, created=now - 20 * day)  # same person as Wayne's
+    admin(wayne, "Pat Morgan", "pat.morgan@consulting.example.com", 45, lms_user_id=SHARED_ADMIN_LMS_USER_ID)
+    admin(wayne, "Lucius Fox", "lucius.fox@wayne-enterprises.example.com")
 
-    soylent = ds.add_customer(
-        "Soylent Foods",
-        slug=SOYLENT,
-        sender_alias="Soylent Foods Training",
-        contact_email="training@soylent-foods.example.com",
-        default_language="es",
-    )
-    plan = ds.add_plan(
-        soylent.uuid, title="Soylent Foods Team", expiration_date=expires(90), should_auto_apply_licenses=None
-    )
-    ds.add_licenses(plan.uuid, "activated", 9)
-    ds.add_licenses(plan.uuid, "unassigned", 1)
-    ds.add_admin(soylent.uuid, email="thorn@soylent-foods.example.com", first_name="Robert", last_name="Thorn")
-
-    hooli = ds.add_customer(
-        "Hooli",
-        slug=HOOLI,
-        sender_alias="Hooli University",
-        contact_email="hooli-u@hooli.example.com",
-        default_language="en",
-    )
-    ds.add_plan(
-        hooli.uuid,
-        title="Hooli Auto-Apply (not provisioned)",
-        expiration_date=expires(240),
+    cyberdyne = customer("Cyberdyne Systems", CYBERDYNE, "Cyberdyne Academy", "academy@cyberdyne-systems.example.com")
+    # allocated 10 of 10 = 100 %
+    plan(
+        cyberdyne,
+        "Cyberdyne Systems Auto-Apply",
+        150,
+        "activated=5 assigned=5 revoked=1",
         should_auto_apply_licenses=True,
     )
-    ds.add_admin(
-        hooli.uuid,
-        email="gavin.belson@hooli.example.com",
-        first_name="Gavin",
-        last_name="Belson",
-        created=now - 30 * day,
-    )
+    admin(cyberdyne, "Miles Dyson", "miles.dyson@cyberdyne-systems.example.com", 3)
+    admin(cyberdyne, "Sarah Connor", "sarah.connor@cyberdyne-systems.example.com", 10)
+    admin(cyberdyne, days_ago=20, lms_user_id=SHARED_ADMIN_LMS_USER_ID)  # same person as Wayne's
 
-    vandelay = ds.add_customer(
-        "Vandelay Industries",
-        slug=VANDELAY,
-        active=False,
-        sender_alias="Vandelay",
-        contact_email="art@vandelay-industries.example.com",
+    soylent = customer(
+        "Soylent Foods", SOYLENT, "Soylent Foods Training", "training@soylent-foods.example.com", default_language="es"
     )
-    plan = ds.add_plan(vandelay.uuid, title="Vandelay Industries Import/Export", expiration_date=expires(-90))
-    ds.add_licenses(plan.uuid, "activated", 3)
-    ds.add_admin(
-        vandelay.uuid, email="art.vandelay@vandelay-industries.example.com", first_name="Art", last_name="Vandelay"
+    plan(soylent, "Soylent Foods Team", 90, "activated=9 unassigned=1", should_auto_apply_licenses=None)
+    admin(soylent, "Robert Thorn", "thorn@soylent-foods.example.com")
+
+    hooli = customer("Hooli", HOOLI, "Hooli University", "hooli-u@hooli.example.com")
+    plan(hooli, "Hooli Auto-Apply (not provisioned)", 240, should_auto_apply_licenses=True)
+    admin(hooli, "Gavin Belson", "gavin.belson@hooli.example.com", 30)
+
+    vandelay = customer(
+        "Vandelay Industries", VANDELAY, "Vandelay", "art@vandelay-industries.example.com", active=False
     )
+    plan(vandelay, "Vandelay Industries Import/Export", -90, "activated=3")
+    admin(vandelay, "Art Vandelay", "art.vandelay@vandelay-industries.example.com")
     return ds

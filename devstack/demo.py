@@ -18,14 +18,14 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_secret, load_template
-from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, WAYNE, Dataset, build_sample_dataset
+from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, WAYNE, Dataset, build_sample_dataset, iso_z
 from devstack.lambda_local import ROOT, LocalEventSourceMapping, invoke, load_handler
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 
@@ -54,16 +54,7 @@ class Stack:
     braze: BrazeStandIn
     log: TextIO
 
-    errors_queue_url: str = ""
-
-    def error_notifications(self) -> list[dict[str, Any]]:
-        """What the worker published on the error topic (an SQS queue subscribed with raw delivery)."""
-        sqs, found = self.moto.client("sqs"), []
-        while messages := sqs.receive_message(QueueUrl=self.errors_queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for m in messages:
-                found.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.errors_queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return found
+    error_notifications: Callable[[], list[dict[str, Any]]]  # what the worker published on the error topic
 
     def log_lines(self) -> list[dict[str, Any]]:
         self.log.flush()
@@ -108,18 +99,7 @@ def local_stack(now: datetime) -> Iterator[Stack]:
             }
         )
         log = stack.enter_context((OUT / "lambda-logs.jsonl").open("w"))
-        yield Stack(moto, resources, dataset, lms, lm, braze, log, errors_queue_url=subscribe_inbox(moto, resources))
-
-
-def subscribe_inbox(moto: MotoStack, resources: StackResources) -> str:
-    """An SQS queue subscribed to the error topic, standing in for the operators' e-mail subscription."""
-    sqs = moto.client("sqs")
-    url = sqs.create_queue(QueueName="demo-error-inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    moto.client("sns").subscribe(
-        TopicArn=resources.error_topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return url
+        yield Stack(moto, resources, dataset, lms, lm, braze, log, resources.error_inbox("demo-error-inbox"))
 
 
 def worker_batch_size() -> int:
@@ -235,20 +215,20 @@ def expiration_reminders(stack: Stack, now: datetime, problems: list[str]) -> li
 
     print("\n#### License expiration reminders (hourly schedule)")
     # 1. A dry run first, as the spec recommends: it reports, sends nothing and records nothing.
-    dry = run_schedule(stack, "Dry run (as_of = now)", {**schedule, "dry_run": True, "as_of": _iso(now)})
+    dry = run_schedule(stack, "Dry run (as_of = now)", {**schedule, "dry_run": True, "as_of": iso_z(now)})
     print_report(stack, dry)
     expect(problems, "the dry run sends nothing and records nothing", sent(dry) == 0 and ledger_count(stack) == 0)
     # 2. The hourly schedule fires. One Braze batch fails past its retries: SQS redelivers that message.
-    first = run_schedule(stack, "Hour 0", {**schedule, "as_of": _iso(now)}, fail_first_trigger=True)
+    first = run_schedule(stack, "Hour 0", {**schedule, "as_of": iso_z(now)}, fail_first_trigger=True)
     print_report(stack, first)
     expect(problems, "hour 0 reminds Acme's 120 learners and Umbrella's 25 on the expiring plan", sent(first) == 145)
     expect(problems, "the failed batch was retried through SQS and then sent", first.failed_deliveries >= 1)
     # 3. The next hour: everything due was sent already.
-    second = run_schedule(stack, "Hour 1", {**schedule, "as_of": _iso(now + timedelta(hours=1))})
+    second = run_schedule(stack, "Hour 1", {**schedule, "as_of": iso_z(now + timedelta(hours=1))})
     print_report(stack, second)
     expect(problems, "hour 1 sends nothing twice", sent(second) == 0)
     # 4. A week later Globex's plan (35 days out today) is inside the 30-day window.
-    week = run_schedule(stack, "7 days later", {**schedule, "as_of": _iso(now + timedelta(days=7))})
+    week = run_schedule(stack, "7 days later", {**schedule, "as_of": iso_z(now + timedelta(days=7))})
     print_report(stack, week)
     expect(problems, "a week later Globex's 12 learners are reminded", sent(week) == 12)
     return [dry, first, second, week]
@@ -270,7 +250,7 @@ def utilization(stack: Stack, now: datetime, problems: list[str]) -> list[RunRep
             ]:
                 lic.status = "assigned"
         report = run_schedule(
-            stack, f"Day {day}", {**schedule, "as_of": _iso(now + timedelta(days=day))}, fail_first_trigger=day == 1
+            stack, f"Day {day}", {**schedule, "as_of": iso_z(now + timedelta(days=day))}, fail_first_trigger=day == 1
         )
         print_report(stack, report)
         runs.append(report)
@@ -354,10 +334,6 @@ def expect(problems: list[str], claim: str, holds: bool) -> None:
     print(f"   [{'ok' if holds else 'FAILED'}] {claim}")
     if not holds:
         problems.append(claim)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 if __name__ == "__main__":

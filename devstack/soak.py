@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, create_resources_from_template, load_template
-from devstack.dataset import Dataset, License, canonical_uuid
+from devstack.dataset import Dataset, iso_z
 from devstack.lambda_local import ROOT, invoke, load_handler
 from devstack.soak_worker import WORKER_HEADER
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
@@ -63,19 +63,9 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 EMAIL_DOMAIN = "soak.example.com"
 
 # Fault kinds armed per simulated hour (each at least once over the soak, then at random).
-HOURLY_FAULTS = (
-    "braze_5xx",
-    "braze_429_with_reset",
-    "braze_429_without_reset",
-    "braze_accept_then_stall",
-    "braze_redirect",
-    "license_manager_redirect",
-    "lms_redirect",
-    "dynamodb_throttling",
-    "sqs_duplicate_delivery",
-    "kill_random",
-    "kill_after_braze_accepted",
-)
+HOURLY_FAULTS = ("braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_accept_then_stall",
+                 "braze_redirect", "license_manager_redirect", "lms_redirect", "dynamodb_throttling",
+                 "sqs_duplicate_delivery", "kill_random", "kill_after_braze_accepted")  # fmt: skip
 # One-shot faults that wait for the next Braze request: armed for sure in hour 1, which always has new sends
 # (a later hour may see none before the clean runs, and the self-check would then fail by chance).
 BRAZE_REQUEST_FAULTS = frozenset({"braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_redirect"})
@@ -116,6 +106,8 @@ class EnterpriseRole:
     name: str
     slug: str
     roles: list[str] = field(default_factory=list)
+    current_plan: str = ""
+    entering_plan: str = ""
 
 
 @dataclass
@@ -135,148 +127,114 @@ class SoakData:
 def build_soak_data(settings: SoakSettings, rng: random.Random) -> SoakData:
     """Several enterprises with plans inside, entering and outside the window, every license status, one
     opted-out enterprise, an inactive and an expired plan, a license without email; growth per hour."""
-    start, hours, count = START, settings.hours, settings.enterprises
-    ds = Dataset(now=start)
-    enterprises: list[EnterpriseRole] = []
-    current_plans: dict[str, str] = {}
-    entering_plans: dict[str, str] = {}
+    ds, count = Dataset(now=START), settings.enterprises
     # Roles by index: 0 holds the refused and minor-error recipients (and > 50 due, so batches of 50 show),
     # 1 is opted out, 2 serves malformed license records, 3 holds the refused alias (with fewer enterprises
     # the roles fold onto the first ones).
     opted_out_index = 1 if count >= 3 else None
     malformed_index = 2 if count >= 3 else count - 1
     alias_index = 3 if count >= 4 else 0
+    enterprises: list[EnterpriseRole] = []
+    plans: dict[str, tuple[str, str]] = {}  # enterprise -> (current plan, plan entering the window)
     for i in range(count):
-        slug = f"soak-{i:02d}"
-        role = EnterpriseRole("", f"Soak Enterprise {i:02d}", slug)
-        customer = ds.add_customer(
-            role.name,
-            slug=slug,
-            sender_alias=f"Soak {i:02d} Learning" if i % 2 else "",
-            disable_expiration_notifications=i == opted_out_index,
-        )
-        role.uuid = customer.uuid
-        if i == opted_out_index:
-            role.roles.append("opted out")
-        current = ds.add_plan(
-            customer.uuid,
-            title=f"{role.name} current",
-            expiration_date=start + timedelta(days=rng.randint(3, 25), hours=rng.randint(0, 23)),
-        )
-        pattern = f"{slug}-cur-{{n:03d}}@{EMAIL_DOMAIN}"
-        small = settings.short
-        ds.add_licenses(
-            current.uuid,
-            "activated",
-            (55 if small else 60) if i == 0 else rng.randint(*(6, 12) if small else (12, 30)),
-            pattern,
-        )
-        ds.add_licenses(current.uuid, "assigned", 8, pattern)
-        ds.add_licenses(current.uuid, "revoked", 2, pattern)
-        ds.add_licenses(current.uuid, "unassigned", 3)
-        current_plans[customer.uuid] = current.uuid
-        enters_after = rng.randint(0, max(0, hours - 2))  # due from hour enters_after + 1
-        entering = ds.add_plan(
-            customer.uuid,
-            title=f"{role.name} entering the window",
-            expiration_date=start + timedelta(days=DAYS, hours=enters_after, minutes=rng.randint(1, 59)),
-        )
-        ds.add_licenses(
-            entering.uuid,
-            "activated",
-            rng.randint(*(3, 6) if small else (6, 16)),
-            f"{slug}-ent-{{n:03d}}@{EMAIL_DOMAIN}",
-        )
-        ds.add_licenses(entering.uuid, "assigned", 2, f"{slug}-ent-{{n:03d}}@{EMAIL_DOMAIN}")
-        entering_plans[customer.uuid] = entering.uuid
-        far = ds.add_plan(customer.uuid, title=f"{role.name} next year", expiration_date=start + timedelta(days=120))
-        ds.add_licenses(far.uuid, "activated", 4, f"{slug}-far-{{n:03d}}@{EMAIL_DOMAIN}")
-        if i % 3 == 2 or count == 1:
-            inactive = ds.add_plan(
-                customer.uuid,
-                title=f"{role.name} inactive pilot",
-                expiration_date=start + timedelta(days=8),
-                is_active=False,
-            )
-            ds.add_licenses(inactive.uuid, "activated", 4, f"{slug}-pil-{{n:03d}}@{EMAIL_DOMAIN}")
-            expired = ds.add_plan(
-                customer.uuid, title=f"{role.name} last year", expiration_date=start - timedelta(days=2)
-            )
-            ds.add_licenses(expired.uuid, "activated", 4, f"{slug}-old-{{n:03d}}@{EMAIL_DOMAIN}")
-        if i == 1 or count == 1:
-            ds.licenses_of(current.uuid)[1].user_email = None  # activated, no email: never due
-            role.roles.append("an activated license without email")
+        role = _add_enterprise(ds, i, settings, rng, opted_out=i == opted_out_index)
+        plans[role.uuid] = (role.current_plan, role.entering_plan)
         enterprises.append(role)
-
-    rejected: dict[str, str] = {}
-    minor: list[str] = []
-    first = enterprises[0]
-    emails = [lic.user_email for lic in ds.licenses_of(current_plans[first.uuid]) if lic.status == "activated"]
-    # The refused recipient sorts last in its plan, the minor error first: in different Braze batches of 50.
-    skip = settings.skip
-    if "braze_rejected_recipient" not in skip:
-        rejected[str(emails[-1])] = "trigger"
-        first.roles.append("a recipient Braze refuses (trigger)")
-    if "braze_minor_error" not in skip:
-        minor.append(str(emails[0]))
-        first.roles.append("a recipient accepted with a minor error")
-    alias_enterprise = enterprises[alias_index]
-    alias_emails = [
-        lic.user_email for lic in ds.licenses_of(current_plans[alias_enterprise.uuid]) if lic.status == "activated"
-    ]
-    if "braze_rejected_alias" not in skip:
-        rejected[str(alias_emails[3])] = "alias"
-        alias_enterprise.roles.append("a recipient whose Braze alias is refused")
+    rejected, minor = _refused_recipients(ds, enterprises[0], enterprises[alias_index], settings.skip)
     malformed = enterprises[malformed_index]
-    malformed_plan: str | None = current_plans[malformed.uuid]
-    if "malformed_licenses" in skip:
+    malformed_plan: str | None = malformed.current_plan
+    if "malformed_licenses" in settings.skip:
         malformed_plan = None
         malformed.roles.append("(malformed license records: skipped)")
     else:
-        for record in malformed_licenses(malformed.slug, str(malformed_plan)):
-            ds.add_raw_license(str(malformed_plan), record)
+        for record in malformed_licenses(malformed.slug, malformed.current_plan):
+            ds.add_raw_license(malformed.current_plan, record)
         malformed.roles.append("malformed license records (unknown status, no uuid, non-string email)")
 
     growth: dict[int, list[tuple[str, Callable[[datetime], str]]]] = defaultdict(list)
     growing = [e.uuid for e in enterprises if "opted out" not in e.roles] or [e.uuid for e in enterprises]
     # (the enterprise roles above are labels only: a skipped fault leaves its enterprise growing as any other)
-    for hour in range(1, hours):  # every enterprise has new due licenses every hour: Braze traffic every hour
+    for hour in range(1, settings.hours):  # every enterprise has new due licenses every hour: Braze traffic hourly
         for enterprise in growing:
-            plan = rng.choice([current_plans[enterprise], entering_plans[enterprise]])
+            plan = rng.choice(plans[enterprise])
             growth[hour].append((enterprise, _grow(ds, plan, rng.randint(1, 3), rng.random() < 0.5)))
     return SoakData(
         ds, enterprises, rejected, minor, malformed_plan, malformed.uuid if malformed_plan else None, dict(growth)
     )
 
 
+def _add_enterprise(ds: Dataset, i: int, s: SoakSettings, rng: random.Random, *, opted_out: bool) -> EnterpriseRole:
+    """Enterprise ``i``: a plan due now, one entering the window during the soak, one far out, sometimes an
+    inactive and an expired one; with every license status."""
+    slug, count = f"soak-{i:02d}", s.enterprises
+    name = f"Soak Enterprise {i:02d}"
+    customer = ds.add_customer(
+        name,
+        slug=slug,
+        sender_alias=f"Soak {i:02d} Learning" if i % 2 else "",
+        disable_expiration_notifications=opted_out,
+    )
+    role = EnterpriseRole(customer.uuid, name, slug, ["opted out"] if opted_out else [])
+
+    def plan(kind: str, title: str, expires: datetime, **licenses: int) -> str:
+        uuid = ds.add_plan(
+            customer.uuid, title=f"{name} {title}", expiration_date=expires, is_active=kind != "pil"
+        ).uuid
+        for status, n in licenses.items():
+            ds.add_licenses(uuid, status, n, f"{slug}-{kind}-{{n:03d}}@{EMAIL_DOMAIN}")
+        return uuid
+
+    due = START + timedelta(days=rng.randint(3, 25), hours=rng.randint(0, 23))
+    activated = (55 if s.short else 60) if i == 0 else rng.randint(*(6, 12) if s.short else (12, 30))
+    role.current_plan = plan("cur", "current", due, activated=activated, assigned=8, revoked=2, unassigned=3)
+    enters_after = rng.randint(0, max(0, s.hours - 2))  # due from hour enters_after + 1
+    entering = START + timedelta(days=DAYS, hours=enters_after, minutes=rng.randint(1, 59))
+    role.entering_plan = plan(
+        "ent", "entering the window", entering, activated=rng.randint(*(3, 6) if s.short else (6, 16)), assigned=2
+    )
+    plan("far", "next year", START + timedelta(days=120), activated=4)
+    if i % 3 == 2 or count == 1:
+        plan("pil", "inactive pilot", START + timedelta(days=8), activated=4)
+        plan("old", "last year", START - timedelta(days=2), activated=4)
+    if i == 1 or count == 1:
+        ds.licenses_of(role.current_plan)[1].user_email = None  # activated, no email: never due
+        role.roles.append("an activated license without email")
+    return role
+
+
+def _refused_recipients(
+    ds: Dataset, first: EnterpriseRole, alias_enterprise: EnterpriseRole, skip: tuple[str, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """Who Braze refuses ({email: "trigger" | "alias"}) and who it accepts with a minor error. The refused
+    trigger recipient sorts last in its plan, the minor error first: in different Braze batches of 50."""
+
+    def emails(role: EnterpriseRole) -> list[str]:
+        return [str(lic.user_email) for lic in ds.licenses_of(role.current_plan) if lic.status == "activated"]
+
+    rejected: dict[str, str] = {}
+    minor: list[str] = []
+    if "braze_rejected_recipient" not in skip:
+        rejected[emails(first)[-1]] = "trigger"
+        first.roles.append("a recipient Braze refuses (trigger)")
+    if "braze_minor_error" not in skip:
+        minor.append(emails(first)[0])
+        first.roles.append("a recipient accepted with a minor error")
+    if "braze_rejected_alias" not in skip:
+        rejected[emails(alias_enterprise)[3]] = "alias"
+        alias_enterprise.roles.append("a recipient whose Braze alias is refused")
+    return rejected, minor
+
+
 def malformed_licenses(slug: str, plan_uuid: str) -> list[dict[str, Any]]:
     """Three records license-manager should never send: an unknown status, no uuid, a non-string email."""
-    base = {"activation_date": "2026-01-10T08:00:00Z", "last_remind_date": None, "revoked_date": None}
+    base = {"activation_date": "2026-01-10T08:00:00Z", "last_remind_date": None, "revoked_date": None,
+            "subscription_plan_uuid": plan_uuid, "activation_key": None}  # fmt: skip
     return [
-        {
-            **base,
-            "uuid": str(canonical_uuid("9e7c0a52-5c1e-4f0e-9d7b-000000000001")),
-            "status": "suspended",
-            "user_email": f"{slug}-bad-suspended@{EMAIL_DOMAIN}",
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-        {
-            **base,
-            "status": "activated",
-            "user_email": f"{slug}-bad-no-uuid@{EMAIL_DOMAIN}",
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-        {
-            **base,
-            "uuid": str(canonical_uuid("9e7c0a52-5c1e-4f0e-9d7b-000000000003")),
-            "status": "activated",
-            "user_email": 12345,
-            "subscription_plan_uuid": plan_uuid,
-            "activation_key": None,
-        },
-    ]
+        {**base, "uuid": "9e7c0a52-5c1e-4f0e-9d7b-000000000001", "status": "suspended",
+         "user_email": f"{slug}-bad-suspended@{EMAIL_DOMAIN}"},
+        {**base, "status": "activated", "user_email": f"{slug}-bad-no-uuid@{EMAIL_DOMAIN}"},
+        {**base, "uuid": "9e7c0a52-5c1e-4f0e-9d7b-000000000003", "status": "activated", "user_email": 12345},
+    ]  # fmt: skip
 
 
 def _grow(ds: Dataset, plan_uuid: str, count: int, activate_assigned: bool) -> Callable[[datetime], str]:
@@ -301,42 +259,32 @@ class Due:
     license_uuid: str
     enterprise: str
     email: str
-    plan: str
-    first_hour: int
 
 
-def due_now(data: SoakData, uuids: list[str], as_of: datetime) -> list[tuple[str, str, str, str]]:
-    """(license uuid, enterprise, email, plan) of every license eligible for a reminder at ``as_of`` (spec 003)."""
-    ds, out = data.dataset, []
-    end = as_of + timedelta(days=DAYS)
+def due_now(data: SoakData, uuids: list[str], as_of: datetime) -> list[tuple[str, str, str]]:
+    """(license uuid, enterprise, email) of every license eligible for a reminder at ``as_of`` (spec 003): activated,
+    with an email, of an active plan expiring in ``(as_of, as_of + 30 days]``, enterprise not opted out. The
+    malformed raw records are never eligible (unknown status, no uuid, no string email)."""
+    ds, end = data.dataset, as_of + timedelta(days=DAYS)
     with ds.lock:
-        for enterprise in uuids:
-            agreement = ds.agreements.get(enterprise)
-            if agreement is None or agreement.disable_expiration_notifications:
-                continue
-            for plan in ds.plans_of(enterprise):
-                if not (plan.is_active and as_of < plan.expiration_date <= end):
-                    continue
-                for lic in ds.licenses_of(plan.uuid):
-                    if _eligible_license(lic):
-                        out.append((lic.uuid, enterprise, str(lic.user_email), plan.uuid))
-                # The malformed raw records are never eligible: unknown status, no uuid, no string email.
-    return out
-
-
-def _eligible_license(lic: License) -> bool:
-    return lic.status == "activated" and isinstance(lic.user_email, str) and lic.user_email.strip() != ""
+        agreements = [ds.agreements[e] for e in uuids if e in ds.agreements]
+        return [
+            (lic.uuid, agreement.enterprise_customer_uuid, str(lic.user_email))
+            for agreement in agreements
+            if not agreement.disable_expiration_notifications
+            for plan in ds.plans_of(agreement.enterprise_customer_uuid)
+            if plan.is_active and as_of < plan.expiration_date <= end
+            for lic in ds.licenses_of(plan.uuid)
+            if lic.status == "activated" and isinstance(lic.user_email, str) and lic.user_email.strip()
+        ]
 
 
 # ----------------------------------------------------------------------------------------------- workers
 @dataclass
 class Slot:
-    index: int
     worker_id: str = ""
     proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
     restart_at: float | None = None
-    incarnations: int = 0
 
 
 class LogTail:
@@ -369,7 +317,7 @@ class Soak:
         self.rng = random.Random(settings.seed)
         self.thread_rng = random.Random(self.rng.random())  # timers and restarts: their timing is the OS's
         self.lock = threading.RLock()
-        self.slots = [Slot(i) for i in range(settings.workers)]
+        self.slots = [Slot() for _ in range(settings.workers)]
         self.next_worker = 0
         self.kills: list[dict[str, Any]] = []
         self.accepted: dict[str, dict[str, Any]] = {}  # dispatch id -> sender, wall time, hour
@@ -464,13 +412,13 @@ class Soak:
                 pending = self.env_file.with_suffix(".tmp")
                 pending.write_text(json.dumps(stack_env), encoding="utf-8")
                 pending.replace(self.env_file)  # atomically: a worker never reads half of it
-                self.errors_queue_url = self._subscribe_error_inbox()
+                self.drain_error_inbox = self.resources.error_inbox("soak-error-inbox")
                 self._capture_dispatches()
                 self.dispatcher_log = stack.enter_context((self.out / "dispatcher.log").open("w"))
                 self.tail = LogTail(self.worker_logs)
                 try:
                     yield
-                finally:
+                finally:  # the workers stop before the services they talk to
                     self.stopping = True
                     supervisor.join(timeout=5)
                     self._stop_workers()
@@ -480,18 +428,6 @@ class Soak:
             self._stop_workers()
             os.environ.clear()
             os.environ.update(saved_env)
-
-    def _subscribe_error_inbox(self) -> str:
-        sqs = self.moto.client("sqs")
-        url = sqs.create_queue(QueueName="soak-error-inbox")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.moto.client("sns").subscribe(
-            TopicArn=self.resources.error_topic_arn,
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true"},
-        )
-        return url
 
     def _capture_dispatches(self) -> None:
         """Keep the bodies the dispatcher enqueues (boto3's default session, before its client exists), to
@@ -512,7 +448,6 @@ class Soak:
         with self.lock:
             self.next_worker += 1
             slot.worker_id = f"w{self.next_worker:03d}"
-            slot.incarnations += 1
         paths = [ROOT / "layers" / "shared", ROOT, ROOT / "functions" / "worker", ROOT / "functions" / "dispatcher"]
         env = {
             **os.environ,
@@ -528,7 +463,7 @@ class Soak:
             slot.proc = subprocess.Popen(  # our own interpreter and module
                 [sys.executable, "-m", "devstack.soak_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
             )
-        slot.started_at, slot.restart_at = time.time(), None
+        slot.restart_at = None
 
     def _supervise(self) -> None:
         """Start every slot, and restart a killed worker after a short random pause (a new container)."""
@@ -558,25 +493,15 @@ class Soak:
                     slot.proc.kill()
                     slot.proc.wait(timeout=5)
 
-    def ready_workers(self) -> int:
-        with self.lock:
-            return sum(
-                1
-                for slot in self.slots
-                if slot.proc is not None
-                and slot.proc.poll() is None
-                and (self.state_dir / f"{slot.worker_id}.ready").exists()
-            )
-
-    def busy_slots(self) -> list[Slot]:
+    def live_slots(self, marker: str) -> list[Slot]:
+        """Slots whose worker runs and shows ``marker`` ("ready": imported, polling; "busy": in an invocation)."""
         with self.lock:
             return [
                 slot
                 for slot in self.slots
-                if slot.proc is not None
-                and slot.proc.poll() is None
-                and (self.state_dir / f"{slot.worker_id}.busy").exists()
-            ]
+                if slot.proc is not None and slot.proc.poll() is None
+                and (self.state_dir / f"{slot.worker_id}.{marker}").exists()
+            ]  # fmt: skip
 
     def kill(self, slot: Slot, reason: str, **detail: Any) -> bool:
         """SIGKILL the slot's worker process (ours: a Popen child), if it still runs."""
@@ -612,11 +537,7 @@ class Soak:
         """(visible + delayed, in flight) messages of the work queue (or ``url``)."""
         attributes = self.moto.client("sqs").get_queue_attributes(
             QueueUrl=url or self.resources.work_queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
+            AttributeNames=[f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")],
         )["Attributes"]
         visible = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
         return visible, int(attributes["ApproximateNumberOfMessagesNotVisible"])
@@ -644,7 +565,7 @@ class Soak:
             "enterprise_customer_uuids": ",".join(self.enterprise_uuids),
             "days_before_expiration": DAYS,
             "dry_run": False,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
         }
         with self.lock:
             self.captured = []
@@ -652,10 +573,9 @@ class Soak:
         with contextlib.redirect_stdout(self.dispatcher_log):
             dispatcher = load_handler("dispatcher")
             result = invoke(dispatcher.lambda_handler, event, "dispatcher")
-        hour = int(self.hour)
-        for license_uuid, enterprise, email, plan in due_now(self.data, self.enterprise_uuids, as_of):
+        for license_uuid, enterprise, email in due_now(self.data, self.enterprise_uuids, as_of):
             if license_uuid not in self.eligible:
-                self.eligible[license_uuid] = Due(license_uuid, enterprise, email, plan, hour)
+                self.eligible[license_uuid] = Due(license_uuid, enterprise, email)
         return result
 
     def wait_for_hour(self, budget: float) -> None:
@@ -665,7 +585,7 @@ class Soak:
             time.sleep(0.1)
             self.read_logs()
             timers_done = all(not t.is_alive() for t in self.timers)
-            if timers_done and self.queue_depth() == (0, 0) and not self.busy_slots():
+            if timers_done and self.queue_depth() == (0, 0) and not self.live_slots("busy"):
                 return
 
     def wait_for_run(self, run_id: str, timeout: float) -> bool:
@@ -699,13 +619,13 @@ class Soak:
             time.sleep(0.2)
             now = time.time()
             held = [r for r in self.ledger().values() if r.get("state") == "claimed" and float(r["lease_until"]) > now]
-            calm = 0 if held or self.busy_slots() else calm + 1
+            calm = 0 if held or self.live_slots("busy") else calm + 1
         self.read_logs()
         return calm >= 2
 
     def wait_for_workers(self, at_least: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.ready_workers() < at_least and time.monotonic() < deadline:
+        while len(self.live_slots("ready")) < at_least and time.monotonic() < deadline:
             time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------------ faults
@@ -792,7 +712,7 @@ class Soak:
         """Wait (up to the hour's budget) for a worker in an invocation, then kill it at a random moment."""
         deadline = time.monotonic() + self.settings.hour_seconds
         while self.faults_on and time.monotonic() < deadline:
-            busy = self.busy_slots()
+            busy = self.live_slots("busy")
             if busy:
                 time.sleep(extra_delay)
                 self.kill(self.thread_rng.choice(busy), "kill_random")
@@ -888,7 +808,7 @@ class Soak:
             accepted = [a for a in self.accepted.values() if a["hour"] == hour]
         record = {
             "hour": hour,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
             "run_id": result["run_id"],
             "enqueued": result["enqueued"],
             "growth": grown,
@@ -922,7 +842,7 @@ class Soak:
         sent = sum(int(line.get("sent") or 0) for line in lines)
         record = {
             "hour": hour,
-            "as_of": _iso(as_of),
+            "as_of": iso_z(as_of),
             "run_id": result["run_id"],
             "clean": True,
             "enqueued": result["enqueued"],
@@ -959,122 +879,18 @@ class Soak:
         return records
 
     def figures(self) -> dict[str, Any]:
-        s, data = self.settings, self.data
-        ledger = self.ledger()
-        sends: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        recipient_sends = 0
-        for entry in list(self.braze.outbox):
-            if entry["campaign_id"] != CAMPAIGN:
-                continue
-            meta = self.accepted.get(str(entry["dispatch_id"]), {})
-            for recipient in entry["recipients"]:
-                license_uuid = str(recipient.get("trigger_properties", {}).get("license_uuid"))
-                sends[license_uuid].append(
-                    {"dispatch_id": entry["dispatch_id"], "at": meta.get("at"), "worker": meta.get("worker")}
-                )
-                recipient_sends += 1
-        eligible = set(self.eligible)
-        by_email: dict[str, set[str]] = defaultdict(set)
-        for due in self.eligible.values():
-            by_email[due.email].add(due.license_uuid)
-        rejected = {
-            uuid: {
-                "email": email,
-                "refused_in": where,
-                "enterprise": data.customer_name(self.eligible[uuid].enterprise),
-            }
-            for email, where in data.rejected.items()
-            for uuid in by_email.get(email, ())
-        }
-        sent = set(sends)
+        s, ledger = self.settings, self.ledger()
+        sends, recipient_sends = self._sends()
+        rejected = self._rejected_recipients()
+        sent, eligible = set(sends), set(self.eligible)
         missed = sorted(eligible - sent - set(rejected))
-        unrecorded = sorted(u for u in sent if ledger.get(LEDGER_PREFIX + u, {}).get("state") != "sent")
+        reasons = self._missed_reasons(missed)
         ineligible_sent = sorted(sent - eligible)
-
-        # Why each missed license was missed, where the soak can tell.
-        refused_with: set[str] = set()
-        for request in self.braze.requests:
-            if request.status != 400 or not isinstance(request.json_body, dict):
-                continue
-            if request.path.rstrip("/") == TRIGGER_PATH:
-                names = {
-                    str(r.get("user_alias", {}).get("alias_name")) for r in request.json_body.get("recipients", [])
-                }
-                if names & set(data.rejected):
-                    for r in request.json_body.get("recipients", []):
-                        refused_with.add(str(r.get("trigger_properties", {}).get("license_uuid")))
-            elif request.path.rstrip("/") == ALIAS_PATH:
-                names = {str(a.get("alias_name")) for a in request.json_body.get("user_aliases", [])}
-                if names & set(data.rejected):
-                    for name in names:
-                        refused_with |= by_email.get(name, set())
-        reasons: dict[str, list[str]] = defaultdict(list)
-        for uuid in missed:
-            due = self.eligible[uuid]
-            if due.enterprise == data.malformed_enterprise:
-                reasons["enterprise serves malformed license records"].append(uuid)
-            elif uuid in refused_with:
-                reasons["in a Braze request refused for another (rejected) recipient"].append(uuid)
-            else:
-                reasons["unexplained"].append(uuid)
-
-        # Duplicates: every send of a license after the first. A kill-window duplicate needs evidence: the
-        # earlier send's dispatch id is not the one the ledger recorded, and the worker incarnation that sent
-        # it was SIGKILLed after Braze accepted it and before the license was sent again.
-        kills_by_worker: dict[str, list[float]] = defaultdict(list)
-        for kill in self.kills:
-            kills_by_worker[str(kill["worker"])].append(float(kill["at"]))
-        duplicates: list[dict[str, Any]] = []
-        kill_window_recipients = other_recipients = 0
-        kill_window_requests: set[str] = set()
-        other_requests: set[str] = set()
-        for uuid, license_sends in sends.items():
-            if len(license_sends) < 2:
-                continue
-            ordered = sorted(license_sends, key=lambda x: x["at"] or 0.0)
-            recorded = ledger.get(LEDGER_PREFIX + uuid, {})
-            recorded_dispatch = recorded.get("dispatch_id")
-            evidenced: list[dict[str, Any]] = []
-            for index, send in enumerate(ordered):
-                if send["dispatch_id"] == recorded_dispatch or send["at"] is None:
-                    continue
-                until = ordered[index + 1]["at"] if index + 1 < len(ordered) else float("inf")
-                killed = [k for k in kills_by_worker.get(str(send["worker"]), []) if send["at"] <= k <= until]
-                if killed:
-                    evidenced.append({**send, "killed_at": killed[0]})
-            extra = len(ordered) - 1
-            in_window = min(extra, len(evidenced))
-            kill_window_recipients += in_window
-            other_recipients += extra - in_window
-            kill_window_requests.update(str(e["dispatch_id"]) for e in evidenced[:in_window])
-            if extra - in_window:
-                other_requests.update(str(x["dispatch_id"]) for x in ordered)
-            duplicates.append(
-                {
-                    "license_uuid": uuid,
-                    "enterprise": data.customer_name(self.eligible[uuid].enterprise) if uuid in self.eligible else None,
-                    "sends": ordered,
-                    "ledger": {k: recorded.get(k) for k in ("state", "dispatch_id", "recorded_at", "run_id")},
-                    "kill_window": in_window,
-                    "other": extra - in_window,
-                }
-            )
-
         for run in self.runs:  # every pass of each run's messages, redeliveries and duplicates included
             lines = self.completed.get(run["run_id"], [])
             run["passes_ok"] = sum(1 for line in lines if not line.get("error") and not line.get("failed"))
             run["passes_failed"] = len(lines) - run["passes_ok"]
-        fired = Counter(self.fired)
-        for standin in (self.braze, self.lm, self.lms):
-            fired.update(standin.fired_faults)
-        fired["dynamodb_throttling"] = sum(self.moto.dynamodb.throttled.values())
-        standing = self.standing_faults()
-        faults = {
-            kind: {"armed": self.armed.get(kind, 0), "fired": fired.get(kind, 0)} for kind in HOURLY_FAULTS
-        } | standing
-        error_notifications = self.drain_error_inbox()
         dlq_visible, dlq_in_flight = self.queue_depth(self.resources.work_dead_letter_queue_url)
-        kills = len(self.kills)
         figures: dict[str, Any] = {
             "settings": {**asdict(s), "max_receive_count": self.max_receive, "slowest_batch": s.slowest_batch},
             "eligible": len(eligible),
@@ -1082,37 +898,29 @@ class Soak:
             "recipient_sends": recipient_sends,
             "missed": len(missed),
             "missed_by_reason": {reason: len(uuids) for reason, uuids in reasons.items()},
-            "missed_licenses": {reason: uuids for reason, uuids in reasons.items()},
+            "missed_licenses": reasons,
             "rejected_recipients": [{"license_uuid": uuid, **info} for uuid, info in sorted(rejected.items())],
             "rejected_recipients_sent": sorted(set(rejected) & sent),
-            "sent_not_recorded_in_ledger": unrecorded,
+            "sent_not_recorded_in_ledger": sorted(
+                u for u in sent if ledger.get(LEDGER_PREFIX + u, {}).get("state") != "sent"
+            ),
             "ineligible_sent": len(ineligible_sent),
             "ineligible_sent_licenses": ineligible_sent,
-            "duplicates": {
-                "kill_window_recipients": kill_window_recipients,
-                "kill_window_requests": len(kill_window_requests),
-                "other_recipients": other_recipients,
-                "other_requests": len(other_requests),
-                "details": duplicates,
-            },
-            "kills": kills,
+            "duplicates": self._duplicates(sends, ledger),
+            "kills": len(self.kills),
             "kills_by_reason": dict(Counter(str(k["reason"]) for k in self.kills)),
             "kill_events": self.kills,
             "worker_incarnations": self.next_worker,
             "accepted_triggers": sorted(self.accepted.values(), key=lambda a: a["at"]),
-            "faults": faults,
+            "faults": self._fault_counts(),
             "unfired_at_clean_runs": self.unfired,
             "dynamodb_throttled_by_operation": dict(self.moto.dynamodb.throttled),
             "foreign_host_requests": [
                 {"method": r.method, "path": r.path, "query": r.query, "has_body": bool(r.raw_body)}
                 for r in self.foreign.requests
             ],
-            "ledger_records": len(ledger),
-            "ledger_states": dict(Counter(str(r.get("state")) for r in ledger.values())),
-            "ledger_unconfirmed": sum(
-                1 for r in ledger.values() if str(r.get("dispatch_id", "")).startswith("unconfirmed:")
-            ),
-            "error_notifications": len(error_notifications),
+            **_ledger_figures(ledger),
+            "error_notifications": len(self.drain_error_inbox()),
             "dead_letter_messages": dlq_visible + dlq_in_flight,
             "worker_log_counts": dict(self.log_counts),
             "standin_errors": [repr(e) for st in (self.braze, self.lm, self.lms) for e in st.errors],
@@ -1121,76 +929,175 @@ class Soak:
             "phase_seconds": {phase: round(seconds, 1) for phase, seconds in self.phases.items()},
             "wall_seconds": round(time.monotonic() - self.started, 1),
         }
-        coverage = [kind for kind, counts in faults.items() if counts["fired"] < 1 and kind not in s.skip]
-        figures["targets"] = [
-            target(
-                "0 missed after the final clean runs (apart from Braze-rejected recipients)",
-                len(missed),
-                len(missed) == 0,
-            ),
-            target("0 ineligible sent", len(ineligible_sent), not ineligible_sent),
-            target('0 "other" duplicates (recipients)', other_recipients, other_recipients == 0),
-            target(
-                "kill-window duplicates (Braze requests sent again) <= kills",
-                f"{len(kill_window_requests)} <= {kills}",
-                len(kill_window_requests) <= kills,
-            ),
-            target(
-                "the foreign host a redirect pointed to received nothing",
-                len(self.foreign.requests),
-                not self.foreign.requests,
-            ),
-            target(
-                "every fault kind fired at least once (soak self-check)", ", ".join(coverage) or "all", not coverage
-            ),
-        ]
+        figures["targets"] = _targets(figures, s.skip)
         return figures
 
-    def standing_faults(self) -> dict[str, dict[str, int]]:
-        data, requests = self.data, self.braze.requests
-        trigger_rejected = {e for e, where in data.rejected.items() if where == "trigger"}
-        alias_rejected = {e for e, where in data.rejected.items() if where == "alias"}
+    def _sends(self) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """Every send Braze accepted for the campaign, by license uuid (dispatch id, when, which worker), and
+        how many recipients they had in all."""
+        sends: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        entries = [entry for entry in list(self.braze.outbox) if entry["campaign_id"] == CAMPAIGN]
+        for entry in entries:
+            meta = self.accepted.get(str(entry["dispatch_id"]), {})
+            send = {"dispatch_id": entry["dispatch_id"], "at": meta.get("at"), "worker": meta.get("worker")}
+            for recipient in entry["recipients"]:
+                sends[str(recipient.get("trigger_properties", {}).get("license_uuid"))].append(send)
+        return sends, sum(len(entry["recipients"]) for entry in entries)
 
-        def names(request: Any) -> set[str]:
-            body = request.json_body if isinstance(request.json_body, dict) else {}
-            if request.path.rstrip("/") == TRIGGER_PATH:
-                return {str(r.get("user_alias", {}).get("alias_name")) for r in body.get("recipients", [])}
-            return {str(a.get("alias_name")) for a in body.get("user_aliases", [])}
+    def _licenses_by_email(self) -> dict[str, set[str]]:
+        by_email: dict[str, set[str]] = defaultdict(set)
+        for due in self.eligible.values():
+            by_email[due.email].add(due.license_uuid)
+        return by_email
 
-        refused = [r for r in requests if r.status == 400]
-        minor = [r for r in requests if r.status in (200, 201) and r.path.rstrip("/") == TRIGGER_PATH]
-        malformed_path = f"/api/v1/subscriptions/{data.malformed_plan}/licenses"
+    def _rejected_recipients(self) -> dict[str, dict[str, str]]:
+        """The eligible licenses of the recipients Braze refuses, by uuid."""
+        by_email, name = self._licenses_by_email(), self.data.customer_name
         return {
-            "braze_rejected_recipient": {
-                "armed": len(trigger_rejected),
-                "fired": sum(1 for r in refused if r.path.rstrip("/") == TRIGGER_PATH and names(r) & trigger_rejected),
-            },
-            "braze_rejected_alias": {
-                "armed": len(alias_rejected),
-                "fired": sum(1 for r in refused if r.path.rstrip("/") == ALIAS_PATH and names(r) & alias_rejected),
-            },
-            "braze_minor_error": {
-                "armed": len(data.minor_errors),
-                "fired": sum(1 for r in minor if names(r) & set(data.minor_errors)),
-            },
-            "malformed_licenses": {
-                "armed": len(data.dataset.extra_raw_licenses.get(str(data.malformed_plan), [])),
-                "fired": self.lm.request_count(malformed_path),
-            },
+            uuid: {"email": email, "refused_in": where, "enterprise": name(self.eligible[uuid].enterprise)}
+            for email, where in self.data.rejected.items()
+            for uuid in by_email.get(email, ())
         }
 
-    def drain_error_inbox(self) -> list[dict[str, Any]]:
-        sqs, found = self.moto.client("sqs"), []
-        while messages := sqs.receive_message(QueueUrl=self.errors_queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for m in messages:
-                with contextlib.suppress(ValueError):
-                    found.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.errors_queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return found
+    def _missed_reasons(self, missed: list[str]) -> dict[str, list[str]]:
+        """Why each missed license was missed, where the soak can tell."""
+        by_email, refused = self._licenses_by_email(), set(self.data.rejected)
+        refused_with: set[str] = set()  # licenses in a Braze request refused for a rejected recipient
+        for request in (r for r in self.braze.requests if r.status == 400 and _names(r) & refused):
+            body = request.json_body  # a trigger names its licenses; an alias request only emails
+            refused_with |= {
+                str(r.get("trigger_properties", {}).get("license_uuid")) for r in body.get("recipients", [])
+            }
+            refused_with |= {
+                u for a in body.get("user_aliases", []) for u in by_email.get(str(a.get("alias_name")), ())
+            }
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for uuid in missed:
+            if self.eligible[uuid].enterprise == self.data.malformed_enterprise:
+                reasons["enterprise serves malformed license records"].append(uuid)
+            elif uuid in refused_with:
+                reasons["in a Braze request refused for another (rejected) recipient"].append(uuid)
+            else:
+                reasons["unexplained"].append(uuid)
+        return dict(reasons)
+
+    def _duplicates(self, sends: dict[str, list[dict[str, Any]]], ledger: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Every send of a license after the first. A kill-window duplicate needs evidence: the earlier send's
+        dispatch id is not the one the ledger recorded, and the worker incarnation that sent it was SIGKILLed
+        after Braze accepted it and before the license was sent again."""
+        kills_by_worker: dict[str, list[float]] = defaultdict(list)
+        for kill in self.kills:
+            kills_by_worker[str(kill["worker"])].append(float(kill["at"]))
+        figures: dict[str, Any] = {"kill_window_recipients": 0, "other_recipients": 0, "details": []}
+        kill_window_requests: set[str] = set()
+        other_requests: set[str] = set()
+        for uuid, license_sends in sends.items():
+            if len(license_sends) < 2:
+                continue
+            ordered = sorted(license_sends, key=lambda x: x["at"] or 0.0)
+            recorded = ledger.get(LEDGER_PREFIX + uuid, {})
+            evidenced = [
+                {**send, "killed_at": killed[0]}
+                for index, send in enumerate(ordered)
+                if send["dispatch_id"] != recorded.get("dispatch_id") and send["at"] is not None
+                and (killed := _killed_between(kills_by_worker, send, ordered[index + 1 :]))
+            ]  # fmt: skip
+            extra = len(ordered) - 1
+            in_window = min(extra, len(evidenced))
+            figures["kill_window_recipients"] += in_window
+            figures["other_recipients"] += extra - in_window
+            kill_window_requests.update(str(e["dispatch_id"]) for e in evidenced[:in_window])
+            if extra - in_window:
+                other_requests.update(str(x["dispatch_id"]) for x in ordered)
+            enterprise = self.data.customer_name(self.eligible[uuid].enterprise) if uuid in self.eligible else None
+            figures["details"].append(
+                {
+                    "license_uuid": uuid,
+                    "enterprise": enterprise,
+                    "sends": ordered,
+                    "ledger": {k: recorded.get(k) for k in ("state", "dispatch_id", "recorded_at", "run_id")},
+                    "kill_window": in_window,
+                    "other": extra - in_window,
+                }
+            )
+        return {**figures, "kill_window_requests": len(kill_window_requests), "other_requests": len(other_requests)}
+
+    def _fault_counts(self) -> dict[str, dict[str, int]]:
+        """Armed and fired, per fault kind."""
+        fired = Counter(self.fired)
+        for standin in (self.braze, self.lm, self.lms):
+            fired.update(standin.fired_faults)
+        fired["dynamodb_throttling"] = sum(self.moto.dynamodb.throttled.values())
+        hourly = {kind: {"armed": self.armed.get(kind, 0), "fired": fired.get(kind, 0)} for kind in HOURLY_FAULTS}
+        return hourly | self.standing_faults()
+
+    def standing_faults(self) -> dict[str, dict[str, int]]:
+        """Armed and fired, per standing fault: a Braze request naming a refused (or minor-error) recipient that
+        Braze refused (accepted), and the license pages that served the malformed records."""
+        data, requests = self.data, self.braze.requests
+        by_kind = {
+            "braze_rejected_recipient": (
+                {e for e, where in data.rejected.items() if where == "trigger"},
+                TRIGGER_PATH,
+                400,
+            ),
+            "braze_rejected_alias": ({e for e, where in data.rejected.items() if where == "alias"}, ALIAS_PATH, 400),
+            "braze_minor_error": (set(data.minor_errors), TRIGGER_PATH, 201),
+        }
+        counts = {
+            kind: {"armed": len(names), "fired": sum(1 for r in requests if r.status == status
+                                                      and r.path.rstrip("/") == path and _names(r) & names)}
+            for kind, (names, path, status) in by_kind.items()
+        }  # fmt: skip
+        malformed = f"/api/v1/subscriptions/{data.malformed_plan}/licenses"
+        armed = len(data.dataset.extra_raw_licenses.get(str(data.malformed_plan), []))
+        return counts | {"malformed_licenses": {"armed": armed, "fired": self.lm.request_count(malformed)}}
+
+
+def _names(request: Any) -> set[str]:
+    """The alias names a Braze request (trigger or alias creation) carries."""
+    body = request.json_body if isinstance(request.json_body, dict) else {}
+    recipients = [r.get("user_alias", {}) for r in body.get("recipients", [])]
+    return {str(a.get("alias_name")) for a in recipients + body.get("user_aliases", [])}
 
 
 def target(name: str, value: Any, ok: bool) -> dict[str, Any]:
     return {"target": name, "value": value, "pass": ok}
+
+
+def _targets(figures: dict[str, Any], skip: tuple[str, ...]) -> list[dict[str, Any]]:
+    missed, ineligible, kills = figures["missed"], figures["ineligible_sent"], figures["kills"]
+    other, requests = figures["duplicates"]["other_recipients"], figures["duplicates"]["kill_window_requests"]
+    foreign = len(figures["foreign_host_requests"])
+    unfired = [kind for kind, counts in figures["faults"].items() if counts["fired"] < 1 and kind not in skip]
+    return [
+        target("0 missed after the final clean runs (apart from Braze-rejected recipients)", missed, missed == 0),
+        target("0 ineligible sent", ineligible, ineligible == 0),
+        target('0 "other" duplicates (recipients)', other, other == 0),
+        target(
+            "kill-window duplicates (Braze requests sent again) <= kills", f"{requests} <= {kills}", requests <= kills
+        ),
+        target("the foreign host a redirect pointed to received nothing", foreign, foreign == 0),
+        target("every fault kind fired at least once (soak self-check)", ", ".join(unfired) or "all", not unfired),
+    ]
+
+
+def _killed_between(
+    kills_by_worker: dict[str, list[float]], send: dict[str, Any], later: list[dict[str, Any]]
+) -> list[float]:
+    """When the worker that made ``send`` was killed after it and before the next send of the license."""
+    until = later[0]["at"] if later else float("inf")
+    return [k for k in kills_by_worker.get(str(send["worker"]), []) if send["at"] <= k <= until]
+
+
+def _ledger_figures(ledger: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "ledger_records": len(ledger),
+        "ledger_states": dict(Counter(str(r.get("state")) for r in ledger.values())),
+        "ledger_unconfirmed": sum(
+            1 for r in ledger.values() if str(r.get("dispatch_id", "")).startswith("unconfirmed:")
+        ),
+    }
 
 
 def worker_batch_size() -> int:
@@ -1246,10 +1153,6 @@ def print_figures(figures: dict[str, Any], stream: TextIO) -> None:
     say("\n== Targets")
     for t in figures["targets"]:
         say(f"   [{'PASS' if t['pass'] else 'FAIL'}] {t['target']}: {t['value']}")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _rel(path: Path) -> str:

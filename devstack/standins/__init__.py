@@ -1,8 +1,8 @@
 """Local stand-ins for the services the Lambdas call: license-manager, the LMS (OAuth2 + edx-enterprise)
-and Braze. Standard library HTTP servers on 127.0.0.1 with ephemeral ports; see each module's docstring
-for the contract sections it follows (/work/shared/contracts/upstream-apis.md)."""
+and Braze. werkzeug servers on 127.0.0.1 with ephemeral ports; see each module's docstring for the contract
+sections it follows (/work/shared/contracts/upstream-apis.md)."""
 
-from .base import RecordedRequest, Reply, Request, Route, StandIn
+from .base import RecordedRequest, Reply, Request, StandIn, route
 from .braze import BrazeStandIn
 from .foreign import ForeignHost
 from .license_manager import LicenseManagerStandIn
@@ -17,7 +17,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Request",
-    "Route",
     "StandIn",
     "TokenRegistry",
+    "route",
 ]

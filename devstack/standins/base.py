@@ -1,29 +1,34 @@
-"""Shared machinery for the local HTTP stand-ins (license-manager, LMS + OAuth2, Braze).
+"""Shared machinery for the local HTTP stand-ins (license-manager, LMS + OAuth2, Braze), on werkzeug.
 
-A ``StandIn`` owns a ``ThreadingHTTPServer`` bound to 127.0.0.1 on an ephemeral port, served from a daemon
-thread. Subclasses declare ``Route`` objects (method + regex on the path, trailing slash optional) and
-return ``Reply`` objects; handlers reject bad input by raising ``HttpError``.
+A ``StandIn`` serves its ``routes()`` (a werkzeug ``routing.Map``; trailing slashes optional, as contract section
+2 says) from ``werkzeug.serving.make_server(threaded=True)`` on 127.0.0.1, an ephemeral port, in a daemon
+thread. Handlers take a ``Request`` and return a ``Reply``; they reject bad input by raising ``HttpError``.
 
 Every request is recorded (``StandIn.requests``) with the status it got, and tests can inject faults that
 take precedence over the normal handlers: ``fail_next`` (any status/body/headers), ``delay_next`` (sleep
-before answering, to provoke client timeouts), ``malformed_next`` (200 whose body is not JSON) and
-``redirect_next`` (a redirect to another server). A fault given a ``label`` is counted in ``fired_faults``
-when it answers a request (the soak reports what actually fired, not only what was armed).
+before answering, to provoke client timeouts), ``malformed_next`` (200 whose body is not JSON),
+``redirect_next`` (a redirect to another server) and ``respond_next`` (any reply). A fault given a ``label``
+is counted in ``fired_faults`` when it answers a request (the soak reports what fired, not only what was
+armed). ``latency`` (seconds, 0 by default) is slept before answering every request.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request as WerkzeugRequest
+from werkzeug.wrappers import Response
 
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -48,42 +53,45 @@ class RecordedRequest:
     at: float  # time.time() when the request arrived
 
 
-@dataclass
-class Request:
-    """The parsed incoming request handed to route handlers."""
+class Request(WerkzeugRequest):
+    """werkzeug's request, with the route's ``match`` (its URL variables) and a few helpers."""
 
-    method: str
-    path: str  # as sent, without the query string
-    query_string: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case keys
-    body: bytes
-    match: re.Match[str] | None = None
+    match: dict[str, str]
 
     @property
-    def content_type(self) -> str:
-        """Media type without parameters, lower-case ("" when absent)."""
-        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    def body(self) -> bytes:
+        return self.get_data(cache=True)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         """Last value of a query parameter (Django's QueryDict.get semantics)."""
-        values = self.query.get(name)
+        values = self.args.getlist(name)
         return values[-1] if values else default
 
     def json_or_none(self) -> Any:
         """The body parsed as JSON, or None when it is empty or not JSON."""
-        if not self.body:
-            return None
         try:
-            return json.loads(self.body)
+            return json.loads(self.body) if self.body else None
         except ValueError:
             return None
 
     def form_or_none(self) -> dict[str, list[str]] | None:
         """The body parsed as a form when the content type says so."""
-        if self.content_type != FORM_CONTENT_TYPE:
+        if self.mimetype != FORM_CONTENT_TYPE:
             return None
         return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def record(self, status: int, at: float) -> RecordedRequest:
+        return RecordedRequest(
+            self.method,
+            self.path,
+            self.args.to_dict(flat=False),
+            {key.lower(): value for key, value in self.headers.items()},
+            self.json_or_none(),
+            self.form_or_none(),
+            self.body,
+            status,
+            at,
+        )
 
 
 @dataclass
@@ -95,14 +103,11 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = JSON_CONTENT_TYPE
 
-    def encode(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, bytes):
-            return self.body
-        if isinstance(self.body, str):
-            return self.body.encode("utf-8")
-        return json.dumps(self.body).encode("utf-8")
+    def response(self) -> Response:
+        body = self.body
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        return Response(body or b"", self.status, self.headers, content_type=self.content_type)
 
 
 class HttpError(Exception):
@@ -113,18 +118,9 @@ class HttpError(Exception):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Route:
-    """``pattern`` is matched (fullmatch) against the path with any trailing slash removed."""
-
-    method: str
-    pattern: str
-    handler: Callable[[Request], Reply]
-    auth: bool = True  # whether the stand-in's authenticate() hook applies
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile(self.pattern)
+def route(method: str, path: str, handler: Callable[[Request], Reply], *, auth: bool = True) -> Rule:
+    """A rule for ``path`` (werkzeug syntax, no trailing slash); ``auth``: the stand-in's authenticate() applies."""
+    return Rule(path, methods=[method], endpoint=(handler, auth))
 
 
 @dataclass
@@ -136,168 +132,26 @@ class _Fault:
     label: str | None = None  # counted in StandIn.fired_faults when it answers a request
 
 
-def normalise_path(path: str) -> str:
-    """Drop trailing slashes: "Trailing slash on paths optional" (contract section 2)."""
-    stripped = path.rstrip("/")
-    return stripped or "/"
+class _Handler(WSGIRequestHandler):
+    """werkzeug's handler, keeping the connection open (HTTP/1.1 keep-alive, as the real services behind their
+    load balancers; werkzeug's own closes every connection) and with Nagle off (headers and body are separate
+    writes: no 40 ms delayed-ACK stall). The request body is read in full before any answer."""
 
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: BaseWSGIServer
 
-# ----------------------------------------------------------------------------------------------- pagination
-@dataclass(frozen=True)
-class Page:
-    """One page of a Django/DRF page-number pagination."""
+    def run_wsgi(self) -> None:
+        response = self.server.app.respond(Request(self.make_environ()))  # type: ignore[attr-defined]
+        self.send_response(response.status_code)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.get_data())
 
-    items: list[Any]
-    number: int
-    size: int
-    count: int
-    num_pages: int
-    next_url: str | None
-    previous_url: str | None
-
-    @property
-    def start(self) -> int:
-        """edx-drf-extensions' ``start``: (page - 1) * page_size."""
-        return (self.number - 1) * self.size
-
-
-def _replace_query_param(url: str, key: str, value: object) -> str:
-    # Same algorithm as rest_framework.utils.urls.replace_query_param (sorted keys).
-    scheme, netloc, path, query, fragment = urlsplit(url)
-    params = parse_qs(query, keep_blank_values=True)
-    params[key] = [str(value)]
-    return urlunsplit((scheme, netloc, path, urlencode(sorted(params.items()), doseq=True), fragment))
-
-
-def _remove_query_param(url: str, key: str) -> str:
-    scheme, netloc, path, query, fragment = urlsplit(url)
-    params = parse_qs(query, keep_blank_values=True)
-    params.pop(key, None)
-    return urlunsplit((scheme, netloc, path, urlencode(sorted(params.items()), doseq=True), fragment))
-
-
-def _positive_int(raw: str | None, default: int, cutoff: int | None) -> int:
-    # DRF PageNumberPagination.get_page_size: strict positive int, clamped to max_page_size; else default.
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        return default
-    if value <= 0:
-        return default
-    return min(value, cutoff) if cutoff else value
-
-
-def paginate(
-    request: Request,
-    items: list[Any],
-    *,
-    base_url: str,
-    default_size: int,
-    max_size: int | None,
-    page_size_param: bool,
-    not_found: Callable[[str], HttpError],
-) -> Page:
-    """Django Paginator + DRF PageNumberPagination semantics.
-
-    ``page`` must be a positive integer within range (or "last"); otherwise ``not_found("Invalid page.")``
-    is raised. An empty list still has page 1 (Django's allow_empty_first_page). ``page_size`` is honoured
-    only when ``page_size_param`` is true, clamped to ``max_size``. ``next``/``previous`` are absolute URLs
-    built from the stand-in's own URL and the request's query string; ``previous`` of page 2 drops ``page``.
-    """
-    size = _positive_int(request.param("page_size"), default_size, max_size) if page_size_param else default_size
-    count = len(items)
-    num_pages = max(1, math.ceil(count / size))
-    raw_page = request.param("page", "1") or "1"
-    if raw_page == "last":
-        number = num_pages
-    else:
-        try:
-            number = int(raw_page)
-        except ValueError:
-            raise not_found("Invalid page.") from None
-        if number < 1 or number > num_pages:
-            raise not_found("Invalid page.")
-    url = base_url + request.path + (f"?{request.query_string}" if request.query_string else "")
-    next_url = _replace_query_param(url, "page", number + 1) if number < num_pages else None
-    if number <= 1:
-        previous_url = None
-    elif number == 2:
-        previous_url = _remove_query_param(url, "page")
-    else:
-        previous_url = _replace_query_param(url, "page", number - 1)
-    window = items[(number - 1) * size : number * size]
-    return Page(window, number, size, count, num_pages, next_url, previous_url)
-
-
-# ----------------------------------------------------------------------------------------------- the server
-class _Handler(BaseHTTPRequestHandler):
-    """Turns raw HTTP into ``Request`` and hands it to the owning stand-in."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real services behind their load balancers
-    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
-    standin: ClassVar[StandIn]
-    server_version = "standin"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log lives in StandIn.requests."""
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _serve(self) -> None:
-        try:
-            body = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return
-        parts = urlsplit(self.path)
-        request = Request(
-            method=self.command,
-            path=parts.path,
-            query_string=parts.query,
-            query=parse_qs(parts.query, keep_blank_values=True),
-            headers={key.lower(): value for key, value in self.headers.items()},
-            body=body,
-        )
-        reply = self.standin.handle(request)
-        payload = reply.encode()
-        try:
-            self.send_response(reply.status)
-            if payload or reply.status not in (204, 304):
-                self.send_header("Content-Type", reply.content_type)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (timeout test): nothing to answer to.
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Connection-level errors (client hung up mid-request) are expected in fault tests."""
+    def log(self, *args: Any) -> None:
+        """Quiet: the request log lives in StandIn.requests, handler errors in StandIn.errors."""
 
 
 class StandIn:
@@ -311,6 +165,7 @@ class StandIn:
     """
 
     name: ClassVar[str] = "stand-in"
+    latency: float = 0.0  # seconds slept before answering each request
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -318,39 +173,32 @@ class StandIn:
         self._faults: list[_Fault] = []
         self._fired: Counter[str] = Counter()
         self._errors: list[BaseException] = []
-        self._server: _QuietServer | None = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._routes = [(route, route.regex) for route in self.routes()]
+        self._map = Map(self.routes(), strict_slashes=False, merge_slashes=False)
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> Self:
         """Bind 127.0.0.1:0 and serve from a daemon thread. Returns self."""
-        if self._server is not None:
-            return self
-        handler = type(f"{type(self).__name__}Handler", (_Handler,), {"standin": self})
-        self._stopping.clear()
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(self).__name__}-server",
-            daemon=True,
-        )
-        self._thread.start()
+        if self._server is None:
+            self._stopping.clear()
+            self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=_Handler)  # type: ignore[arg-type]
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name=f"{type(self).__name__}-server", daemon=True
+            )
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port (wakes any delayed request)."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            self._stopping.set()
+            server.shutdown()
+            server.server_close()
         if thread is not None:
             thread.join(timeout=5)
-        self._server = self._thread = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -363,8 +211,7 @@ class StandIn:
         """Base URL, e.g. "http://127.0.0.1:54321" (no trailing slash)."""
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     # ----------------------------------------------------------------------------------------- the log
     @property
@@ -372,10 +219,6 @@ class StandIn:
         """A copy of every request received so far, oldest first."""
         with self._lock:
             return list(self._log)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._log.clear()
 
     def request_count(self, path: str | None = None, *, method: str | None = None) -> int:
         """How many requests arrived (whose path starts with ``path`` / with ``method``, when given)."""
@@ -391,6 +234,10 @@ class StandIn:
         with self._lock:
             return list(self._errors)
 
+    def record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append(exc)
+
     # ------------------------------------------------------------------------------------- fault injection
     def fail_next(
         self,
@@ -404,10 +251,8 @@ class StandIn:
     ) -> None:
         """The next ``times`` requests whose path starts with ``path_prefix`` get this reply instead."""
         reply_body = body if body is not None else self.error_body(status, f"Injected failure ({status})")
-        fixed_headers = dict(headers or {})
-        self.respond_next(
-            path_prefix, lambda _: Reply(status, reply_body, dict(fixed_headers)), times=times, label=label
-        )
+        fixed = dict(headers or {})
+        self.respond_next(path_prefix, lambda _: Reply(status, reply_body, dict(fixed)), times=times, label=label)
 
     def delay_next(self, path_prefix: str, seconds: float, times: int = 1, *, label: str | None = None) -> None:
         """Sleep ``seconds`` before answering the next ``times`` matching requests (normally otherwise)."""
@@ -427,10 +272,10 @@ class StandIn:
         follow a redirect to another host (it would take the request's query or body there)."""
         if status not in (301, 302, 303, 307, 308):
             raise ValueError("status must be a redirect (301, 302, 303, 307 or 308)")
-        base = location.rstrip("/")
 
         def respond(request: Request) -> Reply:
-            target = base + request.path + (f"?{request.query_string}" if request.query_string else "")
+            query = request.query_string.decode()
+            target = location.rstrip("/") + request.path + (f"?{query}" if query else "")
             return Reply(status, self.error_body(status, f"Moved to {target}"), {"Location": target})
 
         self.respond_next(path_prefix, respond, times=times, label=label)
@@ -471,20 +316,21 @@ class StandIn:
 
     def _take_fault(self, path: str, *, delay: bool) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if (fault.respond is None) == delay and path.startswith(fault.path_prefix):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    if fault.label is not None:
-                        self._fired[fault.label] += 1
-                    return fault
-        return None
+            fault = next(
+                (f for f in self._faults if (f.respond is None) == delay and path.startswith(f.path_prefix)), None
+            )
+            if fault is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+        if fault is not None:
+            self.count_fired(fault.label)
+        return fault
 
     # ------------------------------------------------------------------------------------------- dispatch
-    def routes(self) -> Iterable[Route]:
+    def routes(self) -> list[Rule]:
         """The endpoints this stand-in serves."""
-        return ()
+        return []
 
     def authenticate(self, request: Request) -> None:
         """Raise HttpError when the request may not call a route with ``auth=True``."""
@@ -500,60 +346,77 @@ class StandIn:
         """Build (not raise) an HttpError with the service's error body."""
         return HttpError(Reply(status, self.error_body(status, message), dict(headers or {})))
 
-    def handle(self, request: Request) -> Reply:
-        """Faults first, then routing, authentication and the handler. Records the request.
+    def respond(self, request: Request) -> Response:
+        """Latency and faults first, then routing, authentication and the handler. Records the request.
 
         Injected faults answer before routing and authentication, like a load balancer or a crashed
         worker would (stand-in behaviour, not a contract fact).
         """
-        arrived = time.time()
+        arrived, _ = time.time(), request.body  # the whole body is read before anything answers (keep-alive)
         delay = self._take_fault(request.path, delay=True)
-        if delay is not None:
-            self._stopping.wait(delay.delay)
+        self._stopping.wait(self.latency + (delay.delay if delay is not None else 0.0))
         fault = self._take_fault(request.path, delay=False)
-        respond = fault.respond if fault is not None and fault.respond is not None else self._dispatch
-        reply = respond(request)
+        reply = fault.respond(request) if fault is not None and fault.respond is not None else self._dispatch(request)
         try:
             self.decorate(request, reply)
         except Exception as exc:  # a bug in the stand-in itself
-            with self._lock:
-                self._errors.append(exc)
-        recorded = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            query=request.query,
-            headers=request.headers,
-            json_body=request.json_or_none(),
-            form=request.form_or_none(),
-            raw_body=request.body,
-            status=reply.status,
-            at=arrived,
-        )
+            self.record_error(exc)
         with self._lock:
-            self._log.append(recorded)
-        return reply
+            self._log.append(request.record(reply.status, arrived))
+        return reply.response()
 
     def _dispatch(self, request: Request) -> Reply:
-        path = normalise_path(request.path)
-        allowed: list[str] = []
         try:
-            for route, regex in self._routes:
-                match = regex.fullmatch(path)
-                if match is None:
-                    continue
-                if route.method != request.method:
-                    allowed.append(route.method)
-                    continue
-                request.match = match
-                if route.auth:
-                    self.authenticate(request)
-                return route.handler(request)
-            if allowed:
-                raise self.error(405, f'Method "{request.method}" not allowed.', {"Allow": ", ".join(allowed)})
-            raise self.error(404, "Not found.")
+            (handler, auth), request.match = self._map.bind("stand-in").match(
+                request.path.rstrip("/") or "/", request.method
+            )
+            if auth:
+                self.authenticate(request)
+            return handler(request)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(exc.valid_methods or ())
+            return self.error(405, f'Method "{request.method}" not allowed.', {"Allow": allowed}).reply
+        except NotFound:
+            return self.error(404, "Not found.").reply
         except HttpError as exc:
             return exc.reply
         except Exception as exc:  # a bug in the stand-in: answer 500, keep it for the tests
-            with self._lock:
-                self._errors.append(exc)
+            self.record_error(exc)
             return Reply(500, self.error_body(500, f"{self.name} crashed: {exc!r}"))
+
+    # ----------------------------------------------------------------------------------------- pagination
+    def paginate(
+        self, request: Request, items: list[Any], *, size: int, max_size: int | None = None, fields: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """One page of ``items`` as Django's Paginator and DRF's PageNumberPagination serve it, with ``fields``
+        of ``count``, ``next``, ``previous``, ``num_pages``, ``current_page``, ``start`` and ``results``.
+
+        ``page_size`` is honoured only with ``max_size``, capped there silently (an invalid one means ``size``).
+        ``page`` must be a number within range or "last", else 404 "Invalid page."; an empty list has page 1.
+        ``next`` and ``previous`` are absolute, with the query's parameters sorted (DRF's replace_query_param).
+        """
+        if max_size is not None:
+            raw_size = request.param("page_size") or ""
+            size = min(int(raw_size), max_size) if raw_size.isdigit() and int(raw_size) > 0 else size
+        num_pages = max(1, math.ceil(len(items) / size))
+        raw_page = request.param("page") or "1"
+        number = num_pages if raw_page == "last" else int(raw_page) if raw_page.isdigit() else 0
+        if not 1 <= number <= num_pages:
+            raise self.error(404, "Invalid page.")
+        page = {
+            "count": len(items),
+            "next": self._page_url(request, number + 1) if number < num_pages else None,
+            "previous": self._page_url(request, number - 1) if number > 1 else None,
+            "num_pages": num_pages,
+            "current_page": number,
+            "start": (number - 1) * size,
+            "results": items[(number - 1) * size : number * size],
+        }
+        return {name: page[name] for name in fields}
+
+    def _page_url(self, request: Request, number: int) -> str:
+        params = {**request.args.to_dict(flat=False), "page": [str(number)]}
+        if number == 1:  # DRF's previous link of page 2 drops ``page``
+            del params["page"]
+        query = urlencode(sorted(params.items()), doseq=True)
+        return f"{self.url}{request.path}" + (f"?{query}" if query else "")

@@ -1,4 +1,4 @@
-"""LMS stand-in: the OAuth2 token endpoint and the edx-enterprise API (contract sections 1, 3.1, 3.2)."""
+"""LMS stand-in: the OAuth2 token endpoint and the edx-enterprise API (contract sections 1, 3.1, 3.2, 3.3)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from typing import Any
 
 from devstack.dataset import Customer, Dataset, EnterpriseLearner, canonical_uuid, iso_z
 
-from .base import HttpError, Reply, Request, Route, StandIn, paginate
+from .base import HttpError, Reply, Request, StandIn, route
 from .oauth import TokenRegistry, issue_token_reply, require_jwt
 
 DEFAULT_CLIENT_ID = "license-notifications"
 DEFAULT_CLIENT_SECRET = "license-notifications-local-secret"
 LEARNER_PAGE_SIZE = 10  # edx-drf-extensions DefaultPagination (contract 3.2)
 LEARNER_MAX_PAGE_SIZE = 100
+LEARNER_PAGE_FIELDS = ("next", "previous", "count", "num_pages", "current_page", "start", "results")
 
 
 class LmsStandIn(StandIn):
@@ -21,7 +22,7 @@ class LmsStandIn(StandIn):
     Args:
         dataset: customers and enterprise-learner records to serve (an empty ``Dataset`` if omitted).
         registry: token registry; share ``lms.registry`` with ``LicenseManagerStandIn``.
-        client_id / client_secret: the one OAuth2 client known at start (``add_client`` adds more).
+        client_id / client_secret: the one OAuth2 client known.
         expires_in: lifetime in seconds of issued tokens (``expires_in`` attribute, changeable later).
     """
 
@@ -38,23 +39,19 @@ class LmsStandIn(StandIn):
     ) -> None:
         self.dataset = dataset if dataset is not None else Dataset()
         self.registry = registry if registry is not None else TokenRegistry()
-        self.clients: dict[str, str] = {client_id: client_secret}
         self.client_id, self.client_secret = client_id, client_secret
         self.expires_in = expires_in
         super().__init__()
-
-    def add_client(self, client_id: str, client_secret: str) -> None:
-        self.clients[client_id] = client_secret
 
     def revoke_all_tokens(self) -> int:
         """Invalidate every token issued so far (the next API call with one gets 401)."""
         return self.registry.revoke_all()
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Any]:
         return [
-            Route("POST", r"/oauth2/access_token", self.access_token, auth=False),
-            Route("GET", r"/enterprise/api/v1/enterprise-customer/(?P<uuid>[^/]+)", self.enterprise_customer),
-            Route("GET", r"/enterprise/api/v1/enterprise-learner", self.enterprise_learners),
+            route("POST", "/oauth2/access_token", self.access_token, auth=False),
+            route("GET", "/enterprise/api/v1/enterprise-customer/<uuid>", self.enterprise_customer),
+            route("GET", "/enterprise/api/v1/enterprise-learner", self.enterprise_learners),
         ]
 
     def authenticate(self, request: Request) -> None:
@@ -63,17 +60,19 @@ class LmsStandIn(StandIn):
     # ------------------------------------------------------------------------------------------ handlers
     def access_token(self, request: Request) -> Reply:
         """Contract section 1: client credentials grant, form-encoded; ``token_type=jwt`` for a JWT."""
-        return issue_token_reply(request, self.registry, self.clients, self.expires_in)
+        return issue_token_reply(request, self.registry, {self.client_id: self.client_secret}, self.expires_in)
 
     def enterprise_customer(self, request: Request) -> Reply:
         """Contract 3.1: ``GET /enterprise/api/v1/enterprise-customer/<uuid>/``; only active customers."""
-        assert request.match is not None
         key = canonical_uuid(request.match["uuid"])
         with self.dataset.lock:
             customer = self.dataset.customers.get(key) if key else None
             if customer is None or not customer.active:
                 raise self.error(404, "Not found.")
-            return Reply(200, self._customer_json(customer))
+            admins = [
+                {"email": admin.user.email, "lms_user_id": admin.user.id} for admin in self.dataset.admins_of(key)
+            ]
+            return Reply(200, {**_customer_json(customer), "admin_users": admins})
 
     def enterprise_learners(self, request: Request) -> Reply:
         """Contract 3.2: ``GET /enterprise/api/v1/enterprise-learner/?enterprise_customer_uuid=&role=``.
@@ -82,17 +81,12 @@ class LmsStandIn(StandIn):
         service (contract 3.3), so a record modified while a client pages can move between pages. contract
         silent: records of an inactive customer are listed too (only the customer detail endpoint hides them).
         """
-        raw_uuid = request.param("enterprise_customer_uuid")
-        role = request.param("role")
-        if role and not raw_uuid:
-            # contract: a 400; contract silent on the body, DRF-style {"detail": ...} here.
+        raw_uuid, role = request.param("enterprise_customer_uuid"), request.param("role")
+        if role and not raw_uuid:  # contract: a 400; the body DRF-style here (contract silent)
             raise self.error(400, "enterprise_customer_uuid is required when filtering by role.")
-        enterprise_uuid = None
-        if raw_uuid:
-            enterprise_uuid = canonical_uuid(raw_uuid)
-            if enterprise_uuid is None:
-                # contract silent: a malformed uuid is a 400 in DRF's field-error shape.
-                raise HttpError(Reply(400, {"enterprise_customer_uuid": ["Must be a valid UUID."]}))
+        enterprise_uuid = canonical_uuid(raw_uuid) if raw_uuid else None
+        if raw_uuid and enterprise_uuid is None:  # contract 3.3: a 500 upstream; a DRF field error here
+            raise HttpError(Reply(400, {"enterprise_customer_uuid": ["Must be a valid UUID."]}))
         with self.dataset.lock:
             learners = [
                 learner
@@ -100,75 +94,17 @@ class LmsStandIn(StandIn):
                 if (enterprise_uuid is None or learner.enterprise_customer_uuid == enterprise_uuid)
                 and (not role or role in learner.roles)
             ]
-            page = paginate(
-                request,
-                learners,
-                base_url=self.url,
-                default_size=LEARNER_PAGE_SIZE,
-                max_size=LEARNER_MAX_PAGE_SIZE,
-                page_size_param=True,
-                not_found=lambda message: self.error(404, message),
+            page = self.paginate(
+                request, learners, size=LEARNER_PAGE_SIZE, max_size=LEARNER_MAX_PAGE_SIZE, fields=LEARNER_PAGE_FIELDS
             )
-            results = [self._learner_json(learner) for learner in page.items]
-        return Reply(
-            200,
-            {
-                "next": page.next_url,
-                "previous": page.previous_url,
-                "count": page.count,
-                "num_pages": page.num_pages,
-                "current_page": page.number,
-                "start": page.start,
-                "results": results,
-            },
-        )
-
-    # ----------------------------------------------------------------------------------------- rendering
-    def _customer_json(self, customer: Customer) -> dict[str, Any]:
-        admins = self.dataset.admins_of(customer.uuid)
-        return {
-            "uuid": customer.uuid,
-            "name": customer.name,
-            "slug": customer.slug,
-            "active": customer.active,
-            "auth_org_id": customer.auth_org_id,
-            "site": {"domain": customer.site_domain, "name": customer.site_domain},
-            "enable_data_sharing_consent": True,
-            "enforce_data_sharing_consent": "at_enrollment",
-            "enable_learner_portal": customer.enable_learner_portal,
-            "enable_portal_subscription_management_screen": customer.enable_portal_subscription_management_screen,
-            "hide_course_original_price": customer.hide_course_original_price,
-            "country": customer.country,
-            "contact_email": customer.contact_email,
-            "reply_to": customer.reply_to,
-            "sender_alias": customer.sender_alias,
-            "default_language": customer.default_language,
-            "modified": iso_z(customer.modified),
-            "admin_users": [{"email": admin.user.email, "lms_user_id": admin.user.id} for admin in admins],
-        }
+            page["results"] = [self._learner_json(learner) for learner in page["results"]]
+        return Reply(200, page)
 
     def _learner_json(self, learner: EnterpriseLearner) -> dict[str, Any]:
-        user = learner.user
-        customer = self.dataset.customers.get(learner.enterprise_customer_uuid)
-        nested = (
-            {
-                "uuid": customer.uuid,
-                "name": customer.name,
-                "slug": customer.slug,
-                "active": customer.active,
-                "auth_org_id": customer.auth_org_id,
-                "site": {"domain": customer.site_domain, "name": customer.site_domain},
-                "enable_learner_portal": customer.enable_learner_portal,
-                "contact_email": customer.contact_email,
-                "sender_alias": customer.sender_alias,
-                "default_language": customer.default_language,
-            }
-            if customer
-            else None
-        )
+        user, customer = learner.user, self.dataset.customers.get(learner.enterprise_customer_uuid)
         return {
             "id": learner.id,
-            "enterprise_customer": nested,
+            "enterprise_customer": _customer_json(customer) if customer else None,
             "active": learner.active,
             "user_id": user.id,
             "user": {
@@ -181,9 +117,20 @@ class LmsStandIn(StandIn):
                 "is_active": user.is_active,
                 "date_joined": iso_z(user.date_joined),
             },
-            "data_sharing_consent_records": [],
-            "groups": [],
             "created": iso_z(learner.created),
-            "invite_key": None,
             "role_assignments": list(learner.roles),
         }
+
+
+def _customer_json(customer: Customer) -> dict[str, Any]:
+    """The contract 3.1 fields the client reads (the detail adds ``admin_users``)."""
+    return {
+        "uuid": customer.uuid,
+        "name": customer.name,
+        "slug": customer.slug,
+        "active": customer.active,
+        "sender_alias": customer.sender_alias,
+        "contact_email": customer.contact_email,
+        "reply_to": customer.reply_to,
+        "default_language": customer.default_language,
+    }

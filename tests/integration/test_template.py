@@ -889,7 +889,7 @@ def test_untranslated_properties_fail_loudly(moto_stack: MotoStack):
         "Resources": {
             "Q": {
                 "Type": "AWS::SQS::Queue",
-                "Properties": {"KmsMasterKeyId": {"Fn::ImportValue": "shared-key"}},
+                "Properties": {"VisibilityTimeout": {"Fn::ImportValue": "shared-timeout"}},
             }
         }
     }

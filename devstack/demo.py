@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from devstack.aws import MotoStack, StackResources, create_resources_from_templa
 from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, WAYNE, Dataset, build_sample_dataset, iso_z
 from devstack.lambda_local import ROOT, LocalEventSourceMapping, invoke, load_handler
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
+from license_notifications.cli import run as cli_run
 
 OUT = ROOT / ".demo"
 BRAZE_KEY = "demo-braze-rest-key"
@@ -308,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   license-manager {stack.license_manager.url}, LMS {stack.lms.url}, Braze {stack.braze.url}")
         print()
         print("\n".join(stack.dataset.describe()))
+        preflight(problems)
         reminder_runs = expiration_reminders(stack, now, problems)
+        report_of(reminder_runs[1], problems)
         utilization_runs = utilization(stack, now, problems)
         print("\n== Summary")
         check_never_twice(problems, reminder_runs, utilization_runs)
@@ -328,6 +333,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("\nAll demo checks held.")
     return 0
+
+
+def preflight(problems: list[str]) -> None:
+    """``license-notifications check``, as an operator runs it after a deploy (it sends and writes nothing)."""
+    print("\n#### Preflight: license-notifications check")
+    out = io.StringIO()
+    code, checks = cli_run(["check"], out=out)
+    print(textwrap.indent(out.getvalue().rstrip(), "   "))
+    expect(
+        problems,
+        "the preflight passes on the local stack (exit 0)",
+        code == 0 and all(c.status == "PASS" for c in checks),
+    )
+
+
+def report_of(run: RunReport, problems: list[str]) -> None:
+    """``license-notifications report --run-id``: what that run sent, from the ledger's by-run index."""
+    run_id = run.result["run_id"]
+    print(f"\n#### license-notifications report --run-id {run_id}   (first 5 rows)")
+    out = io.StringIO()
+    code, rows = cli_run(["report", "--run-id", run_id], out=out)
+    lines = out.getvalue().rstrip().splitlines()
+    print(textwrap.indent("\n".join([*lines[:6], "   ...", lines[-1]]), "   "))
+    sent = len(run.recipients(CAMPAIGNS["BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"]))
+    expect(problems, f"the report lists every reminder of {run.title} ({sent})", code == 0 and len(rows) == sent)
 
 
 def expect(problems: list[str], claim: str, holds: bool) -> None:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from license_notifications.clock import parse_as_of
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
-from license_notifications.events import DispatchRequest, Job
+from license_notifications.events import DispatchRequest, Job, WorkMessage
 from license_notifications.jobs.dispatch import COMMANDS, plan_run
 from license_notifications.jobs.work import process_work_message
 from license_notifications.ops.check import FAIL, Check, run_checks
@@ -111,10 +111,11 @@ def run(
     return _run_job(args, svc)
 
 
-def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary | None]:
+def _request(args: argparse.Namespace) -> DispatchRequest | None:
+    """The job command's arguments as the dispatcher's request, or None (logged) when they are invalid."""
     job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
     try:
-        request = DispatchRequest(
+        return DispatchRequest(
             job=job,
             enterprise_customer_uuids=args.enterprise_customer_uuid,
             days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
@@ -124,7 +125,14 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         logger.error("Invalid arguments: %s", problems)
+        return None
+
+
+def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary | None]:
+    request = _request(args)
+    if request is None:
         return EXIT_USAGE, None
+    job = request.job
     try:
         result, messages = plan_run(request, svc.settings, svc.license_manager)
     except ConfigurationError as exc:  # nothing was sent
@@ -140,17 +148,7 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
         request.dry_run,
     )
     summary = RunSummary(job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
-    code = EXIT_OK
-    progress = Progress(len(messages))
-    try:
-        for message in messages:  # a large enterprise appends its continuation messages: run them too
-            summary.add(process_work_message(message, svc.job_for, svc.notifier, enqueue=messages.extend))
-            progress.total = len(messages)
-            progress.show(len(summary.outcomes), summary.sent)
-    except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
-        logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)
-        code = EXIT_USAGE
-    progress.done()
+    code = _process(messages, svc, summary)
     logger.info(
         "Completed %s command for %d enterprise customer(s). Total Success: %d, Total Failures: %d",
         COMMANDS[job],
@@ -161,6 +159,22 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
     if code == EXIT_OK and not (summary.ok and not summary.invalid_uuids):
         code = EXIT_FAILURES
     return code, summary
+
+
+def _process(messages: list[WorkMessage], svc: Services, summary: RunSummary) -> int:
+    """Each message inline, as the worker would; EXIT_USAGE when a systemic error stopped the run."""
+    progress = Progress(len(messages))
+    try:
+        for message in messages:  # a large enterprise appends its continuation messages: run them too
+            summary.add(process_work_message(message, svc.job_for, svc.notifier, enqueue=messages.extend))
+            progress.total = len(messages)
+            progress.show(len(summary.outcomes), summary.sent)
+    except ConfigurationError as exc:  # systemic (e.g. the OAuth client was rejected): stop the run here
+        logger.error("Configuration error, run stopped after %d enterprise(s): %s", len(summary.outcomes), exc)
+        return EXIT_USAGE
+    finally:
+        progress.done()
+    return EXIT_OK
 
 
 class Progress:

@@ -183,28 +183,34 @@ class _Pass:
             if plan is None:  # a continuation whose plan left the window (or the agreement) meanwhile
                 logger.info("Plan %s is no longer due: nothing to continue", part.plan_uuid, extra=self.r.where)
                 continue
-            pages = self.r.job.license_manager.license_pages(
-                plan.uuid, on_malformed=on_malformed, first_page=part.first_page, last_page=part.last_page
-            )
-            for page in pages:
-                part = self.split_if_large(part, page)
-                try:
-                    self.read(part, plan, page)
-                    if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
-                        raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
-                except OutOfTimeError:
-                    if self.run.handoff is None:
-                        raise
-                    self.hand_on(part, page.number + 1, self.parts[index + 1 :])
-                    return
-                if part.last_page is not None and page.number >= part.last_page:
-                    break  # the rest of the plan was handed on
+            if not self.read_part(part, plan, on_malformed, later=self.parts[index + 1 :]):
+                return  # handed on
         try:
             self.send_full_batches(final=True)
         except OutOfTimeError:
             if self.run.handoff is None:
                 raise
             self.hand_on(None, None, [])
+
+    def read_part(self, part: PagesPart, plan: SubscriptionPlan, on_malformed: Any, later: list[PagesPart]) -> bool:
+        """Read one part's pages; False when the time ran out and the rest was handed on."""
+        pages = self.r.job.license_manager.license_pages(
+            plan.uuid, on_malformed=on_malformed, first_page=part.first_page, last_page=part.last_page
+        )
+        for page in pages:
+            part = self.split_if_large(part, page)
+            try:
+                self.read(part, plan, page)
+                if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
+                    raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
+            except OutOfTimeError:
+                if self.run.handoff is None:
+                    raise
+                self.hand_on(part, page.number + 1, later)
+                return False
+            if part.last_page is not None and page.number >= part.last_page:
+                break  # the rest of the plan was handed on
+        return True
 
     def read(self, part: PagesPart, plan: SubscriptionPlan, page: LicensePage) -> None:
         due = self.r.due_licenses(plan, page)

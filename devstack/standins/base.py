@@ -311,6 +311,7 @@ class StandIn:
     """
 
     name: ClassVar[str] = "stand-in"
+    latency: float = 0.0  # seconds slept before answering each request (the benchmark's service time)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -507,6 +508,8 @@ class StandIn:
         worker would (stand-in behaviour, not a contract fact).
         """
         arrived = time.time()
+        if self.latency > 0:
+            self._stopping.wait(self.latency)
         delay = self._take_fault(request.path, delay=True)
         if delay is not None:
             self._stopping.wait(delay.delay)

@@ -1,63 +1,213 @@
-"""``make benchmark``: speed and memory figures for the expiration-reminder worker. Prints, asserts nothing.
+"""``make benchmark``: speed, request and memory figures of the expiration-reminder worker, side by side, with
+their goals (issue 8). Prints a report and writes it as JSON (``.benchmark/benchmark.json``); asserts nothing.
 
-Measured here, on the local stand-ins over loopback:
+Everything runs here over loopback: the stand-ins (LMS, license-manager, Braze) in one child process, moto in
+another, the workers in this one (see ``devstack/bench_fleet.py`` and ``devstack/bench_memory.py``).
 
-1. cold start: importing the worker handler module in a fresh interpreter (what Lambda's init phase pays);
-2. the rule alone: decisions per second;
-3. one enterprise of N activated licenses through the real job (license-manager pages of 500, Braze
-   batches of 50): wall time, reminders per second, Braze requests per 50 reminders, and the peak Python
-   memory of the run (tracemalloc), for growing N. The ledger here is the tests' in-memory double
-   (``tests/fakes.py``, the real ledger's protocol in a dict), so the figures are the job's own cost (HTTP,
-   parsing, batching), not moto's;
-4. the same job with the real pynamodb ledger on moto, for a smaller N (moto serves a DynamoDB request in
-   ~15 ms, far slower than DynamoDB, so this line bounds moto, not the job).
+1. Cold start: ``import worker`` (the handler module) against ``import boto3``, each in a fresh interpreter in a
+   Lambda-like environment (the runtime's variables set, Powertools tracing on so the X-Ray SDK loads as in
+   Lambda), rounds interleaved. Goal: the handler at most 2x boto3.
+2. The expiration rule alone: decisions per second (no goal).
+3. Requests per 50 reminders, from section 4's concurrency-1 run on moto (no timeouts or retries there): Braze
+   (goal: at most 2) and DynamoDB (every HTTP request botocore sends, counted through botocore's history
+   recorder, so any ledger implementation, pynamodb or plain botocore, is counted the same way; no goal).
+4. Throughput: N reminders (default 10,000) over 20 enterprises, Braze stand-in latency 50 ms, the real
+   ledger on moto, at concurrency 20 and 1 (threads taking enterprises from one queue, each with its own
+   Services, like concurrent Lambda workers); the ideal bound (Braze requests x latency / concurrency) and the
+   ratio to it; the same at concurrency 20 with a ledger double (what the service does without moto); and
+   license-manager's own pattern (contract section 5) replayed against the same Braze stand-in: sequential,
+   per batch of 25 reminders three alias-step calls and one trigger. Goal: concurrency 20 on the moto ledger
+   at least 10x faster than the replay. CPU seconds of this process, moto and the stand-ins show what bounds
+   a run: moto serialises DynamoDB requests (one core at most), this process's threads share one GIL; moto's
+   CPU time is printed as the floor of any run on it. Two adjustments for moto, neither changing what the
+   ledger decides: each enterprise gets its own ledger table (made like the template's), and moto's
+   TransactWriteItems takes one rollback snapshot of the table instead of one per item (``bench_fleet``).
+5. Peak RSS growth of one worker for one enterprise of 20,000 and of 200,000 activated licenses (fresh child
+   process, a ledger double that keeps nothing). Goal: within 5 MiB of each other (bounded by a page, not N).
+6. The scaled giant-enterprise simulation: a placeholder until work messages can carry a continuation.
 
-Targets (issue 2): at most 2 Braze requests per 50 reminders; memory bounded by a page, not by N.
+``--quick`` runs a smaller version in a few minutes (2,000 reminders, 2,000 / 20,000 licenses, 3 cold-start
+rounds); ``--rounds`` repeats the throughput runs, interleaved; ``--skip`` leaves sections out. The JSON's
+directory holds a ``.gitignore`` of its own, so it never shows up in ``git status``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import argparse
+import json
+import logging
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
-import tracemalloc
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from tests.fakes import InMemoryLedger  # the tests' ledger double (run from the repository root: make benchmark)
+from tests.fakes import InMemoryLedger  # the ledger double the unit tests use
 
-from devstack.dataset import Dataset
-from devstack.lambda_local import ROOT
-from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
-from license_notifications.adapters.oauth import clear_token_cache
-from license_notifications.config import load_settings
-from license_notifications.jobs.enterprise_run import JobRun
-from license_notifications.rules.expiration import reminder_decision
-from license_notifications.services import Services
+from devstack.bench_fleet import (
+    LICENSE_MANAGER_BATCH,
+    LICENSE_MANAGER_CALLS,
+    NOW,
+    FleetResult,
+    Group,
+    Moto,
+    ReplayResult,
+    StandIns,
+    apply_env,
+    replay_license_manager,
+    run_fleet,
+)
+from devstack.bench_memory import peak_rss_run
 
-NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-BRAZE_KEY = "bench-key"
+ROOT = Path(__file__).resolve().parent.parent
+
+OUTPUT = ROOT / ".benchmark" / "benchmark.json"
+ENTERPRISES = 20
+BRAZE_LATENCY = 0.050
+GOAL_COLD_START_RATIO = 2.0
+GOAL_BRAZE_PER_50 = 2.0
+GOAL_VS_LICENSE_MANAGER = 10.0
+GOAL_RSS_SPREAD_MIB = 5.0
+WARM_UP_LICENSES = 1_000
+KNOWN_WORK_MESSAGE_FIELDS = {
+    "job", "run_id", "enterprise_customer_uuid", "as_of", "days_before_expiration", "dry_run", "dispatched_at",
+}  # fmt: skip
 
 
-def cold_start(runs: int = 5) -> list[float]:
+# ------------------------------------------------------------------------------------------------ helpers
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class ErrorLog(logging.Handler):
+    """Keeps the service's error log lines out of the report, counted (shown under the run they happened in)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages[record.getMessage()[:160]] += 1
+
+    def take(self) -> Counter[str]:
+        taken, self.messages = self.messages, Counter()
+        return taken
+
+
+def quiet_service_logs() -> ErrorLog:
+    handler = ErrorLog()
+    logger = logging.getLogger("license_notifications")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.ERROR)
+    return handler
+
+
+# ----------------------------------------------------------------------------------------------- cold start
+def lambda_environment() -> dict[str, str]:
+    """What the Lambda runtime sets for the worker (plus the template's plain Powertools settings)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "worker"), str(ROOT / "layers" / "shared")]),
+        "AWS_LAMBDA_FUNCTION_NAME": "license-notifications-worker",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "worker"),
+        "_HANDLER": "worker.lambda_handler",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+    }
+    try:
+        from devstack.aws import load_template
+
+        variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    except Exception:  # the template's layout changed: the runtime's variables above still apply
+        variables = {}
+    env.update({k: v for k, v in variables.items() if k.startswith("POWERTOOLS_") and isinstance(v, str)})
+    return env
+
+
+def _import_seconds(module: str, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds inside the interpreter for ``import module``, seconds of the whole process)."""
     code = (
-        "import sys, time; t = time.perf_counter(); "
-        f"sys.path[:0] = [{str(ROOT / 'functions' / 'worker')!r}]; import worker; "
-        "print(time.perf_counter() - t)"
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        f"import {module}\n"
+        "elapsed = time.perf_counter() - t\n"
+        f"assert {module!r} != 'worker' or 'aws_xray_sdk' in sys.modules, 'X-Ray SDK not loaded'\n"
+        "print(elapsed)\n"
     )
-    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
-    times = []
-    for _ in range(runs):
-        out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-        )
-        times.append(float(out.stdout.strip().splitlines()[-1]))
-    return times
+    started = time.perf_counter()
+    out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False, cwd=str(ROOT)
+    )
+    total = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"import {module} failed in a Lambda-like environment:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1]), total
 
 
+def cold_start(rounds: int) -> dict[str, Any]:
+    env = lambda_environment()
+    for module in ("boto3", "worker"):  # untimed: writes any missing .pyc, fills the page cache
+        _import_seconds(module, env)
+    times: dict[str, list[float]] = {"boto3": [], "worker": []}
+    process: dict[str, list[float]] = {"boto3": [], "worker": []}
+    for i in range(rounds):
+        for module in ("boto3", "worker") if i % 2 == 0 else ("worker", "boto3"):
+            inside, whole = _import_seconds(module, env)
+            times[module].append(inside)
+            process[module].append(whole)
+    ratios = [w / b for w, b in zip(times["worker"], times["boto3"], strict=True)]
+    ratio = statistics.median(times["worker"]) / statistics.median(times["boto3"])
+    return {
+        "boto3": spread(times["boto3"]),
+        "worker": spread(times["worker"]),
+        "boto3_process": spread(process["boto3"]),
+        "worker_process": spread(process["worker"]),
+        "ratio_of_medians": ratio,
+        "ratio_per_round": spread(ratios),
+        "goal": f"worker handler import <= {GOAL_COLD_START_RATIO:g}x import boto3",
+        "pass": ratio <= GOAL_COLD_START_RATIO,
+    }
+
+
+def print_cold_start(r: dict[str, Any]) -> None:
+    n = r["boto3"]["n"]
+    say(f"1. Cold start: import in a fresh interpreter, Lambda-like environment (tracing on), {n} interleaved rounds")
+    say(f"   {'':<34} {'min':>7} {'median':>7} {'max':>7}   (ms; whole process, median)")
+    for key, label in (("boto3", "import boto3"), ("worker", "import worker (the handler module)")):
+        s, p = r[key], r[f"{key}_process"]
+        say(f"   {label:<34} {s['min'] * 1e3:>7.0f} {s['median'] * 1e3:>7.0f} {s['max'] * 1e3:>7.0f}"
+            f"   ({p['median'] * 1e3:.0f})")  # fmt: skip
+    rr = r["ratio_per_round"]
+    say(f"   handler / boto3: {r['ratio_of_medians']:.2f}x (per round {rr['min']:.2f}-{rr['max']:.2f})"
+        f"   goal <= {GOAL_COLD_START_RATIO:g}x   {verdict(r['pass'])}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------- the rule
 def rule_throughput(n: int = 300_000) -> float:
+    from license_notifications.rules.expiration import reminder_decision
+
     expiry = NOW + timedelta(days=10)
     start = time.perf_counter()
     for i in range(n):
@@ -73,96 +223,334 @@ def rule_throughput(n: int = 300_000) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _serve(n: int, with_moto: bool, conn) -> None:
-    """Child process: the stand-ins with one enterprise of ``n`` activated licenses (and moto with the
-    template's table, if asked), until told to stop."""
-    from devstack.aws import MotoStack, create_resources_from_template
-
-    dataset = Dataset(now=NOW)
-    customer = dataset.add_customer("Bench Corp")
-    plan = dataset.add_plan(customer.uuid, title="Bench plan", expires_in_days=10)
-    dataset.add_licenses(plan.uuid, "activated", n)
-    with (
-        LmsStandIn(dataset) as lms,
-        LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW) as lm,
-        BrazeStandIn(BRAZE_KEY) as braze,
-        MotoStack() as moto,
-    ):
-        aws = {}
-        if with_moto:
-            table = create_resources_from_template(moto.endpoint_url, suffix="-bench").ledger_table_name
-            aws = {**moto.env(), "LEDGER_TABLE_NAME": table}
-        conn.send({"enterprise": customer.uuid, "lms": lms.url, "lm": lm.url, "braze": braze.url,
-                   "client_id": lms.client_id, "client_secret": lms.client_secret, "aws": aws})  # fmt: skip
-        conn.recv()  # stop
-        conn.send(braze.request_count())
+# ------------------------------------------------------------------------------------------------- the fleet
+def fleet_row(result: FleetResult, errors: Counter[str], latency: float, expected: int) -> dict[str, Any]:
+    ideal = result.braze_requests * latency / result.concurrency
+    row = asdict(result)
+    row["dynamodb_requests"] = dict(result.dynamodb_requests)
+    row["dynamodb_total"] = result.dynamodb_total
+    row.update(
+        ideal_seconds=ideal,
+        x_ideal=result.seconds / ideal if ideal else None,
+        braze_per_50=result.braze_requests / result.reminders * 50 if result.reminders else None,
+        dynamodb_per_50=result.dynamodb_total / result.reminders * 50 if result.reminders else None,
+        complete=not result.failures and result.reminders == expected,
+        error_log=dict(errors.most_common(5)),
+        error_log_lines=sum(errors.values()),
+    )
+    return row
 
 
-def job_run(n: int, *, real_ledger: bool = False) -> dict[str, float]:
-    """Run the job in this process against stand-ins in another, so tracemalloc sees only the job."""
-    clear_token_cache()
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(n, real_ledger, child), daemon=True)
-    server.start()
-    try:
-        urls = parent.recv()
-        os.environ.update(urls["aws"])
-        env = {
-            "LICENSE_MANAGER_URL": urls["lm"],
-            "LMS_URL": urls["lms"],
-            "OAUTH_CLIENT_ID": urls["client_id"],
-            "OAUTH_CLIENT_SECRET": urls["client_secret"],
-            "BRAZE_API_URL": urls["braze"],
-            "BRAZE_API_KEY": BRAZE_KEY,
-            "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": "bench",
-            "LEDGER_TABLE_NAME": urls["aws"].get("LEDGER_TABLE_NAME", "unused"),
-        }
-        services = Services(load_settings(env))
-        if not real_ledger:
-            services.__dict__["ledger"] = InMemoryLedger()  # fills the cached_property: the in-memory double
-        job = services.expiration_reminders()
-        tracemalloc.start()
-        start = time.perf_counter()
-        outcome = job.run_enterprise(urls["enterprise"], JobRun(run_id="bench", as_of=NOW))
-        elapsed = time.perf_counter() - start
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        parent.send("stop")
-        braze_requests = parent.recv()
-    finally:
-        server.join(timeout=10)
-        if server.is_alive():
-            server.kill()
-    if outcome.sent != n:
-        raise RuntimeError(f"benchmark run did not send every reminder: {outcome}")
+def busy(row: dict[str, Any]) -> str:
+    """How busy each process was over the run's wall time (a share of one core). moto serialises DynamoDB
+    requests and this process's threads share one GIL, so either near 100 % bounds the run; on a loaded machine
+    both stay lower, waiting for a core."""
+    wall = row["seconds"]
+    parts = [f"workers {row['worker_cpu'] / wall:.0%}"]
+    if row.get("moto_cpu") is not None:
+        parts.append(f"moto {row['moto_cpu'] / wall:.0%}")
+    parts.append(f"stand-ins {row['stand_ins_cpu'] / wall:.0%}")
+    return ", ".join(parts)
+
+
+def throughput(stand_ins: StandIns, moto: Moto, per_enterprise: int, rounds: int, errors: ErrorLog) -> dict[str, Any]:
+    enterprises = stand_ins.enterprises("fleet")
+    reminders = len(enterprises) * per_enterprise
+    stand_ins.set_latency(BRAZE_LATENCY)
+    runs: dict[str, list[dict[str, Any]]] = {"moto_c20": [], "moto_c1": [], "double_c20": [], "license_manager": []}
+    order = list(runs)
+    for round_number in range(rounds):
+        for name in order if round_number % 2 == 0 else list(reversed(order)):
+            started = time.perf_counter()
+            if name == "license_manager":
+                replay: ReplayResult = replay_license_manager(stand_ins, reminders)
+                row = asdict(replay)
+                row["ideal_seconds"] = replay.braze_requests * BRAZE_LATENCY
+                row["x_ideal"] = replay.seconds / row["ideal_seconds"]
+            else:
+                concurrency = 1 if name.endswith("c1") else 20
+                run_id = f"bench-{name}-{round_number}"
+                if name.startswith("moto"):
+                    tables = dict(zip(enterprises, moto.tables(len(enterprises)), strict=True))
+                    result = run_fleet(stand_ins, enterprises, concurrency=concurrency, run_id=run_id,
+                                       ledger_tables=tables, moto=moto)  # fmt: skip
+                else:
+                    result = run_fleet(stand_ins, enterprises, concurrency=concurrency, run_id=run_id,
+                                       ledger_factory=InMemoryLedger)  # fmt: skip
+                row = fleet_row(result, errors.take(), BRAZE_LATENCY, reminders)
+                row["busy"] = busy(row)
+            runs[name].append(row)
+            say(f"   ... {name} round {round_number + 1}/{rounds}: {row['seconds']:.1f} s"
+                f" (ran {time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return summarise_throughput(runs, reminders)
+
+
+def summarise_throughput(runs: dict[str, list[dict[str, Any]]], reminders: int) -> dict[str, Any]:
+    seconds = {name: spread([row["seconds"] for row in rows]) for name, rows in runs.items()}
+    ours = seconds["moto_c20"]["median"]
+    replay = seconds["license_manager"]["median"]
+    complete = all(row["complete"] for row in runs["moto_c20"])
+    ratio = replay / ours
+    clean = runs["moto_c1"][-1]  # no concurrency, so no timeouts or retries inflate the counts
     return {
-        "n": n,
-        "seconds": elapsed,
-        "per_second": n / elapsed,
-        "braze_requests": braze_requests,
-        "per_50": braze_requests / (n / 50),
-        "peak_mib": peak / 2**20,
+        "reminders": reminders,
+        "enterprises": ENTERPRISES,
+        "braze_latency_seconds": BRAZE_LATENCY,
+        "runs": runs,
+        "seconds": seconds,
+        "vs_license_manager": ratio,
+        "vs_license_manager_without_moto": replay / seconds["double_c20"]["median"],
+        "moto_floor": {
+            # moto serves DynamoDB one request at a time: its CPU time is a lower bound of any run on it.
+            "seconds": statistics.median(row["moto_cpu"] for row in runs["moto_c20"]),
+            "ms_per_reminder": statistics.median(
+                1e3 * row["moto_cpu"] / max(1, row["reminders"]) for row in runs["moto_c20"]
+            ),
+            "ms_per_request": statistics.median(
+                1e3 * row["moto_cpu"] / max(1, row["dynamodb_total"]) for row in runs["moto_c20"]
+            ),
+            "goal_needs_seconds": replay / GOAL_VS_LICENSE_MANAGER,
+        },
+        "goal": f"concurrency 20 on the moto ledger >= {GOAL_VS_LICENSE_MANAGER:g}x faster than license-manager",
+        "pass": complete and ratio >= GOAL_VS_LICENSE_MANAGER,
+        "complete": complete,
+        "requests_per_50": {
+            "from": "moto ledger, concurrency 1",
+            "braze": clean["braze_per_50"],
+            "braze_goal": f"<= {GOAL_BRAZE_PER_50:g}",
+            "braze_pass": clean["braze_per_50"] is not None and clean["braze_per_50"] <= GOAL_BRAZE_PER_50 + 1e-9,
+            "dynamodb": clean["dynamodb_per_50"],
+            "dynamodb_by_operation": {
+                op: n / clean["reminders"] * 50 for op, n in clean["dynamodb_requests"].items() if clean["reminders"]
+            },
+        },
     }
 
 
-def main() -> int:
-    print("license-notifications benchmark (expiration reminders)\n")
-    times = cold_start()
-    print(f"cold start, import of the worker handler module: median {statistics.median(times) * 1000:.0f} ms "
-          f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}, {len(times)} fresh interpreters)")  # fmt: skip
-    print(f"rule: {rule_throughput():,.0f} reminder decisions per second\n")
+def print_requests(t: dict[str, Any]) -> None:
+    r = t["requests_per_50"]
+    say(f"3. Requests per 50 reminders ({t['reminders']:,} reminders, {r['from']})")
+    say(f"   Braze      {r['braze']:>7.2f}   goal {r['braze_goal']}   {verdict(r['braze_pass'])}")
+    ops = ", ".join(f"{op} {n:.2f}" for op, n in sorted(r["dynamodb_by_operation"].items()))
+    say(f"   DynamoDB   {r['dynamodb']:>7.2f}   ({ops}; every HTTP request botocore sent, retries included; no goal)")
 
-    print("one enterprise through the real job (stand-ins over loopback, in-memory ledger double):")
-    print(f"  {'licenses':>8} {'seconds':>8} {'reminders/s':>12} {'Braze req':>10} {'req per 50':>10} {'peak MiB':>9}")
-    for n in (500, 2_000, 8_000):
-        r = job_run(n)
-        print(f"  {r['n']:>8,} {r['seconds']:>8.2f} {r['per_second']:>12,.0f} {r['braze_requests']:>10} "
-              f"{r['per_50']:>10.2f} {r['peak_mib']:>9.1f}")  # fmt: skip
 
-    r = job_run(300, real_ledger=True)
-    print("\nsame job with the real pynamodb ledger on moto (bounded by moto's ~15 ms per DynamoDB request):")
-    print(f"  {r['n']:>8,} licenses in {r['seconds']:.2f} s ({r['per_second']:,.0f}/s), "
-          f"{r['per_50']:.2f} Braze requests per 50, peak {r['peak_mib']:.1f} MiB")  # fmt: skip
+def print_throughput(t: dict[str, Any]) -> None:
+    runs, seconds = t["runs"], t["seconds"]
+    rounds = len(runs["moto_c20"])
+    say(f"4. Throughput: {t['reminders']:,} reminders over {t['enterprises']} enterprises, Braze stand-in latency "
+        f"{t['braze_latency_seconds'] * 1e3:.0f} ms, {rounds} interleaved round(s)")  # fmt: skip
+    say(f"   {'run':<36} {'wall s min/med/max':>20} {'Braze req':>9} {'ideal s':>8} {'x ideal':>7} "
+        f"{'DDB req':>7} {'CPU s: workers/moto/stand-ins':>29}")  # fmt: skip
+    labels = {
+        "moto_c20": "concurrency 20, real ledger on moto",
+        "moto_c1": "concurrency 1, real ledger on moto",
+        "double_c20": "concurrency 20, ledger double",
+        "license_manager": "license-manager's pattern, replayed",
+    }
+    for name, label in labels.items():
+        s, last = seconds[name], runs[name][-1]
+        wall = f"{s['min']:.1f}/{s['median']:.1f}/{s['max']:.1f}"
+        if name == "license_manager":
+            cpu = f"-/-/{last['stand_ins_cpu']:.1f}"
+            ddb = "-"
+        else:
+            moto_cpu = "-" if last["moto_cpu"] is None else f"{last['moto_cpu']:.1f}"
+            cpu = f"{last['worker_cpu']:.1f}/{moto_cpu}/{last['stand_ins_cpu']:.1f}"
+            ddb = f"{last['dynamodb_total']:,}" if name.startswith("moto") else "-"
+        say(f"   {label:<36} {wall:>20} {last['braze_requests']:>9,} {last['ideal_seconds']:>8.2f} "
+            f"{last['x_ideal']:>7.1f} {ddb:>7} {cpu:>29}")  # fmt: skip
+    say(
+        "   (moto: each enterprise has its own ledger table shaped like the template's, and moto's TransactWriteItems"
+        " takes one rollback snapshot per table instead of one per item: same state, see devstack/bench_fleet.py)"
+    )
+    say(f"   (license-manager: per batch of {LICENSE_MANAGER_BATCH}, {len(LICENSE_MANAGER_CALLS)} sequential calls: "
+        f"{', '.join(LICENSE_MANAGER_CALLS)}; its database writes are not replayed)")  # fmt: skip
+    for name in ("moto_c20", "moto_c1", "double_c20"):
+        for i, row in enumerate(runs[name]):
+            sent = f"sent {row['reminders']:,} of {t['reminders']:,}"
+            state = "complete" if row["complete"] else f"INCOMPLETE: {len(row['failures'])} enterprise(s) failed"
+            if row["skipped"]:
+                state += ", skipped " + ", ".join(f"{n} {reason}" for reason, n in row["skipped"].items())
+            say(f"   {labels[name]} (round {i + 1}): {sent}, {state}; CPU over wall: {row['busy']}")
+            for failure in row["failures"][:3]:
+                say(f"      failure: {failure[:150]}")
+            for message, count in list(row["error_log"].items())[:3]:
+                say(f"      error log x{count}: {message}")
+    ok = "" if t["complete"] else " (the concurrency-20 moto run did not complete)"
+    say(f"   license-manager / concurrency 20 on moto: {t['vs_license_manager']:.1f}x faster   "
+        f"goal >= {GOAL_VS_LICENSE_MANAGER:g}x   {verdict(t['pass'])}{ok}")  # fmt: skip
+    floor = t["moto_floor"]
+    say(f"   moto floor (concurrency 20): moto's CPU alone was {floor['seconds']:.1f} s "
+        f"({floor['ms_per_reminder']:.1f} ms per reminder, {floor['ms_per_request']:.1f} ms per DynamoDB request, "
+        f"served one at a time); the goal needs the whole run within {floor['goal_needs_seconds']:.1f} s")  # fmt: skip
+    without = t["vs_license_manager_without_moto"]
+    say(f"   license-manager / concurrency 20 with the ledger double (no moto): {without:.1f}x faster"
+        " (no goal: what the service does when the ledger costs nothing)")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------- memory
+def memory(stand_ins: StandIns, sizes: list[int], rounds: int) -> dict[str, Any]:
+    stand_ins.set_latency(0.0)
+    env = stand_ins.settings_env()
+    warm_up = stand_ins.enterprises("warm-up")[0]
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    for round_number in range(rounds):
+        for n in sizes if round_number % 2 == 0 else list(reversed(sizes)):
+            result = peak_rss_run(env, warm_up, stand_ins.enterprises(f"memory-{n}")[0])
+            if result["sent"] != n or result["error"]:
+                raise RuntimeError(f"memory run for {n} licenses did not send every reminder: {result}")
+            runs[n].append(result)
+            say(f"   ... {n:,} licenses round {round_number + 1}/{rounds}: {result['seconds']:.1f} s")
+    growth = {n: statistics.median(r["growth_mib"] for r in rows) for n, rows in runs.items()}
+    small, large = sizes[0], sizes[-1]
+    difference = growth[large] - growth[small]
+    return {
+        "runs": {str(n): rows for n, rows in runs.items()},
+        "growth_mib": {str(n): g for n, g in growth.items()},
+        "difference_mib": difference,
+        "goal": f"peak RSS growth for {large:,} licenses within {GOAL_RSS_SPREAD_MIB:g} MiB of {small:,}",
+        "pass": difference <= GOAL_RSS_SPREAD_MIB,
+    }
+
+
+def print_memory(m: dict[str, Any]) -> None:
+    say("5. Peak RSS of one worker for one enterprise (fresh process; growth over a "
+        f"{WARM_UP_LICENSES:,}-license warm-up run; ledger double that keeps nothing; no Braze latency)")  # fmt: skip
+    say(
+        f"   {'licenses':>9} {'growth MiB':>11} {'peak MiB':>9} {'seconds':>8} {'reminders/s':>12} {'Braze req/50':>13}"
+    )
+    for n, rows in m["runs"].items():
+        for row in rows:
+            rate = row["sent"] / row["seconds"]
+            per_50 = row["braze_requests"] / row["sent"] * 50
+            say(f"   {int(n):>9,} {row['growth_mib']:>11.2f} {row['peak_mib']:>9.1f} {row['seconds']:>8.1f}"
+                f" {rate:>12,.0f} {per_50:>13.2f}")  # fmt: skip
+    say(f"   difference: {m['difference_mib']:+.2f} MiB   goal: {m['goal']}   {verdict(m['pass'])}")
+
+
+# ------------------------------------------------------------------------------------------ giant enterprise
+def giant_enterprise() -> dict[str, Any]:
+    from license_notifications.events import WorkMessage
+
+    extra = sorted(set(WorkMessage.model_fields) - KNOWN_WORK_MESSAGE_FIELDS)
+    note = (
+        f"WorkMessage now has {', '.join(extra)}: the simulation can be written"
+        if extra
+        else "WorkMessage has no continuation fields yet"
+    )
+    return {"built": False, "work_message_new_fields": extra, "note": note}
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every goal with its figure, side by side (sections that were skipped are left out)."""
+    rows = []
+    if "cold_start" in report:
+        c = report["cold_start"]
+        rows.append({"goal": c["goal"], "measured": f"{c['ratio_of_medians']:.2f}x", "pass": c["pass"]})
+    if "throughput" in report:
+        t = report["throughput"]
+        r = t["requests_per_50"]
+        rows.append({"goal": f"Braze requests per 50 reminders {r['braze_goal']}", "measured": f"{r['braze']:.2f}",
+                     "pass": r["braze_pass"]})  # fmt: skip
+        floor = t["moto_floor"]
+        measured = (
+            f"{t['vs_license_manager']:.1f}x ({t['seconds']['moto_c20']['median']:.1f} s against "
+            f"{t['seconds']['license_manager']['median']:.1f} s; moto's own CPU {floor['seconds']:.1f} s"
+            f"{'' if t['complete'] else '; the run did not complete'})"
+        )
+        rows.append({"goal": t["goal"], "measured": measured, "pass": t["pass"]})
+    if "memory" in report:
+        m = report["memory"]
+        rows.append({"goal": m["goal"], "measured": f"{m['difference_mib']:+.2f} MiB", "pass": m["pass"]})
+    return rows
+
+
+def ledger_description() -> str:
+    import inspect
+
+    from license_notifications.adapters import ledger
+
+    source = inspect.getsource(ledger)
+    kind = "pynamodb" if "pynamodb" in source else ("botocore" if "botocore" in source else "?")
+    return f"{ledger.Ledger.__module__}.Ledger ({kind})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (a few minutes)")
+    parser.add_argument("--reminders", type=int, help="reminders of the throughput runs (default 10,000; quick 2,000)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of the throughput runs (default 1)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["cold-start", "throughput", "memory"])
+    parser.add_argument("--json", type=Path, default=OUTPUT, help=f"where to write the figures (default {OUTPUT})")
+    args = parser.parse_args(argv)
+
+    reminders = args.reminders or (2_000 if args.quick else 10_000)
+    per_enterprise = max(1, reminders // ENTERPRISES)
+    rounds = args.rounds or 1
+    cold_rounds = 3 if args.quick else 7
+    memory_sizes = [2_000, 20_000] if args.quick else [20_000, 200_000]
+    began = time.perf_counter()
+    report: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
+        },
+    }  # fmt: skip
+    errors = quiet_service_logs()
+    say(f"license-notifications benchmark (expiration reminders), {report['mode']}: {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}")  # fmt: skip
+    say(f"ledger: {ledger_description()}\n")
+
+    if "cold-start" not in args.skip:
+        report["cold_start"] = cold_start(cold_rounds)
+        print_cold_start(report["cold_start"])
+        say()
+
+    rates = [rule_throughput() for _ in range(3)]
+    report["rule"] = {"decisions_per_second": spread(rates), "goal": None}
+    s = report["rule"]["decisions_per_second"]
+    say(f"2. The expiration rule: {s['median']:,.0f} decisions/s (min {s['min']:,.0f}, max {s['max']:,.0f}, 3 runs;"
+        " no goal)\n")  # fmt: skip
+
+    groups = [Group("fleet", ENTERPRISES, per_enterprise), Group("warm-up", 1, WARM_UP_LICENSES)]
+    groups += [Group(f"memory-{n}", 1, n) for n in memory_sizes]
+    if "memory" in args.skip:
+        groups = groups[:2]
+    started = time.perf_counter()
+    with StandIns(groups) as stand_ins:
+        say(f"   (stand-ins ready in {time.perf_counter() - started:.0f} s)")
+        if "throughput" not in args.skip:
+            with Moto() as moto:
+                apply_env(moto.env)
+                report["throughput"] = throughput(stand_ins, moto, per_enterprise, rounds, errors)
+                report["throughput"]["moto_transaction_snapshots"] = "one per table per transaction (see bench_fleet)"
+            say()
+            print_requests(report["throughput"])
+            say()
+            print_throughput(report["throughput"])
+            say()
+        if "memory" not in args.skip:
+            report["memory"] = memory(stand_ins, memory_sizes, 2 if args.quick else 1)
+            print_memory(report["memory"])
+            say()
+
+    report["giant_enterprise"] = giant_enterprise()
+    say(f"6. Scaled giant-enterprise simulation: not built ({report['giant_enterprise']['note']})")
+    report["goals"] = goals(report)
+    say("\nGoals:")
+    for goal in report["goals"]:
+        say(f"   {verdict(goal['pass']):<4}  {goal['goal']}: {goal['measured']}")
+
+    report["seconds"] = time.perf_counter() - began
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    if args.json.parent == OUTPUT.parent:
+        (args.json.parent / ".gitignore").write_text("*\n", encoding="utf-8")  # the directory ignores itself
+    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    say(f"\ntook {report['seconds'] / 60:.1f} min; figures written to {args.json}")
     return 0
 
 

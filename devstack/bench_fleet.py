@@ -1,0 +1,579 @@
+"""The benchmark's servers and workers: stand-ins and moto each in a process of their own, worker threads in
+this one, request counting, and license-manager's own Braze request pattern replayed.
+
+* :func:`start_stand_ins`: the LMS, license-manager and Braze stand-ins in a child process, serving enterprises
+  of activated licenses (each plan expiring in 10 days, so every license is due); Braze's ``latency`` is set
+  at run time. ``/users/export/ids`` and ``/users/track`` (which the service never calls, license-manager
+  does) are answered 201 through the stand-in's ``respond_next``, so the replay pays the same latency.
+* :func:`start_moto`: a :class:`devstack.aws.MotoStack` (DynamoDB requests serialised) in a child process, with
+  the template's ledger table; :meth:`Moto.tables` makes more tables like it (described, then created).
+* :class:`AwsRequestCounter`: every HTTP request botocore sends in this process (each attempt, retries
+  included), by service and operation, through botocore's global history recorder. It sees every client,
+  however it was built (pynamodb's, boto3's, a plain ``botocore.session`` one), so it counts the ledger the
+  same way whichever implementation it has.
+* :func:`run_fleet`: N worker threads take enterprises from one shared queue, each with its own
+  ``Services`` (HTTP sessions, token, ledger client), as N concurrent Lambda workers would; the job is the
+  real one (``Services.expiration_reminders()``, ``run_enterprise``).
+* :func:`replay_license_manager`: license-manager's pattern (contract section 5), sequential: per batch of 25
+  reminders ``/users/export/ids``, ``/users/alias/new``, ``/users/track`` and one trigger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import botocore.history
+
+NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+BRAZE_KEY = "bench-key"
+CAMPAIGN = "bench-campaign"
+ALIAS_LABEL = "Enterprise"
+LICENSE_MANAGER_BATCH = 25  # license-manager's reminders per trigger (contract section 5)
+LICENSE_MANAGER_CALLS = ("/users/export/ids", "/users/alias/new", "/users/track", "/campaigns/trigger/send")
+BRAZE_SEND_PATHS = ("/users/alias/new", "/campaigns/trigger/send")  # what the service calls per batch
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+# --------------------------------------------------------------------------------------- request counting
+class AwsRequestCounter(botocore.history.BaseHistoryHandler):
+    """Counts botocore's ``HTTP_REQUEST`` history events (one per attempt) by (service, operation).
+
+    The service is read from the request's SigV4 credential scope, the operation from ``X-Amz-Target`` (the
+    JSON protocols: DynamoDB, SQS) when there is one."""
+
+    _installed: AwsRequestCounter | None = None
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    @classmethod
+    def install(cls) -> AwsRequestCounter:
+        """The process's counter, registered on botocore's global history recorder once."""
+        if cls._installed is None:
+            counter = cls()
+            recorder = botocore.history.get_global_history_recorder()
+            recorder.add_handler(counter)
+            recorder.enable()
+            cls._installed = counter
+        return cls._installed
+
+    def emit(self, event_type: str, payload: Any, source: str) -> None:
+        if event_type != "HTTP_REQUEST":
+            return
+        headers = payload.get("headers") or {}
+        authorization = _text(headers.get("Authorization", ""))
+        scope = authorization.partition("Credential=")[2].split(",", 1)[0].split("/")
+        service = scope[3] if len(scope) > 3 else "?"
+        operation = _text(headers.get("X-Amz-Target", "")).rpartition(".")[2] or "?"
+        with self._lock:
+            self._counts[(service, operation)] += 1
+
+    def snapshot(self) -> Counter[tuple[str, str]]:
+        with self._lock:
+            return Counter(self._counts)
+
+    @staticmethod
+    def service(counts: Counter[tuple[str, str]], service: str) -> Counter[str]:
+        """``{operation: requests}`` of one service in a snapshot (or a difference of two)."""
+        return Counter({op: n for (svc, op), n in counts.items() if svc == service and n > 0})
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+# ------------------------------------------------------------------------------------------- child processes
+class _Child:
+    """A child process answering ``(command, *args)`` messages on a pipe."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        self._conn, child = _SPAWN.Pipe()
+        self._process = _SPAWN.Process(target=target, args=(child, *args), daemon=True)
+        self._process.start()
+        self.hello = self._receive()
+
+    def _receive(self) -> Any:
+        reply = self._conn.recv()
+        if isinstance(reply, BaseException):
+            raise RuntimeError(f"benchmark child process failed: {reply!r}") from reply
+        return reply
+
+    def ask(self, *message: Any) -> Any:
+        self._conn.send(message)
+        return self._receive()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._conn.send(("stop",))
+            self._process.join(timeout=15)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _serve_commands(conn: Any, handlers: dict[str, Any]) -> None:
+    while True:
+        command, *args = conn.recv()
+        if command == "stop":
+            return
+        try:
+            conn.send(handlers[command](*args))
+        except Exception as exc:  # report, keep serving
+            conn.send(exc)
+
+
+@dataclass(frozen=True)
+class Group:
+    """``enterprises`` enterprises of ``licenses`` activated licenses each, named ``<name>-<i>``."""
+
+    name: str
+    enterprises: int
+    licenses: int
+
+
+def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
+    try:
+        from devstack.dataset import Dataset
+        from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn, Reply
+
+        dataset = Dataset(now=NOW)
+        uuids: dict[str, list[str]] = {}
+        for group in groups:
+            for i in range(group.enterprises):
+                customer = dataset.add_customer(f"{group.name} {i}", slug=f"{group.name}-{i}")
+                plan = dataset.add_plan(customer.uuid, title=f"{group.name} plan {i}", expires_in_days=10)
+                dataset.add_licenses(plan.uuid, "activated", group.licenses)
+                uuids.setdefault(group.name, []).append(customer.uuid)
+        lms = LmsStandIn(dataset).start()
+        lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW)
+        _remember_filtered_licenses(lm)
+        lm.start()
+        braze = BrazeStandIn(BRAZE_KEY).start()
+    except Exception as exc:
+        conn.send(exc)
+        return
+    # license-manager's alias step also calls these two; the service never does.
+    forever = 10**12
+    braze.respond_next(
+        "/users/export/ids", lambda _: Reply(201, {"users": [], "invalid_user_ids": [], "message": "success"}),
+        times=forever,
+    )  # fmt: skip
+    braze.respond_next("/users/track", lambda _: Reply(201, {"message": "success"}), times=forever)
+
+    # Count Braze requests by path here, and keep neither the request log nor the outbox: a run of 200,000
+    # reminders would hold every request body twice (about a gigabyte) in this process.
+    counts: Counter[str] = Counter()
+    counts_lock = threading.Lock()
+    answer = braze.handle
+
+    def counting(request: Any) -> Any:
+        with counts_lock:
+            counts[request.path.rstrip("/")] += 1
+        return answer(request)
+
+    braze.handle = counting  # type: ignore[method-assign]
+
+    def trim() -> None:
+        while True:
+            time.sleep(1.0)
+            for server in (braze, lm, lms):
+                server.clear_requests()
+            braze.outbox.clear()
+
+    threading.Thread(target=trim, name="trim-logs", daemon=True).start()
+
+    def set_latency(seconds: float) -> None:
+        braze.latency = seconds
+
+    def usage() -> dict[str, Any]:
+        with counts_lock:
+            return {"cpu": time.process_time(), "braze": dict(counts)}
+
+    conn.send(
+        {
+            "enterprises": uuids,
+            "lms": lms.url,
+            "license_manager": lm.url,
+            "braze": braze.url,
+            "client_id": lms.client_id,
+            "client_secret": lms.client_secret,
+        }
+    )
+    try:
+        _serve_commands(conn, {"latency": set_latency, "usage": usage})
+    finally:
+        for server in (braze, lm, lms):
+            server.stop()
+
+
+def _remember_filtered_licenses(lm: Any) -> None:
+    """The license-manager stand-in filters and sorts a plan's whole license list for every page it serves
+    (three sorts), so paging through 200,000 licenses costs it minutes. The dataset does not change during
+    the benchmark: keep each filtered list for the next page of the same query. Left alone if the stand-in
+    no longer has that helper (it then pages slowly, but right)."""
+    filtered = getattr(lm, "_filtered_licenses", None)
+    if filtered is None:
+        return
+    remembered: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def remembering(request: Any, licenses: list[Any]) -> Any:
+        query = tuple(sorted((k, tuple(v)) for k, v in request.query.items() if k not in ("page", "page_size")))
+        key = (request.path.rstrip("/"), len(licenses), query)  # the path names the plan
+        with lock:
+            if key not in remembered:
+                remembered[key] = filtered(request, licenses)
+            return list(remembered[key])
+
+    lm._filtered_licenses = remembering
+
+
+class StandIns(_Child):
+    """The stand-ins' child process: ``hello`` has their URLs and ``enterprises`` by group name."""
+
+    def __init__(self, groups: Iterable[Group]) -> None:
+        super().__init__(_stand_ins_main, list(groups))
+
+    def enterprises(self, group: str) -> list[str]:
+        return list(self.hello["enterprises"].get(group, []))
+
+    def settings_env(self, ledger_table: str = "unused") -> dict[str, str]:
+        """The service's settings (environment variables) pointing at these stand-ins."""
+        h = self.hello
+        return {
+            "LICENSE_MANAGER_URL": h["license_manager"],
+            "LMS_URL": h["lms"],
+            "OAUTH_CLIENT_ID": h["client_id"],
+            "OAUTH_CLIENT_SECRET": h["client_secret"],
+            "BRAZE_API_URL": h["braze"],
+            "BRAZE_API_KEY": BRAZE_KEY,
+            "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN": CAMPAIGN,
+            "LEDGER_TABLE_NAME": ledger_table,
+        }
+
+    def set_latency(self, seconds: float) -> None:
+        self.ask("latency", seconds)
+
+    def usage(self) -> dict[str, Any]:
+        return self.ask("usage")
+
+
+# -- moto
+class _SnapshotOnce:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend: while a ``TransactWriteItems`` runs, a
+    deep copy of an object already copied in that call returns the first copy.
+
+    moto snapshots the whole table once per item of a transaction (to roll back), all before the first write,
+    so the snapshots are identical: taking one per table is the same rollback at 1/50 of the cost. Without this
+    a 50-item transaction on a table of T items deep-copies 50 x T items, which DynamoDB does not do at all."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            return self._real.deepcopy(value, memo)
+        key = id(value)
+        if key not in cache:
+            cache[key] = (value, self._real.deepcopy(value, memo))
+        return cache[key][1]
+
+    def install(self, backend: Any) -> None:
+        original = backend.transact_write_items
+        local = self._local
+
+        def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+            local.cache = {}
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                local.cache = None
+
+        backend.transact_write_items = transact_write_items
+
+
+def _moto_main(conn: Any, snapshot_once: bool) -> None:
+    try:
+        from devstack.aws import MotoStack, create_resources_from_template
+
+        if snapshot_once:
+            import copy
+
+            from moto.dynamodb import models
+
+            shim = _SnapshotOnce(copy)
+            models.copy = shim
+            shim.install(models.DynamoDBBackend)
+        moto = MotoStack().start()
+        table = create_resources_from_template(moto.endpoint_url, suffix="-bench").ledger_table_name
+        client = moto.client("dynamodb")
+        spec = _table_spec(client, table)
+    except Exception as exc:
+        conn.send(exc)
+        return
+    made = [0]
+
+    def tables(n: int) -> list[str]:
+        names = []
+        for _ in range(n):
+            made[0] += 1
+            name = f"{table}-{made[0]}"
+            client.create_table(TableName=name, **spec)
+            names.append(name)
+        return names
+
+    conn.send({"env": moto.env(), "table": table, "snapshot_once": snapshot_once})
+    try:
+        _serve_commands(conn, {"tables": tables, "cpu": time.process_time})
+    finally:
+        moto.stop()
+
+
+def _table_spec(client: Any, table: str) -> dict[str, Any]:
+    """create_table arguments for a table like ``table`` (keys, attributes, billing, indexes, stream)."""
+    described = client.describe_table(TableName=table)["Table"]
+    billing = described.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+    spec: dict[str, Any] = {
+        "KeySchema": described["KeySchema"],
+        "AttributeDefinitions": described["AttributeDefinitions"],
+        "BillingMode": billing,
+    }
+    if billing == "PROVISIONED":
+        throughput = described["ProvisionedThroughput"]
+        spec["ProvisionedThroughput"] = {k: throughput[k] for k in ("ReadCapacityUnits", "WriteCapacityUnits")}
+    indexes = []
+    for index in described.get("GlobalSecondaryIndexes", []):
+        entry = {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+        if billing == "PROVISIONED":
+            entry["ProvisionedThroughput"] = spec["ProvisionedThroughput"]
+        indexes.append(entry)
+    if indexes:
+        spec["GlobalSecondaryIndexes"] = indexes
+    stream = described.get("StreamSpecification")
+    if stream and stream.get("StreamEnabled"):
+        spec["StreamSpecification"] = stream
+    return spec
+
+
+class Moto(_Child):
+    """moto's child process: ``env`` points boto3 / botocore at it; ``tables(n)`` makes ledger tables."""
+
+    def __init__(self, *, snapshot_once: bool = True) -> None:
+        super().__init__(_moto_main, snapshot_once)
+        self.env: dict[str, str] = self.hello["env"]
+
+    def tables(self, n: int) -> list[str]:
+        return self.ask("tables", n)
+
+    def cpu(self) -> float:
+        return self.ask("cpu")
+
+
+# ----------------------------------------------------------------------------------------------- the fleet
+@dataclass
+class FleetResult:
+    concurrency: int
+    enterprises: int
+    reminders: int  # sent, over every enterprise
+    seconds: float
+    braze_requests: int  # the service's Braze clients' own count (every attempt)
+    braze_seen: int  # alias + trigger requests the stand-in answered (a cross-check)
+    dynamodb_requests: Counter[str]  # by operation, every attempt
+    worker_cpu: float  # this process, every thread
+    moto_cpu: float | None
+    stand_ins_cpu: float
+    expected: int = 0  # licenses due over every enterprise (all of them: each plan expires within the window)
+    skipped: dict[str, int] = field(default_factory=dict)  # e.g. claimed_elsewhere: a claim this run lost
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def dynamodb_total(self) -> int:
+        return sum(self.dynamodb_requests.values())
+
+
+def run_fleet(
+    stand_ins: StandIns,
+    enterprises: list[str],
+    *,
+    concurrency: int,
+    run_id: str,
+    ledger_tables: dict[str, str] | None = None,
+    ledger_factory: Any = None,
+    moto: Moto | None = None,
+) -> FleetResult:
+    """Every enterprise through the real job, ``concurrency`` workers taking them from one queue.
+
+    The ledger is the real one on ``ledger_tables[enterprise]`` (each enterprise its own table: see
+    ``_SnapshotOnce`` for why table size matters on moto; enterprises share no keys, so the ledger decides
+    the same), or ``ledger_factory()`` (a double) when given."""
+    from license_notifications.config import load_settings
+    from license_notifications.jobs.enterprise_run import JobRun
+    from license_notifications.services import Services
+
+    counter = AwsRequestCounter.install()
+    work: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for enterprise in enterprises:
+        work.put(enterprise)
+    settings = load_settings(stand_ins.settings_env())
+    workers = [Services(settings) for _ in range(concurrency)]
+    outcomes: list[Any] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(concurrency + 1)
+    run = JobRun(run_id=run_id, as_of=NOW)
+
+    def work_loop(services: Services) -> None:
+        start.wait()
+        while True:
+            try:
+                enterprise = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                # The ledger this message uses (a Lambda worker's Services keeps its adapters across messages).
+                if ledger_factory is not None:
+                    services.__dict__["ledger"] = ledger_factory()
+                else:
+                    assert ledger_tables is not None
+                    services.settings = services.settings.model_copy(
+                        update={"ledger_table_name": ledger_tables[enterprise]}
+                    )
+                    services.__dict__.pop("ledger", None)
+                outcome = services.expiration_reminders().run_enterprise(enterprise, run)
+            except Exception as exc:
+                with lock:
+                    failures.append(f"{enterprise}: {type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=work_loop, args=(s,), name=f"bench-worker-{i}") for i, s in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    moto_before = moto.cpu() if moto is not None else None
+    stand_ins_before = stand_ins.usage()
+    counted_before = counter.snapshot()
+    cpu_before = time.process_time()
+    start.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    worker_cpu = time.process_time() - cpu_before
+    counted = counter.snapshot()
+    counted.subtract(counted_before)
+    stand_ins_after = stand_ins.usage()
+    moto_cpu = moto.cpu() - moto_before if moto is not None and moto_before is not None else None
+    braze = Counter(stand_ins_after["braze"])
+    braze.subtract(stand_ins_before["braze"])
+    skipped: Counter[str] = Counter()
+    for outcome in outcomes:
+        skipped.update(outcome.skipped)
+        if outcome.error or outcome.failed:
+            first = outcome.failures[0].error if outcome.failures else ""
+            detail = outcome.error or f"{outcome.failed} failed ({outcome.unrecorded} unrecorded), first: {first}"
+            failures.append(f"{outcome.enterprise_customer_uuid}: {detail}")
+    return FleetResult(
+        concurrency=concurrency,
+        enterprises=len(enterprises),
+        reminders=sum(outcome.sent for outcome in outcomes),
+        seconds=seconds,
+        braze_requests=sum(outcome.braze_requests for outcome in outcomes),
+        braze_seen=sum(braze[path] for path in BRAZE_SEND_PATHS),
+        dynamodb_requests=AwsRequestCounter.service(counted, "dynamodb"),
+        worker_cpu=worker_cpu,
+        moto_cpu=moto_cpu,
+        stand_ins_cpu=stand_ins_after["cpu"] - stand_ins_before["cpu"],
+        expected=sum(outcome.due for outcome in outcomes),
+        skipped={reason: n for reason, n in skipped.items() if n},
+        failures=failures,
+    )
+
+
+# ---------------------------------------------------------------------------------- license-manager's pattern
+@dataclass
+class ReplayResult:
+    reminders: int
+    seconds: float
+    braze_requests: int  # sent by the replay
+    braze_seen: int  # answered by the stand-in (a cross-check)
+    stand_ins_cpu: float
+
+
+def replay_license_manager(stand_ins: StandIns, reminders: int) -> ReplayResult:
+    """license-manager's Braze requests for ``reminders`` reminders, one after the other as its management
+    command makes them: per batch of 25, the three alias-step calls, then one trigger. Only its Braze calls
+    are replayed (not its own database reads and writes), which flatters it a little."""
+    import requests
+
+    base = stand_ins.hello["braze"]
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Bearer {BRAZE_KEY}", "Content-Type": "application/json"})
+    emails = [f"replay{i:06d}@license-manager.example.com" for i in range(reminders)]
+    before = stand_ins.usage()
+    sent = 0
+    started = time.perf_counter()
+    for first in range(0, reminders, LICENSE_MANAGER_BATCH):
+        batch = emails[first : first + LICENSE_MANAGER_BATCH]
+        aliases = [{"alias_name": email, "alias_label": ALIAS_LABEL} for email in batch]
+        bodies = (
+            {"user_aliases": aliases, "fields_to_export": ["external_id", "user_aliases", "email"]},
+            {"user_aliases": aliases},
+            {"attributes": [{"user_alias": alias, "email": alias["alias_name"]} for alias in aliases]},
+            {
+                "campaign_id": CAMPAIGN,
+                "recipients": [
+                    {
+                        "user_alias": alias,
+                        "send_to_existing_only": False,
+                        "attributes": {"email": alias["alias_name"], "enterprise_default_language": "en"},
+                        "trigger_properties": {"subscription_plan_title": "Replay plan", "days_until_expiration": 10},
+                    }
+                    for alias in aliases
+                ],
+            },
+        )
+        for path, body in zip(LICENSE_MANAGER_CALLS, bodies, strict=True):
+            response = session.post(base + path, json=body, timeout=30)
+            sent += 1
+            if response.status_code >= 300:
+                raise RuntimeError(f"replay: {path} answered {response.status_code}: {response.text[:200]}")
+    seconds = time.perf_counter() - started
+    after = stand_ins.usage()
+    calls = Counter(after["braze"])
+    calls.subtract(before["braze"])
+    return ReplayResult(
+        reminders=reminders,
+        seconds=seconds,
+        braze_requests=sent,
+        braze_seen=sum(calls[path] for path in LICENSE_MANAGER_CALLS),
+        stand_ins_cpu=after["cpu"] - before["cpu"],
+    )
+
+
+def apply_env(env: dict[str, str]) -> None:
+    """Point this process's AWS clients at moto (fake credentials, no ~/.aws)."""
+    os.environ.update(env)

@@ -182,14 +182,14 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
     # reminders would hold every request body twice (about a gigabyte) in this process.
     counts: Counter[str] = Counter()
     counts_lock = threading.Lock()
-    answer = braze.handle
+    answer = braze.respond
 
     def counting(request: Any) -> Any:
         with counts_lock:
             counts[request.path.rstrip("/")] += 1
         return answer(request)
 
-    braze.handle = counting  # type: ignore[method-assign]
+    braze.respond = counting  # type: ignore[method-assign]
 
     def trim() -> None:
         while True:

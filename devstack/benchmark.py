@@ -473,7 +473,8 @@ def ledger_description() -> str:
     from license_notifications.adapters import ledger
 
     source = inspect.getsource(ledger)
-    kind = "pynamodb" if "pynamodb" in source else ("botocore" if "botocore" in source else "?")
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    kind = next((name for name in ("pynamodb", "botocore") if any(name in line for line in imports)), "?")
     return f"{ledger.Ledger.__module__}.Ledger ({kind})"
 
 

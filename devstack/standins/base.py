@@ -220,6 +220,11 @@ class StandIn:
         with self._lock:
             return list(self._log)
 
+    def clear_requests(self) -> None:
+        """Forget the requests received so far (a long benchmark run would otherwise keep every body)."""
+        with self._lock:
+            self._log.clear()
+
     def request_count(self, path: str | None = None, *, method: str | None = None) -> int:
         """How many requests arrived (whose path starts with ``path`` / with ``method``, when given)."""
         return sum(

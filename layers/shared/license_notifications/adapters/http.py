@@ -213,14 +213,20 @@ class HttpClient:
             yield page
             if not page.get("next"):
                 return
-            nxt = urlsplit(str(page["next"]))
-            url = urlunsplit((base.scheme, base.netloc, nxt.path, nxt.query, ""))
-            if url in seen:
-                raise MalformedResponseError(self.service, "pagination loops back to a page already read", url=url)
-            if (problem := bounds.too_many_pages(pages + 1, limit)) is not None:
-                raise MalformedResponseError(self.service, f"pagination does not end: {problem}", url=url)
-            seen.add(url)
+            url = self._next_page_url(page["next"], base, seen, bounds.too_many_pages(pages + 1, limit))
             page = self.get(url)
+
+    def _next_page_url(self, link: Any, base: SplitResult, seen: set[str], too_many: str | None) -> str:
+        """``next`` on the configured host (its path and query, our scheme and host), unless it loops back or
+        passes what the first page announced."""
+        nxt = urlsplit(str(link))
+        url = urlunsplit((base.scheme, base.netloc, nxt.path, nxt.query, ""))
+        if url in seen:
+            raise MalformedResponseError(self.service, "pagination loops back to a page already read", url=url)
+        if too_many is not None:
+            raise MalformedResponseError(self.service, f"pagination does not end: {too_many}", url=url)
+        seen.add(url)
+        return url
 
     # -- internals ---------------------------------------------------------------------------------------
 

@@ -582,20 +582,8 @@ class Ledger:
         reread_single: bool,
         deadline: float | None,
     ) -> None:
-        if not ops:
+        if not ops or self._first_try(ops, done, reread_single, deadline):
             return
-        if len(ops) == 1:
-            ((key, op),) = ops.items()
-            self._check(deadline)
-            applied = self._write_one(op)
-            if applied or not reread_single:
-                done[key] = applied
-                return
-        else:
-            self._check(deadline)
-            if self._transact(ops):
-                done.update(dict.fromkeys(ops, True))
-                return
         items = self._batch_get(ops, consistent=True, deadline=deadline)
         left: dict[str, Op] = {}
         for key in ops:
@@ -604,14 +592,28 @@ class Ledger:
                 done[key] = plan is DONE
             else:
                 left[key] = plan
-        if len(left) > 1:
-            self._check(deadline)
-            if self._transact(left):
-                done.update(dict.fromkeys(left, True))
-                return
+        if len(left) > 1 and self._first_try(left, done, False, deadline):
+            return
         for key, op in left.items():  # each key decided by its own condition
             self._check(deadline)
             done[key] = self._write_one(op)
+
+    def _first_try(
+        self, ops: dict[str, Op], done: dict[str, bool], reread_single: bool, deadline: float | None
+    ) -> bool:
+        """One write for ``ops`` (a transaction, or the single write): True when that settled them all."""
+        self._check(deadline)
+        if len(ops) > 1:
+            applied = self._transact(ops)
+            if applied:
+                done.update(dict.fromkeys(ops, True))
+            return applied
+        ((key, op),) = ops.items()
+        applied = self._write_one(op)
+        if applied or not reread_single:
+            done[key] = applied
+            return True
+        return False
 
     def _write_one(self, op: Op) -> bool:
         """One conditional write: True if applied, False if its condition does not hold."""

@@ -75,9 +75,12 @@ class EnterpriseOutcome:
             "error": self.error,
         }
 
-    def fail(self, error: str, *, subject_kind: str, subjects: list[str], retry: bool = True) -> None:
-        """A batch of recipients failed (one Failure for the batch, counted per recipient)."""
-        self.failed += len(subjects)
+    def fail(
+        self, error: str, *, subject_kind: str, subjects: list[str], retry: bool = True, count: int | None = None
+    ) -> None:
+        """A batch of recipients failed (one Failure for the batch, naming ``subjects``; ``count`` of them
+        failed, all of them unless given)."""
+        self.failed += len(subjects) if count is None else count
         self.failures.append(
             Failure(self.job, self.enterprise_customer_uuid, error, subject_kind, tuple(subjects), retry=retry)
         )

@@ -304,8 +304,9 @@ class _Batch:
                 f"sent (dispatch {result.dispatch_id}) but {len(group) - marked} of {len(group)} not recorded in "
                 "the ledger: they may be sent again once their claim's lease runs out",
                 subject_kind=self.s.subject_kind,
-                subjects=subjects,
+                subjects=subjects,  # the request's: which of them went unrecorded is not known here
                 retry=False,
+                count=len(group) - marked,
             )
         if result.errors:
             self._report_minor_errors(group, result)

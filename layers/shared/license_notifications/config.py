@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from license_notifications.errors import ConfigurationError
+from license_notifications.events import Job
 
 
 def _http_url(value: str) -> str:
@@ -30,9 +31,9 @@ OptionalStr = Annotated[str | None, AfterValidator(lambda v: (v or "").strip() o
 
 
 # The settings each job cannot run without, by job name (checked before anything is enqueued or sent).
-JOB_SETTINGS: dict[str, tuple[str, ...]] = {
-    "license_expiration_reminders": ("expiration_reminder_campaign",),
-    "license_utilization": (
+JOB_SETTINGS: dict[Job, tuple[str, ...]] = {
+    Job.EXPIRATION_REMINDERS: ("expiration_reminder_campaign",),
+    Job.UTILIZATION: (
         "limited_allocations_campaign",
         "no_allocations_campaign",
         "weekly_utilization_campaign",
@@ -120,7 +121,7 @@ class Settings(BaseModel):
         if missing:
             raise ConfigurationError(f"missing setting(s): {', '.join(missing)}")
 
-    def require_job(self, job: str) -> None:
+    def require_job(self, job: Job) -> None:
         """Fail with a message naming each unset setting ``job`` needs (see ``JOB_SETTINGS``)."""
         self.require(*JOB_SETTINGS[job])
 

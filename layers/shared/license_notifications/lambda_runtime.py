@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from license_notifications.outcome import EnterpriseOutcome
     from license_notifications.services import Services
 
+# By job name (``Job``'s values): importing ``events`` here would bring pydantic into the worker's init.
 METRIC_PREFIX = {"license_expiration_reminders": "ExpirationReminders", "license_utilization": "UtilizationEmails"}
 PACKAGE_LOGGER = "license_notifications"
 

@@ -277,9 +277,11 @@ class _Batch:
             exc,
             extra={**self.s.where, f"{self.s.subject_kind}_ids": subjects},
         )
-        self._mark(group, f"unconfirmed:{self.s.run.run_id}")
+        marked = self._mark(group, f"unconfirmed:{self.s.run.run_id}")
+        self.s.outcome.unrecorded += len(group) - marked  # those may be sent again once their lease runs out
+        recorded = "recorded as sent" if marked == len(group) else f"{marked} of {len(group)} recorded as sent"
         self.s.outcome.fail(
-            f"{type(exc).__name__}: {exc} (recorded as sent, not retried: check Braze's delivery log)",
+            f"{type(exc).__name__}: {exc} ({recorded}, not retried: check Braze's delivery log)",
             subject_kind=self.s.subject_kind,
             subjects=subjects,
             retry=False,

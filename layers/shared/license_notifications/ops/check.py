@@ -17,12 +17,12 @@ from license_notifications.services import Services
 
 PASS, FAIL, WARN = "PASS", "FAIL", "WARN"
 
-CAMPAIGN_SETTINGS = {
-    "expiration_reminder_campaign": "BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN",
-    "limited_allocations_campaign": "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN",
-    "no_allocations_campaign": "NO_ALLOCATIONS_REMAINING_CAMPAIGN",
-    "weekly_utilization_campaign": "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN",
-}
+CAMPAIGN_SETTINGS = (
+    "expiration_reminder_campaign",
+    "limited_allocations_campaign",
+    "no_allocations_campaign",
+    "weekly_utilization_campaign",
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class _Preflight:
             ("LMS enterprise-customer", self.lms),
         ]
         steps += [
-            (f"Braze campaign {env}", partial(self.campaign, setting)) for setting, env in CAMPAIGN_SETTINGS.items()
+            (f"Braze campaign {Settings.model_fields[setting].alias}", partial(self.campaign, setting))
+            for setting in CAMPAIGN_SETTINGS
         ]
         steps.append(("ledger table", self.ledger))
         for name, step in steps:

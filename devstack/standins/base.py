@@ -118,6 +118,19 @@ class HttpError(Exception):
         self.reply = reply
 
 
+# Django's production 500 page (DEBUG off): what a crash in the real services' views answers (contract 2.4/3.3
+# record the status; the page itself is Django's default ``500.html``).
+SERVER_ERROR_PAGE = (
+    '<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n</head>\n<body>\n'
+    "  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+)
+
+
+def server_error() -> HttpError:
+    """The real service's answer where its view crashes on the input (e.g. a malformed uuid it passes to the ORM)."""
+    return HttpError(Reply(500, SERVER_ERROR_PAGE, content_type="text/html; charset=utf-8"))
+
+
 def route(method: str, path: str, handler: Callable[[Request], Reply], *, auth: bool = True) -> Rule:
     """A rule for ``path`` (werkzeug syntax, no trailing slash); ``auth``: the stand-in's authenticate() applies."""
     return Rule(path, methods=[method], endpoint=(handler, auth))

@@ -14,7 +14,7 @@ from typing import Any
 
 from devstack.dataset import Agreement, Dataset, License, Plan, canonical_uuid, iso_z
 
-from .base import Reply, Request, StandIn, route
+from .base import Reply, Request, StandIn, route, server_error
 from .oauth import TokenRegistry, require_jwt
 
 PLAN_PAGE_SIZE = 100  # DRF PAGE_SIZE (contract section 2)
@@ -109,15 +109,16 @@ class LicenseManagerStandIn(StandIn):
     def list_licenses(self, request: Request) -> Reply:
         """Contract 2.3: ``GET /api/v1/subscriptions/<plan_uuid>/licenses/?status=a,b&page_size=500``.
 
-        ``page_size`` default 100, capped at 500. Order ``status, user_email`` (license-manager's
+        ``page_size`` default 100, capped at 500; an unknown plan has none. Order ``status, user_email`` (license-manager's
         LicenseViewSet), null emails first as in MySQL, uuid as tie-breaker (contract silent). Unknown statuses
         match nothing. Fault injection: the plan's ``Dataset.extra_raw_licenses`` follow, verbatim, unfiltered.
         """
         key = canonical_uuid(request.match["plan"])
+        if key is None:  # contract 2.4: a malformed plan uuid in the path is a 500
+            raise server_error()
         wanted = set((request.param("status") or "").split(",")) - {""}
         with self.dataset.lock:
-            if key not in self.dataset.plans:
-                raise self.error(404, "Not found.")
+            # contract 2.4: an unknown plan's licenses are a 200 with no results (its page 2 a 404 "Invalid page.")
             licenses: list[Any] = sorted(
                 (lic for lic in self.dataset.licenses_of(key) if not wanted or lic.status in wanted),
                 key=lambda lic: (lic.status, lic.user_email is not None, lic.user_email or "", lic.uuid),

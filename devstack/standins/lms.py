@@ -6,7 +6,7 @@ from typing import Any
 
 from devstack.dataset import Customer, Dataset, EnterpriseLearner, canonical_uuid, iso_z
 
-from .base import HttpError, Reply, Request, StandIn, route
+from .base import Reply, Request, StandIn, route, server_error
 from .oauth import TokenRegistry, issue_token_reply, require_jwt
 
 DEFAULT_CLIENT_ID = "license-notifications"
@@ -85,8 +85,8 @@ class LmsStandIn(StandIn):
         if role and not raw_uuid:  # contract: a 400; the body DRF-style here (contract silent)
             raise self.error(400, "enterprise_customer_uuid is required when filtering by role.")
         enterprise_uuid = canonical_uuid(raw_uuid) if raw_uuid else None
-        if raw_uuid and enterprise_uuid is None:  # contract 3.3: a 500 upstream; a DRF field error here
-            raise HttpError(Reply(400, {"enterprise_customer_uuid": ["Must be a valid UUID."]}))
+        if raw_uuid and enterprise_uuid is None:  # contract 3.3: a malformed uuid query value is a 500
+            raise server_error()
         with self.dataset.lock:
             learners = [
                 learner

@@ -17,10 +17,11 @@ from .base import FORM_CONTENT_TYPE, HttpError, Reply, Request
 JWT = "jwt"
 BEARER = "bearer"  # what the LMS issues when token_type=jwt is missing: an opaque DOT access token
 
-# DRF / edx-drf-extensions messages (JwtAuthentication); WWW-Authenticate comes from authenticate_header().
+# DRF / edx-drf-extensions messages (JwtAuthentication), as the real license-manager answered (contract 2.4);
+# WWW-Authenticate comes from authenticate_header().
 NOT_PROVIDED = "Authentication credentials were not provided."
-INVALID_TOKEN = "Error decoding token."
-EXPIRED_TOKEN = "Signature has expired."
+INVALID_TOKEN = "Invalid token."
+EXPIRED_TOKEN = "Token has expired."
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'JWT realm="api"'}
 
 

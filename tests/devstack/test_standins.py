@@ -210,9 +210,10 @@ def test_apis_require_the_jwt_scheme(
     ):
         response = get(url, headers)
         assert response.status_code == 401
-        assert "detail" in response.json()
-        assert response.headers["WWW-Authenticate"].startswith("JWT")
+        assert response.json() == {"detail": "Authentication credentials were not provided."}
+        assert response.headers["WWW-Authenticate"] == 'JWT realm="api"'  # contract 2.4
         assert get(url, {"Authorization": f"JWT {token}"}).status_code == 200
+        assert get(url, {"Authorization": "JWT not-a-token-we-issued"}).json() == {"detail": "Invalid token."}
 
 
 def test_revoked_and_expired_tokens_get_401_and_a_fresh_token_works(lms: LmsStandIn, lm: LicenseManagerStandIn) -> None:
@@ -226,7 +227,7 @@ def test_revoked_and_expired_tokens_get_401_and_a_fresh_token_works(lms: LmsStan
     lms.registry.expire_all()
     response = get(url, fresh)
     assert response.status_code == 401
-    assert response.json() == {"detail": "Signature has expired."}
+    assert response.json() == {"detail": "Token has expired."}  # contract 2.4
 
 
 def test_configurable_expires_in(ds: Dataset) -> None:
@@ -319,6 +320,9 @@ def test_enterprise_learner_errors(lms: LmsStandIn, ds: Dataset, auth: dict[str,
     assert out_of_range.status_code == 404
     assert out_of_range.json() == {"detail": "Invalid page."}
     assert get(url, auth, enterprise_customer_uuid=ds.customer_by_slug(STARK).uuid, page="x").status_code == 404
+    malformed = get(url, auth, enterprise_customer_uuid="not-a-uuid", role="enterprise_admin")
+    assert malformed.status_code == 500  # contract 3.3
+    assert "Server Error (500)" in malformed.text
 
 
 def test_admin_of_two_enterprises_has_two_records(lms: LmsStandIn, ds: Dataset, auth: dict[str, str]) -> None:
@@ -500,8 +504,22 @@ def test_license_status_filter_takes_a_comma_list(lm: LicenseManagerStandIn, ds:
     assert both["count"] == 126
     assert {lic["status"] for lic in both["results"]} == {"activated", "assigned"}
     assert get(url, auth, status="expired").json()["count"] == 0
-    assert get(f"{lm.url}/api/v1/subscriptions/{'2' * 32}/licenses/", auth).status_code == 404
     assert get(url, auth, page=9).json() == {"detail": "Invalid page."}
+
+
+def test_unknown_plan_has_no_licenses_and_a_malformed_one_crashes(
+    lm: LicenseManagerStandIn, auth: dict[str, str]
+) -> None:
+    """Contract 2.4: an unknown plan's licenses are an empty 200; a malformed plan uuid in the path a 500."""
+    unknown = get(f"{lm.url}/api/v1/subscriptions/{'2' * 32}/licenses/", auth)
+    assert unknown.status_code == 200
+    assert unknown.json() == {"count": 0, "next": None, "previous": None, "num_pages": 1, "results": []}
+    assert get(f"{lm.url}/api/v1/subscriptions/{'2' * 32}/licenses/", auth, page=2).status_code == 404
+    malformed = get(f"{lm.url}/api/v1/subscriptions/not-a-plan/licenses/", auth)
+    assert malformed.status_code == 500
+    assert malformed.headers["Content-Type"].startswith("text/html")
+    assert "Server Error (500)" in malformed.text
+    assert lm.errors == []  # answered on purpose, not a stand-in crash
 
 
 def test_throttle_answers_429_with_retry_after(lm: LicenseManagerStandIn, auth: dict[str, str]) -> None:

@@ -5,8 +5,8 @@ this one, request counting, and license-manager's own Braze request pattern repl
   of activated licenses (each plan expiring in 10 days, so every license is due); Braze's ``latency`` is set
   at run time. ``/users/export/ids`` and ``/users/track`` (which the service never calls, license-manager
   does) are answered 201 through the stand-in's ``respond_next``, so the replay pays the same latency.
-* :func:`start_moto`: a :class:`devstack.aws.MotoStack` (DynamoDB requests serialised) in a child process, with
-  the template's ledger table; :meth:`Moto.tables` makes more tables like it (described, then created).
+* :class:`Moto`: a :class:`devstack.aws.MotoStack` (DynamoDB requests serialised, transactions copying only the
+  items they name) in a child process, with the template's ledger table.
 * :class:`AwsRequestCounter`: every HTTP request botocore sends in this process (each attempt, retries
   included), by service and operation, through botocore's global history recorder. It sees every client,
   however it was built (pynamodb's, boto3's, a plain ``botocore.session`` one), so it counts the ledger the
@@ -277,116 +277,37 @@ class StandIns(_Child):
 
 
 # -- moto
-class _SnapshotOnce:
-    """Stands in for the ``copy`` module inside moto's DynamoDB backend: while a ``TransactWriteItems`` runs, a
-    deep copy of an object already copied in that call returns the first copy.
-
-    moto snapshots the whole table once per item of a transaction (to roll back), all before the first write,
-    so the snapshots are identical: taking one per table is the same rollback at 1/50 of the cost. Without this
-    a 50-item transaction on a table of T items deep-copies 50 x T items, which DynamoDB does not do at all."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def deepcopy(self, value: Any, memo: Any = None) -> Any:
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            return self._real.deepcopy(value, memo)
-        key = id(value)
-        if key not in cache:
-            cache[key] = (value, self._real.deepcopy(value, memo))
-        return cache[key][1]
-
-    def install(self, backend: Any) -> None:
-        original = backend.transact_write_items
-        local = self._local
-
-        def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
-            local.cache = {}
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                local.cache = None
-
-        backend.transact_write_items = transact_write_items
-
-
-def _moto_main(conn: Any, snapshot_once: bool) -> None:
+def _moto_main(conn: Any) -> None:
     try:
-        from devstack.aws import MotoStack, create_resources_from_template
+        from devstack.aws import MotoStack, create_resources_from_template, load_template
 
-        if snapshot_once:
-            import copy
-
-            from moto.dynamodb import models
-
-            shim = _SnapshotOnce(copy)
-            models.copy = shim
-            shim.install(models.DynamoDBBackend)
         moto = MotoStack().start()
-        table = create_resources_from_template(moto.endpoint_url, suffix="-bench").ledger_table_name
-        client = moto.client("dynamodb")
-        spec = _table_spec(client, table)
+        template = load_template()
+        ledger_only = {**template, "Resources": {"LedgerTable": template["Resources"]["LedgerTable"]}}
     except Exception as exc:
         conn.send(exc)
         return
-    made = [0]
 
-    def tables(n: int) -> list[str]:
-        names = []
-        for _ in range(n):
-            made[0] += 1
-            name = f"{table}-{made[0]}"
-            client.create_table(TableName=name, **spec)
-            names.append(name)
-        return names
+    def table() -> str:
+        return create_resources_from_template(moto.endpoint_url, ledger_only, suffix=None).ledger_table_name
 
-    conn.send({"env": moto.env(), "table": table, "snapshot_once": snapshot_once})
+    conn.send({"env": moto.env()})
     try:
-        _serve_commands(conn, {"tables": tables, "cpu": time.process_time})
+        _serve_commands(conn, {"cpu": time.process_time, "table": table})
     finally:
         moto.stop()
 
 
-def _table_spec(client: Any, table: str) -> dict[str, Any]:
-    """create_table arguments for a table like ``table`` (keys, attributes, billing, indexes, stream)."""
-    described = client.describe_table(TableName=table)["Table"]
-    billing = described.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-    spec: dict[str, Any] = {
-        "KeySchema": described["KeySchema"],
-        "AttributeDefinitions": described["AttributeDefinitions"],
-        "BillingMode": billing,
-    }
-    if billing == "PROVISIONED":
-        throughput = described["ProvisionedThroughput"]
-        spec["ProvisionedThroughput"] = {k: throughput[k] for k in ("ReadCapacityUnits", "WriteCapacityUnits")}
-    indexes = []
-    for index in described.get("GlobalSecondaryIndexes", []):
-        entry = {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
-        if billing == "PROVISIONED":
-            entry["ProvisionedThroughput"] = spec["ProvisionedThroughput"]
-        indexes.append(entry)
-    if indexes:
-        spec["GlobalSecondaryIndexes"] = indexes
-    stream = described.get("StreamSpecification")
-    if stream and stream.get("StreamEnabled"):
-        spec["StreamSpecification"] = stream
-    return spec
-
-
 class Moto(_Child):
-    """moto's child process: ``env`` points boto3 / botocore at it; ``tables(n)`` makes ledger tables."""
+    """moto's child process: ``env`` points boto3 / botocore at it; ``table()`` makes an empty ledger table from
+    the template (one per run: every run sends to the same licenses)."""
 
-    def __init__(self, *, snapshot_once: bool = True) -> None:
-        super().__init__(_moto_main, snapshot_once)
+    def __init__(self) -> None:
+        super().__init__(_moto_main)
         self.env: dict[str, str] = self.hello["env"]
 
-    def tables(self, n: int) -> list[str]:
-        return self.ask("tables", n)
+    def table(self) -> str:
+        return self.ask("table")
 
     def cpu(self) -> float:
         return self.ask("cpu")
@@ -420,15 +341,13 @@ def run_fleet(
     *,
     concurrency: int,
     run_id: str,
-    ledger_tables: dict[str, str] | None = None,
     ledger_factory: Any = None,
     moto: Moto | None = None,
 ) -> FleetResult:
     """Every enterprise through the real job, ``concurrency`` workers taking them from one queue.
 
-    The ledger is the real one on ``ledger_tables[enterprise]`` (each enterprise its own table: see
-    ``_SnapshotOnce`` for why table size matters on moto; enterprises share no keys, so the ledger decides
-    the same), or ``ledger_factory()`` (a double) when given."""
+    The ledger is the real one on a fresh table made from the template's in moto, or ``ledger_factory()`` (a
+    double) when given."""
     from license_notifications.config import load_settings
     from license_notifications.jobs.enterprise_run import JobRun
     from license_notifications.services import Services
@@ -437,7 +356,7 @@ def run_fleet(
     work: queue.SimpleQueue[str] = queue.SimpleQueue()
     for enterprise in enterprises:
         work.put(enterprise)
-    settings = load_settings(stand_ins.settings_env())
+    settings = load_settings(stand_ins.settings_env(moto.table() if moto is not None else "unused"))
     workers = [Services(settings) for _ in range(concurrency)]
     outcomes: list[Any] = []
     failures: list[str] = []
@@ -456,12 +375,6 @@ def run_fleet(
                 # The ledger this message uses (a Lambda worker's Services keeps its adapters across messages).
                 if ledger_factory is not None:
                     services.__dict__["ledger"] = ledger_factory()
-                else:
-                    assert ledger_tables is not None
-                    services.settings = services.settings.model_copy(
-                        update={"ledger_table_name": ledger_tables[enterprise]}
-                    )
-                    services.__dict__.pop("ledger", None)
                 outcome = services.expiration_reminders().run_enterprise(enterprise, run)
             except Exception as exc:
                 with lock:

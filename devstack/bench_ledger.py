@@ -8,8 +8,7 @@ devstack MotoStack, DynamoDB requests serialised), so only this process's CPU is
   (one per HTTP request, botocore's own retries included), split into the ``sent()`` read and claim + record;
 * client CPU per reminder: ``time.process_time()`` (every thread of this process) around the ledger calls;
 * the same with contention: a tenth of each batch already claimed by another run (the fallback path);
-* wall time, which here measures moto (milliseconds per request, and its transactions copy the table), not
-  DynamoDB.
+* wall time, which here measures moto (milliseconds per request: its expression parser), not DynamoDB.
 
 ``--baseline REV`` also measures ``adapters/ledger.py`` as it was at git revision REV (e.g. the pynamodb
 ledger before issue 8), loaded from git into this process, in the same run and against the same server.
@@ -18,7 +17,6 @@ ledger before issue 8), loaded from git into this process, in the same run and a
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import multiprocessing
 import os
@@ -107,20 +105,7 @@ def requests_for(run: str, keys: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def forget(endpoint_url: str, table: str, keys: list[str]) -> None:
-    """Delete ``keys`` through another client (neither counted nor timed): moto copies the whole table for each
-    item of a transaction, so a table that grows makes every transaction slower (real DynamoDB does not)."""
-    from devstack.aws import _client
-
-    client = _client("dynamodb", endpoint_url, os.environ["AWS_REGION"])
-    for start in range(0, len(keys), 25):
-        deletes = [{"DeleteRequest": {"Key": {"pk": {"S": key}}}} for key in keys[start : start + 25]]
-        client.batch_write_item(RequestItems={table: deletes})
-
-
-def drive(
-    ledger: Any, counter: RequestCounter, n: int, *, held_by: Any = None, forget: Callable[[list[str]], None]
-) -> dict[str, float]:
+def drive(ledger: Any, counter: RequestCounter, n: int, *, held_by: Any = None) -> dict[str, float]:
     """n reminders through sent() / claim_many / mark_sent_many; ``held_by`` claims a tenth of each batch first."""
     keys = [f"expiration_reminder#{uuid.uuid4()}" for _ in range(n)]
     cpu = {"sent": 0.0, "claim": 0.0, "record": 0.0}
@@ -154,7 +139,6 @@ def drive(
             counts = counter.take()
             phases["record"] += sum(counts.values())
             requests.update(counts)
-            forget(batch)
     wall = time.perf_counter() - wall
     per_50 = BATCH / n
     return {
@@ -178,9 +162,8 @@ def measure(name: str, make: Callable[[str], Any], env: dict[str, str], sizes: l
             table = create_table(env["AWS_ENDPOINT_URL"])
             ledger, other = make(table), make(table)
             counter = RequestCounter(dynamodb_client(ledger))
-            clean = functools.partial(forget, env["AWS_ENDPOINT_URL"], table)
-            drive(ledger, counter, 100, forget=clean)  # warm-up: client, connection pool, first-call caches
-            result = drive(ledger, counter, n, held_by=other if contended else None, forget=clean)
+            drive(ledger, counter, 100)  # warm-up: client, connection pool, first-call caches
+            result = drive(ledger, counter, n, held_by=other if contended else None)
             rows.append({"impl": name, "contended": contended, **result})
     return rows
 

@@ -19,9 +19,8 @@ another, the workers in this one (see ``devstack/bench_fleet.py`` and ``devstack
    per batch of 25 reminders three alias-step calls and one trigger. Goal: concurrency 20 on the moto ledger
    at least 10x faster than the replay. CPU seconds of this process, moto and the stand-ins show what bounds
    a run: moto serialises DynamoDB requests (one core at most), this process's threads share one GIL; moto's
-   CPU time is printed as the floor of any run on it. Two adjustments for moto, neither changing what the
-   ledger decides: each enterprise gets its own ledger table (made like the template's), and moto's
-   TransactWriteItems takes one rollback snapshot of the table instead of one per item (``bench_fleet``).
+   CPU time is printed as the floor of any run on it. The ledger is the template's one table; moto's
+   TransactWriteItems copies only the items it names to roll back (``devstack/aws.py``), not the table.
 5. Peak RSS growth of one worker for one enterprise of 20,000 and of 200,000 activated licenses (fresh child
    process, a ledger double that keeps nothing). Goal: within 5 MiB of each other (bounded by a page, not N).
 6. The scaled giant-enterprise simulation: a placeholder until work messages can carry a continuation.
@@ -271,9 +270,7 @@ def throughput(stand_ins: StandIns, moto: Moto, per_enterprise: int, rounds: int
                 concurrency = 1 if name.endswith("c1") else 20
                 run_id = f"bench-{name}-{round_number}"
                 if name.startswith("moto"):
-                    tables = dict(zip(enterprises, moto.tables(len(enterprises)), strict=True))
-                    result = run_fleet(stand_ins, enterprises, concurrency=concurrency, run_id=run_id,
-                                       ledger_tables=tables, moto=moto)  # fmt: skip
+                    result = run_fleet(stand_ins, enterprises, concurrency=concurrency, run_id=run_id, moto=moto)
                 else:
                     result = run_fleet(stand_ins, enterprises, concurrency=concurrency, run_id=run_id,
                                        ledger_factory=InMemoryLedger)  # fmt: skip
@@ -360,10 +357,8 @@ def print_throughput(t: dict[str, Any]) -> None:
             ddb = f"{last['dynamodb_total']:,}" if name.startswith("moto") else "-"
         say(f"   {label:<36} {wall:>20} {last['braze_requests']:>9,} {last['ideal_seconds']:>8.2f} "
             f"{last['x_ideal']:>7.1f} {ddb:>7} {cpu:>29}")  # fmt: skip
-    say(
-        "   (moto: each enterprise has its own ledger table shaped like the template's, and moto's TransactWriteItems"
-        " takes one rollback snapshot per table instead of one per item: same state, see devstack/bench_fleet.py)"
-    )
+    say("   (moto: the template's one ledger table; its TransactWriteItems copies only the items it names to roll"
+        " back, not the whole table once per item: same state, see devstack/aws.py)")  # fmt: skip
     say(f"   (license-manager: per batch of {LICENSE_MANAGER_BATCH}, {len(LICENSE_MANAGER_CALLS)} sequential calls: "
         f"{', '.join(LICENSE_MANAGER_CALLS)}; its database writes are not replayed)")  # fmt: skip
     for name in ("moto_c20", "moto_c1", "double_c20"):
@@ -527,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
             with Moto() as moto:
                 apply_env(moto.env)
                 report["throughput"] = throughput(stand_ins, moto, per_enterprise, rounds, errors)
-                report["throughput"]["moto_transaction_snapshots"] = "one per table per transaction (see bench_fleet)"
             say()
             print_requests(report["throughput"])
             say()

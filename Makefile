@@ -53,10 +53,10 @@ unit: venv  ## the unit tests only (tests/unit: no sockets, no moto, no processe
 	$(BIN)/pytest tests/unit
 
 benchmark: venv  ## print speed and memory figures (cold start, rule, job throughput, Braze requests, peak memory)
-	$(BIN)/python -m devstack.benchmark $(BENCH_ARGS)
+	$(BIN)/python -m perf.benchmark $(BENCH_ARGS)
 
 soak: venv  ## fault-injection soak: the real pipeline over simulated hours with faults and kills, then clean runs
-	$(BIN)/python -m devstack.soak $(SOAK_ARGS)
+	$(BIN)/python -m perf.soak $(SOAK_ARGS)
 
 lint: venv  ## ruff only
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -7,7 +7,7 @@ steps on ``InMemoryLedger`` and on the real pynamodb ledger in moto and requires
 so a drift between the two fails a test.
 
 Tests import them as ``from fakes import ...`` (``tests/`` is on ``sys.path`` through the root conftest);
-``devstack/benchmark.py`` as ``from tests.fakes import InMemoryLedger`` (run from the repository root).
+``perf/benchmark.py`` as ``from tests.fakes import InMemoryLedger`` (run from the repository root).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fault hooks the soak (devstack/soak.py) injects: each does what it says, and only when asked.
+"""The fault hooks the soak (perf/soak.py) injects: each does what it says, and only when asked.
 
 Stand-ins: redirect_next + ForeignHost, labelled faults (fired_faults / pending_faults), Braze 429s without
 reset headers, accept-then-stall, on_accepted, license-manager's verbatim malformed records. AWS: the DynamoDB

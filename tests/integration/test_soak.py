@@ -1,4 +1,4 @@
-"""The fault-injection soak (devstack/soak.py), short and seeded, end to end in a subprocess: its targets hold.
+"""The fault-injection soak (perf/soak.py), short and seeded, end to end in a subprocess: its targets hold.
 
 One run (module fixture, about 30-40 s): 4 simulated hours with every fault kind (Braze 5xx and 429s, a send
 accepted but answered late, refused recipients, malformed license records, redirects to another host,
@@ -30,7 +30,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     paths = [ROOT / "layers" / "shared", ROOT, ROOT / "functions" / "dispatcher", ROOT / "functions" / "worker"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
-        [sys.executable, "-m", "devstack.soak", "--short", "--seed", str(SEED), "--out", str(out)],
+        [sys.executable, "-m", "perf.soak", "--short", "--seed", str(SEED), "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=280, check=False,
     )  # fmt: skip
     report = out / "soak.json"

@@ -34,7 +34,7 @@ no thread pool):
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
-Measured with ``python -m devstack.bench_ledger --reminders 1000 5000 --baseline ef6ad8e`` (moto in another
+Measured with ``python -m perf.ledger_cost --reminders 1000 5000 --baseline ef6ad8e`` (moto in another
 process, this project's 2-core machine, one run): the previous ledger (pynamodb, one conditional UpdateItem
 per key to claim and another to record, a new 8-thread pool per batch call) made 100.5 requests per 50
 reminders and spent 4.4-4.7 ms of client CPU per reminder; this one makes 2.5 (4.5 with a tenth of each

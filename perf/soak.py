@@ -2,7 +2,7 @@
 
 What runs: moto (server mode; table and queues from template.yaml, the work queue's visibility timeout cut to
 a few seconds), the license-manager, LMS (OAuth2) and Braze stand-ins, a "foreign host" that redirects point
-to, the dispatcher handler in this process and ``--workers`` worker processes (``devstack/soak_worker.py``:
+to, the dispatcher handler in this process and ``--workers`` worker processes (``perf/soak_worker.py``:
 the SQS event source mapping + ``functions/worker/worker.py``) that the soak SIGKILLs and restarts.
 
 Each simulated hour the data grows (licenses activated or added, plans entering the 30-day window), faults are
@@ -48,10 +48,11 @@ from typing import Any, TextIO
 from devstack.aws import MotoStack, create_resources_from_template, load_template
 from devstack.dataset import Dataset, iso_z
 from devstack.lambda_local import ROOT, invoke, load_handler
-from devstack.soak_worker import WORKER_HEADER
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
 from devstack.standins.base import Request
 from devstack.standins.braze import ALIAS_PATH, TRIGGER_PATH
+
+from perf.soak_worker import WORKER_HEADER
 
 OUT = ROOT / ".soak"
 BRAZE_KEY = "soak-braze-rest-key"
@@ -461,7 +462,7 @@ class Soak:
         }
         with (self.worker_logs / f"{slot.worker_id}.log").open("wb") as log:
             slot.proc = subprocess.Popen(  # our own interpreter and module
-                [sys.executable, "-m", "devstack.soak_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "perf.soak_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
             )
         slot.restart_at = None
 
@@ -1163,7 +1164,7 @@ def _rel(path: Path) -> str:
 
 
 def parse_args(argv: list[str] | None) -> tuple[SoakSettings, Path, Path]:
-    parser = argparse.ArgumentParser(prog="python -m devstack.soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m perf.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data and the fault schedule (1)")
     parser.add_argument("--hours", type=int, help="simulated hourly runs with faults (24; --short: 4)")
     parser.add_argument("--enterprises", type=int, help="enterprises (8; --short: 6)")

@@ -1,4 +1,4 @@
-"""One worker "container" of the soak (devstack/soak.py), in a process of its own so it can be SIGKILLed.
+"""One worker "container" of the soak (perf/soak.py), in a process of its own so it can be SIGKILLed.
 
 It does what Lambda's SQS event source mapping does for one concurrent worker: receive up to the batch size
 from the work queue (moto), invoke ``functions/worker/worker.py``'s ``lambda_handler`` with an ``aws:sqs``
@@ -53,7 +53,6 @@ def main() -> int:
     tag_http_requests(worker_id)
 
     import boto3
-
     from devstack.lambda_local import LocalEventSourceMapping, load_handler
 
     worker = load_handler("worker")

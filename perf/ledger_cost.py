@@ -1,4 +1,4 @@
-"""``python -m devstack.bench_ledger``: what the ledger costs per reminder. Prints, asserts nothing.
+"""``python -m perf.ledger_cost``: what the ledger costs per reminder. Prints, asserts nothing.
 
 The steady state of one enterprise's reminders, as the job drives the ledger: ``sent()`` for each page of 500
 keys, then for each batch of 50 ``claim_many`` and ``mark_sent_many``. moto runs in another process (the
@@ -179,7 +179,7 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.bench_ledger", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m perf.ledger_cost", description=__doc__.split("\n")[0])
     parser.add_argument("--reminders", type=int, nargs="+", default=[1_000, 5_000])
     parser.add_argument("--baseline", metavar="REV", help="also measure adapters/ledger.py as of this git revision")
     args = parser.parse_args(argv)

@@ -164,7 +164,7 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
                 uuids.setdefault(group.name, []).append(customer.uuid)
         lms = LmsStandIn(dataset).start()
         lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW)
-        _remember_filtered_licenses(lm)
+        _remember_plan_licenses(lm)
         lm.start()
         braze = BrazeStandIn(BRAZE_KEY).start()
     except Exception as exc:
@@ -181,13 +181,21 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
     # Count Braze requests by path here, and keep neither the request log nor the outbox: a run of 200,000
     # reminders would hold every request body twice (about a gigabyte) in this process.
     counts: Counter[str] = Counter()
+    recipients: Counter[str] = Counter()  # every recipient of a trigger request, by license uuid (or user id)
     counts_lock = threading.Lock()
     answer = braze.respond
 
     def counting(request: Any) -> Any:
+        path = request.path.rstrip("/")
+        reply = answer(request)
         with counts_lock:
-            counts[request.path.rstrip("/")] += 1
-        return answer(request)
+            counts[path] += 1
+        if path == "/campaigns/trigger/send" and 200 <= reply.status_code < 300:
+            body = request.json_or_none() or {}
+            sent = [_recipient_key(r) for r in body.get("recipients", []) if isinstance(r, dict)]
+            with counts_lock:
+                recipients.update(sent)
+        return reply
 
     braze.respond = counting  # type: ignore[method-assign]
 
@@ -200,12 +208,23 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
 
     threading.Thread(target=trim, name="trim-logs", daemon=True).start()
 
-    def set_latency(seconds: float) -> None:
+    def set_latency(seconds: float, upstream: float = 0.0) -> None:
         braze.latency = seconds
+        lm.latency = lms.latency = upstream
 
     def usage() -> dict[str, Any]:
         with counts_lock:
             return {"cpu": time.process_time(), "braze": dict(counts)}
+
+    def take_recipients() -> dict[str, int]:
+        with counts_lock:
+            taken = dict(recipients)
+            recipients.clear()
+        return {
+            "total": sum(taken.values()),
+            "distinct": len(taken),
+            "duplicated": sum(1 for n in taken.values() if n > 1),
+        }
 
     conn.send(
         {
@@ -218,32 +237,33 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
         }
     )
     try:
-        _serve_commands(conn, {"latency": set_latency, "usage": usage})
+        _serve_commands(conn, {"latency": set_latency, "usage": usage, "recipients": take_recipients})
     finally:
         for server in (braze, lm, lms):
             server.stop()
 
 
-def _remember_filtered_licenses(lm: Any) -> None:
-    """The license-manager stand-in filters and sorts a plan's whole license list for every page it serves
-    (three sorts), so paging through 200,000 licenses costs it minutes. The dataset does not change during
-    the benchmark: keep each filtered list for the next page of the same query. Left alone if the stand-in
-    no longer has that helper (it then pages slowly, but right)."""
-    filtered = getattr(lm, "_filtered_licenses", None)
-    if filtered is None:
-        return
-    remembered: dict[tuple[Any, ...], Any] = {}
+def _remember_plan_licenses(lm: Any) -> None:
+    """The license-manager stand-in filters and sorts a plan's whole license list for every page it serves,
+    so paging through 200,000 licenses would cost it minutes. The benchmark's dataset does not change while it
+    runs: keep each plan's sorted list for the next page of the same query."""
+    sort = lm._plan_licenses
+    remembered: dict[tuple[str, frozenset[str]], list[Any]] = {}
     lock = threading.Lock()
 
-    def remembering(request: Any, licenses: list[Any]) -> Any:
-        query = tuple(sorted((k, tuple(v)) for k, v in request.query.items() if k not in ("page", "page_size")))
-        key = (request.path.rstrip("/"), len(licenses), query)  # the path names the plan
+    def remembering(plan_uuid: str, statuses: frozenset[str]) -> list[Any]:
         with lock:
-            if key not in remembered:
-                remembered[key] = filtered(request, licenses)
-            return list(remembered[key])
+            if (plan_uuid, statuses) not in remembered:
+                remembered[(plan_uuid, statuses)] = sort(plan_uuid, statuses)
+            return list(remembered[(plan_uuid, statuses)])
 
-    lm._filtered_licenses = remembering
+    lm._plan_licenses = remembering
+
+
+def _recipient_key(recipient: dict[str, Any]) -> str:
+    properties = recipient.get("trigger_properties") or {}
+    alias = (recipient.get("user_alias") or {}).get("alias_name")
+    return str(properties.get("license_uuid") or recipient.get("external_user_id") or alias)
 
 
 class StandIns(_Child):
@@ -269,8 +289,13 @@ class StandIns(_Child):
             "LEDGER_TABLE_NAME": ledger_table,
         }
 
-    def set_latency(self, seconds: float) -> None:
-        self.ask("latency", seconds)
+    def set_latency(self, braze: float, *, upstream: float = 0.0) -> None:
+        """Braze's latency per request, and license-manager's and the LMS's (``upstream``)."""
+        self.ask("latency", braze, upstream)
+
+    def recipients(self) -> dict[str, int]:
+        """Trigger recipients since the last call: total, distinct, and how many were sent more than once."""
+        return self.ask("recipients")
 
     def usage(self) -> dict[str, Any]:
         return self.ask("usage")

@@ -23,7 +23,7 @@ import resource
 import time
 from typing import Any
 
-from devstack.bench_fleet import _SPAWN, NOW
+from perf.fleet import _SPAWN, NOW
 
 
 def _claim(key: str, token: str) -> Any:

@@ -3,7 +3,7 @@
 They implement the interfaces the jobs and ``jobs/pipeline.py`` call (same method names, arguments and
 return types), keep everything in memory and open no socket, so a job or a batch runs in microseconds and
 a unit test can arrange any reply. ``tests/integration/test_fake_ledger_parity.py`` runs one script of ledger
-steps on ``InMemoryLedger`` and on the real pynamodb ledger in moto and requires the same answers and records,
+steps on ``InMemoryLedger`` and on the real ledger in moto and requires the same answers and records,
 so a drift between the two fails a test.
 
 Tests import them as ``from fakes import ...`` (``tests/`` is on ``sys.path`` through the root conftest);

@@ -1,4 +1,4 @@
-"""The worker's init stays Powertools' own: the application (pydantic models, requests, pynamodb, the jobs)
+"""The worker's init stays Powertools' own: the application (pydantic models, requests, the jobs)
 is imported with the first record. Structural, not timed (the benchmark prints the times)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFERRED = ["pynamodb", "requests", "license_notifications.services", "license_notifications.jobs.work"]
+DEFERRED = ["requests", "license_notifications.services", "license_notifications.jobs.work"]
 
 
 def test_importing_the_worker_handler_defers_the_application():

@@ -1,4 +1,4 @@
-"""The unit tests' ledger double (fakes.InMemoryLedger) against the real pynamodb ledger on moto: the same script
+"""The unit tests' ledger double (fakes.InMemoryLedger) against the real ledger (botocore) on moto: the same script
 of claims, marks, releases, holds, expired leases and recurring sends gives the same answers and leaves the same
 records, so a unit test on the fake says something about the real ledger."""
 

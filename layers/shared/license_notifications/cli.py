@@ -246,7 +246,7 @@ def _redrive(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    for noisy in ("botocore", "urllib3", "pynamodb"):
+    for noisy in ("botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     code, _ = run(argv)
     return code

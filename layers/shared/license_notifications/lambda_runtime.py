@@ -2,7 +2,7 @@
 
 Handlers stay wiring only; everything here is created once per container and reused. Importing this
 module stays light (Powertools' logger and metrics only): the application (pydantic models, the adapters'
-requests / pynamodb / boto3 stacks) is imported by ``services()`` when the first event arrives, so the
+requests / botocore stacks) is imported by ``services()`` when the first event arrives, so the
 import Lambda's init phase pays is Powertools' own.
 """
 

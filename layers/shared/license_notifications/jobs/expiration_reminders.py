@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 COMMAND = "send_license_expiration_reminders"
 LEDGER_KIND = "expiration_reminder"
-RECORD_RETENTION = timedelta(days=90)
-PAGES_PER_MESSAGE = 4  # a large enterprise is shared in messages of this many license pages (2,000 licenses)  # ledger records live until the plan expired this long ago
+RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
+PAGES_PER_MESSAGE = 4  # a large enterprise is shared in messages of this many license pages (2,000 licenses)
 
 
 def ledger_key(license_uuid: UUID | str) -> str:

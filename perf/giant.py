@@ -299,7 +299,9 @@ def simulate(
         dead_letters=int(dead["ApproximateNumberOfMessages"]) + int(dead["ApproximateNumberOfMessagesNotVisible"]),
         notifications=len(notifier.published),
         longest_invocation_aws_seconds=longest[0] / scale,
-        braze_requests={path: n - braze_before.get(path, 0) for path, n in braze_after.items()},
+        braze_requests={
+            path: n - braze_before.get(path, 0) for path, n in braze_after.items() if n > braze_before.get(path, 0)
+        },
         dynamodb_requests=ledger.requests,
         errors=errors[:10] + notifier.published[:10],
     )

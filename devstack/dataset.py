@@ -71,6 +71,8 @@ class Customer:
     contact_email: str | None = None
     reply_to: str | None = None
     default_language: str | None = None
+    # admin_users entries with no admin record (a removed admin's role assignment, contract 3.3)
+    stale_admin_users: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -176,7 +178,7 @@ class Dataset:
         uuid: str | None = None,
         active: bool = True,
         sender_alias: str = "",
-        contact_email: str | None = None,
+        contact_email: str | None = "",
         reply_to: str | None = None,
         default_language: str | None = "en",
         create_agreement: bool = True,
@@ -184,7 +186,7 @@ class Dataset:
     ) -> Customer:
         """Add an LMS enterprise customer and (by default) its license-manager customer agreement."""
         slug = slug or name.lower().replace(" ", "-")
-        contact_email = contact_email if contact_email is not None else f"admin@{slug}.example.com"
+        contact_email = f"admin@{slug}.example.com" if contact_email == "" else contact_email  # None stays null
         uuid = _canonical(uuid) if uuid else stable_uuid("customer", slug)
         customer = Customer(uuid, name, slug, active, sender_alias, contact_email, reply_to, default_language)
         with self.lock:
@@ -475,7 +477,7 @@ def build_sample_dataset(now: datetime) -> Dataset:
     now = _aware(now, "now").replace(microsecond=0)
     ds = Dataset(now=now)
 
-    def customer(name: str, slug: str, sender_alias: str, contact_email: str, **kwargs: Any) -> str:
+    def customer(name: str, slug: str, sender_alias: str, contact_email: str | None, **kwargs: Any) -> str:
         return ds.add_customer(name, slug=slug, sender_alias=sender_alias, contact_email=contact_email, **kwargs).uuid
 
     def plan(enterprise: str, title: str, days: int, licenses: str = "", **kwargs: Any) -> Plan:
@@ -510,7 +512,8 @@ def build_sample_dataset(now: datetime) -> Dataset:
         ds.add_learner(acme, email=f"learner{n:03d}@{ACME}.example.com")
 
     # empty sender_alias: clients fall back to "edX Support Team"
-    globex = customer("Globex University", GLOBEX, "", "elearning@globex-university.example.com", default_language="es")
+    # contact_email null, as the real LMS allows (contract 3.3)
+    globex = customer("Globex University", GLOBEX, "", None, default_language="es")
     plan(globex, "Globex University Campus", 35, "activated=12 assigned=3 revoked=1 unassigned=2")
     plan(globex, "Globex University 2024", -5, "activated=10")
     admin(globex, "Lucía Ramírez", "lucia.ramirez@globex-university.example.com")
@@ -537,6 +540,10 @@ def build_sample_dataset(now: datetime) -> Dataset:
     ds.add_licenses(renewed.uuid, "unassigned", 5)
     ds.add_renewal(old.uuid, renewed.uuid)
     admin(umbrella, "Alice Abernathy", "alice.abernathy@umbrella-health.example.com")
+    # a removed admin still listed in admin_users (contract 3.3: admin_users is not the admin list)
+    ds.customers[umbrella].stale_admin_users.append(
+        {"email": "former.admin@umbrella-health.example.com", "lms_user_id": 9001}
+    )
 
     # --- utilization -------------------------------------------------------------------------------------
     stark = customer("Stark Learning", STARK, "Stark Learning", "learning@stark-learning.example.com")

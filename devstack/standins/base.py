@@ -57,6 +57,7 @@ class Request(WerkzeugRequest):
     """werkzeug's request, with the route's ``match`` (its URL variables) and a few helpers."""
 
     match: dict[str, str]
+    caller: Any = None  # the authenticated caller (``oauth.IssuedToken``: its rights), set by ``require_jwt``
 
     @property
     def body(self) -> bytes:

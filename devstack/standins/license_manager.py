@@ -15,11 +15,13 @@ from typing import Any
 from devstack.dataset import Agreement, Dataset, License, Plan, canonical_uuid, iso_z
 
 from .base import Reply, Request, StandIn, route, server_error
-from .oauth import TokenRegistry, require_jwt
+from .oauth import TokenRegistry, caller_has, require_jwt
 
 PLAN_PAGE_SIZE = 100  # DRF PAGE_SIZE (contract section 2)
 LICENSE_PAGE_SIZE = 100
 LICENSE_MAX_PAGE_SIZE = 500  # LicensePagination.max_page_size (contract 2.3)
+# What a staff caller without the enterprise_openedx_operator role gets from every list (contract 2.4).
+NO_PERMISSION_PAGE = {"count": 0, "next": None, "previous": None, "results": []}
 LIST_FIELDS = ("count", "next", "previous", "results")  # no num_pages but on licenses (contract 2.4)
 
 
@@ -77,8 +79,11 @@ class LicenseManagerStandIn(StandIn):
         ]
 
     def authenticate(self, request: Request) -> None:
-        """JwtAuthentication (contract section 1), then DRF's throttle check (contract 2.4's 429)."""
-        require_jwt(request, self.registry)
+        """JwtAuthentication (contract section 1), DRF's permission check (a non-staff caller gets 403 on the
+        list endpoints, contract 2.4), then its throttle check (contract 2.4's 429)."""
+        caller = require_jwt(request, self.registry)
+        if not caller.staff:
+            raise self.error(403, "You do not have permission to perform this action.")
         with self._throttle_lock:
             if self._throttle_limit is None:
                 return
@@ -96,6 +101,8 @@ class LicenseManagerStandIn(StandIn):
         """Contract 2.1: with ``enterprise_customer_uuid`` that enterprise's active plans; without it every
         plan of every enterprise (operator role). Both ordered by ``-start_date`` (uuid breaks ties, contract
         silent). ``page_size`` is ignored (contract 2.4)."""
+        if not caller_has(request, "operator"):
+            return Reply(200, dict(NO_PERMISSION_PAGE))
         enterprise_uuid, now = self._enterprise_param(request), self.clock()
         with self.dataset.lock:
             plans = sorted(self.dataset.plans.values(), key=lambda p: p.uuid)
@@ -113,6 +120,8 @@ class LicenseManagerStandIn(StandIn):
         LicenseViewSet), null emails first as in MySQL, uuid as tie-breaker (contract silent). Unknown statuses
         match nothing. Fault injection: the plan's ``Dataset.extra_raw_licenses`` follow, verbatim, unfiltered.
         """
+        if not caller_has(request, "operator"):
+            return Reply(200, dict(NO_PERMISSION_PAGE))
         key = canonical_uuid(request.match["plan"])
         if key is None:  # contract 2.4: a malformed plan uuid in the path is a 500
             raise server_error()
@@ -141,15 +150,19 @@ class LicenseManagerStandIn(StandIn):
 
     def list_customer_agreements(self, request: Request) -> Reply:
         """Contract 2.2: ``GET /api/v1/customer-agreement/?enterprise_customer_uuid=<uuid>``, paginated; an
-        unknown enterprise has none (count 0). ``subscriptions`` holds the active plans. contract silent: without
-        ``enterprise_customer_uuid`` every agreement (operator role), ordered by uuid as license-manager does."""
+        unknown enterprise has none (count 0). ``subscriptions`` holds the active plans, every plan with
+        ``active_plans_only=false``. contract silent: without ``enterprise_customer_uuid`` every agreement
+        (operator role), ordered by uuid as license-manager does."""
+        if not caller_has(request, "operator"):
+            return Reply(200, dict(NO_PERMISSION_PAGE))
         enterprise_uuid, now = self._enterprise_param(request), self.clock()
         with self.dataset.lock:
             agreements = sorted(self.dataset.agreements.values(), key=lambda a: a.uuid)
             if enterprise_uuid is not None:
                 agreements = [a for a in agreements if a.enterprise_customer_uuid == enterprise_uuid]
             page = self.paginate(request, agreements, size=self.plan_page_size, fields=LIST_FIELDS)
-            page["results"] = [self._agreement_json(agreement, now) for agreement in page["results"]]
+            active_only = (request.param("active_plans_only") or "true").lower() != "false"
+            page["results"] = [self._agreement_json(agreement, now, active_only) for agreement in page["results"]]
         return Reply(200, page)
 
     # ------------------------------------------------------------------------------------------- helpers
@@ -195,12 +208,12 @@ class LicenseManagerStandIn(StandIn):
             ],
         }
 
-    def _agreement_json(self, agreement: Agreement, now: datetime) -> dict[str, Any]:
-        """Contract 2.2 fields (no enterprise name)."""
+    def _agreement_json(self, agreement: Agreement, now: datetime, active_only: bool = True) -> dict[str, Any]:
+        """Contract 2.2 fields (no enterprise name), and some of the others the real one carries (2.4)."""
         plans = sorted(self.dataset.plans_of(agreement.enterprise_customer_uuid), key=lambda p: p.uuid)
         current = [p for p in plans if p.is_active and p.start_date <= now <= p.expiration_date]
         auto = next((p.uuid for p in current if p.should_auto_apply_licenses), None)
-        rendered = [self._plan_json(plan, now) for plan in plans if plan.is_active]
+        rendered = [self._plan_json(plan, now) for plan in plans if plan.is_active or not active_only]
         return {
             "uuid": agreement.uuid,
             "enterprise_customer_uuid": agreement.enterprise_customer_uuid,
@@ -211,6 +224,10 @@ class LicenseManagerStandIn(StandIn):
             "subscription_for_auto_applied_licenses": auto,
             "available_subscription_catalogs": sorted({p.enterprise_catalog_uuid for p in current}),
             "subscriptions": rendered,
+            # Fields the client does not read (contract 2.4 names these kinds); present so it must ignore them.
+            "enable_auto_applied_subscriptions_with_universal_link": False,
+            "expired_subscription_modal_messaging_v2": None,
+            "modal_header_text_v2": None,
         }
 
     @staticmethod

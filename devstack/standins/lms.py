@@ -7,7 +7,7 @@ from typing import Any
 from devstack.dataset import Customer, Dataset, EnterpriseLearner, canonical_uuid, iso_z
 
 from .base import Reply, Request, StandIn, route, server_error
-from .oauth import TokenRegistry, issue_token_reply, require_jwt
+from .oauth import OAuthClient, TokenRegistry, caller_has, issue_token_reply, require_jwt
 
 DEFAULT_CLIENT_ID = "license-notifications"
 DEFAULT_CLIENT_SECRET = "license-notifications-local-secret"
@@ -22,7 +22,8 @@ class LmsStandIn(StandIn):
     Args:
         dataset: customers and enterprise-learner records to serve (an empty ``Dataset`` if omitted).
         registry: token registry; share ``lms.registry`` with ``LicenseManagerStandIn``.
-        client_id / client_secret: the one OAuth2 client known.
+        client_id / client_secret: the service's OAuth2 client (LMS staff, with the operator role);
+            :meth:`add_client` adds others with fewer rights.
         expires_in: lifetime in seconds of issued tokens (``expires_in`` attribute, changeable later).
     """
 
@@ -40,8 +41,13 @@ class LmsStandIn(StandIn):
         self.dataset = dataset if dataset is not None else Dataset()
         self.registry = registry if registry is not None else TokenRegistry()
         self.client_id, self.client_secret = client_id, client_secret
+        self.clients = {client_id: OAuthClient(client_secret)}
         self.expires_in = expires_in
         super().__init__()
+
+    def add_client(self, client_id: str, secret: str, *, staff: bool = True, operator: bool = True) -> None:
+        """Another OAuth2 client: e.g. a service user that is not LMS staff, or lacks the operator role."""
+        self.clients[client_id] = OAuthClient(secret, staff=staff, operator=operator)
 
     def revoke_all_tokens(self) -> int:
         """Invalidate every token issued so far (the next API call with one gets 401)."""
@@ -60,26 +66,31 @@ class LmsStandIn(StandIn):
     # ------------------------------------------------------------------------------------------ handlers
     def access_token(self, request: Request) -> Reply:
         """Contract section 1: client credentials grant, form-encoded; ``token_type=jwt`` for a JWT."""
-        return issue_token_reply(request, self.registry, {self.client_id: self.client_secret}, self.expires_in)
+        return issue_token_reply(request, self.registry, self.clients, self.expires_in)
 
     def enterprise_customer(self, request: Request) -> Reply:
-        """Contract 3.1: ``GET /enterprise/api/v1/enterprise-customer/<uuid>/``; only active customers."""
+        """Contract 3.1: ``GET /enterprise/api/v1/enterprise-customer/<uuid>/``; only active customers.
+
+        contract silent: a non-staff caller gets 404, as edx-enterprise's UserFilterBackend limits a non-staff
+        user to the enterprises it is linked to, and service users have no link."""
         key = canonical_uuid(request.match["uuid"])
         with self.dataset.lock:
             customer = self.dataset.customers.get(key) if key else None
-            if customer is None or not customer.active:
+            if customer is None or not customer.active or not caller_has(request, "staff"):
                 raise self.error(404, "Not found.")
+            # contract 3.3: built from role assignments, so it may name people who are not admins any more
             admins = [
                 {"email": admin.user.email, "lms_user_id": admin.user.id} for admin in self.dataset.admins_of(key)
-            ]
+            ] + [dict(extra) for extra in customer.stale_admin_users]
             return Reply(200, {**_customer_json(customer), "admin_users": admins})
 
     def enterprise_learners(self, request: Request) -> Reply:
         """Contract 3.2: ``GET /enterprise/api/v1/enterprise-learner/?enterprise_customer_uuid=&role=``.
 
         The service account is staff, so the filters apply. Ordered by ``-active, -modified`` as the real
-        service (contract 3.3), so a record modified while a client pages can move between pages. contract
-        silent: records of an inactive customer are listed too (only the customer detail endpoint hides them).
+        service (contract 3.3), so a record modified while a client pages can move between pages. An unknown
+        or inactive enterprise has no records (contract 3.3). A non-staff caller's filters are ignored and it
+        sees only its own records (contract section 1): a service user has none, so ``count: 0``.
         """
         raw_uuid, role = request.param("enterprise_customer_uuid"), request.param("role")
         if role and not raw_uuid:  # contract: a 400; the body DRF-style here (contract silent)
@@ -88,16 +99,26 @@ class LmsStandIn(StandIn):
         if raw_uuid and enterprise_uuid is None:  # contract 3.3: a malformed uuid query value is a 500
             raise server_error()
         with self.dataset.lock:
+            customer = self.dataset.customers.get(enterprise_uuid) if enterprise_uuid else None
+            listed = caller_has(request, "staff") and (
+                enterprise_uuid is None or (customer is not None and customer.active)
+            )
             learners = [
                 learner
                 for learner in sorted(self.dataset.learners, key=lambda lrn: (not lrn.active, -lrn.modified))
-                if (enterprise_uuid is None or learner.enterprise_customer_uuid == enterprise_uuid)
+                if listed
+                and (enterprise_uuid is None or learner.enterprise_customer_uuid == enterprise_uuid)
                 and (not role or role in learner.roles)
             ]
             page = self.paginate(
                 request, learners, size=LEARNER_PAGE_SIZE, max_size=LEARNER_MAX_PAGE_SIZE, fields=LEARNER_PAGE_FIELDS
             )
             page["results"] = [self._learner_json(learner) for learner in page["results"]]
+        # contract 3.3: pages carry this too (the flags are the caller's; their names and values contract silent)
+        page["enterprise_features"] = {
+            "top_down_assignment_real_time_lcm": False,
+            "feature_prequery_search_suggestions": False,
+        }
         return Reply(200, page)
 
     def _learner_json(self, learner: EnterpriseLearner) -> dict[str, Any]:

@@ -25,6 +25,20 @@ EXPIRED_TOKEN = "Token has expired."
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'JWT realm="api"'}
 
 
+@dataclass(frozen=True)
+class OAuthClient:
+    """One OAuth2 client of the LMS and what its service user may do (contract sections 1 and 2.4).
+
+    ``staff``: the user is LMS staff (edx-enterprise applies the ``enterprise-learner`` filters, and lists
+    every enterprise, for staff only; license-manager answers a non-staff caller's lists with 403).
+    ``operator``: the JWT carries the ``enterprise_openedx_operator:*`` role (license-manager answers a staff
+    caller without it with empty 200s)."""
+
+    secret: str
+    staff: bool = True
+    operator: bool = True
+
+
 @dataclass
 class IssuedToken:
     token: str
@@ -32,6 +46,8 @@ class IssuedToken:
     client_id: str
     expires_at: float  # time.time() based
     revoked: bool = False
+    staff: bool = True
+    operator: bool = True
 
 
 class TokenRegistry:
@@ -41,22 +57,26 @@ class TokenRegistry:
         self._lock = threading.Lock()
         self._tokens: dict[str, IssuedToken] = {}
 
-    def issue(self, client_id: str, expires_in: float, kind: str = JWT) -> IssuedToken:
-        """Create an opaque random token valid for ``expires_in`` seconds."""
-        issued = IssuedToken(secrets.token_urlsafe(32), kind, client_id, time.time() + expires_in)
+    def issue(
+        self, client_id: str, expires_in: float, kind: str = JWT, *, staff: bool = True, operator: bool = True
+    ) -> IssuedToken:
+        """Create an opaque random token valid for ``expires_in`` seconds, for a caller with these rights."""
+        issued = IssuedToken(
+            secrets.token_urlsafe(32), kind, client_id, time.time() + expires_in, staff=staff, operator=operator
+        )
         with self._lock:
             self._tokens[issued.token] = issued
         return issued
 
-    def check(self, token: str, kind: str = JWT) -> str | None:
-        """None when ``token`` is a live token of ``kind``; otherwise the DRF error message."""
+    def check(self, token: str, kind: str = JWT) -> IssuedToken | str:
+        """The live token of ``kind``; otherwise the DRF error message."""
         with self._lock:
             issued = self._tokens.get(token)
         if issued is None or issued.revoked or issued.kind != kind:
             return INVALID_TOKEN
         if time.time() >= issued.expires_at:
             return EXPIRED_TOKEN
-        return None
+        return issued
 
     def revoke_all(self) -> int:
         """Invalidate every token issued so far; returns how many were live."""
@@ -73,8 +93,9 @@ class TokenRegistry:
                 issued.expires_at = min(issued.expires_at, time.time() - 1)
 
 
-def require_jwt(request: Request, registry: TokenRegistry) -> None:
+def require_jwt(request: Request, registry: TokenRegistry) -> IssuedToken:
     """``Authorization: JWT <token>`` with a live token, else 401 ``{"detail": ...}`` (contract section 1).
+    Returns the caller's token (its rights: ``staff``, ``operator``), also kept as ``request.caller``.
 
     As edx-drf-extensions' JwtAuthentication: another scheme (e.g. ``Bearer``) or no header at all means
     "not provided"; a bad or expired token is "failed".
@@ -82,9 +103,17 @@ def require_jwt(request: Request, registry: TokenRegistry) -> None:
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() != "jwt" or not token.strip():
         raise HttpError(Reply(401, {"detail": NOT_PROVIDED}, dict(WWW_AUTHENTICATE)))
-    problem = registry.check(token.strip(), JWT)
-    if problem is not None:
-        raise HttpError(Reply(401, {"detail": problem}, dict(WWW_AUTHENTICATE)))
+    checked = registry.check(token.strip(), JWT)
+    if isinstance(checked, str):
+        raise HttpError(Reply(401, {"detail": checked}, dict(WWW_AUTHENTICATE)))
+    request.caller = checked
+    return checked
+
+
+def caller_has(request: Request, right: str) -> bool:
+    """Whether the request's caller has ``right`` ("staff" or "operator"). A request that did not go through
+    :func:`require_jwt` (a fault handler calling a handler directly) is taken as the service's own client."""
+    return request.caller is None or bool(getattr(request.caller, right))
 
 
 def _oauth_error(status: int, error: str, description: str | None = None) -> HttpError:
@@ -95,7 +124,9 @@ def _oauth_error(status: int, error: str, description: str | None = None) -> Htt
     return HttpError(Reply(status, body, {"Cache-Control": "no-store", "Pragma": "no-cache"}))
 
 
-def issue_token_reply(request: Request, registry: TokenRegistry, clients: dict[str, str], expires_in: int) -> Reply:
+def issue_token_reply(
+    request: Request, registry: TokenRegistry, clients: dict[str, OAuthClient], expires_in: int
+) -> Reply:
     """``POST /oauth2/access_token`` (contract section 1), as django-oauth-toolkit + edx-platform answer it.
 
     Checks in oauthlib's order: form body, grant type, then client credentials.
@@ -111,12 +142,14 @@ def issue_token_reply(request: Request, registry: TokenRegistry, clients: dict[s
     if field("grant_type") != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type")
     client_id, client_secret = field("client_id"), field("client_secret")  # in the form, as the client sends them
-    if not client_id or clients.get(client_id) is None or not secrets.compare_digest(clients[client_id], client_secret):
+    client = clients.get(client_id) if client_id else None
+    if client is None or not secrets.compare_digest(client.secret, client_secret):
         raise _oauth_error(401, "invalid_client")
     # edx-platform issues a JWT only when asked (token_type=jwt, case-insensitive); otherwise an opaque
     # DOT token that the APIs' JwtAuthentication rejects: the stand-in keeps that trap.
     wants_jwt = field("token_type").lower() == JWT
-    issued = registry.issue(client_id, expires_in, JWT if wants_jwt else BEARER)
+    kind = JWT if wants_jwt else BEARER
+    issued = registry.issue(client_id, expires_in, kind, staff=client.staff, operator=client.operator)
     return Reply(
         200,
         {

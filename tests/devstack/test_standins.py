@@ -788,3 +788,89 @@ def test_standins_bind_loopback_ephemeral_ports_and_stop() -> None:
     standin.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(url + "/api/v1/subscriptions/", timeout=1)
+
+
+# ------------------------------------------------------------------------ service users with fewer rights
+def token_for(lms: LmsStandIn, client_id: str, **rights: bool) -> dict[str, str]:
+    lms.add_client(client_id, f"{client_id}-secret", **rights)
+    reply = fetch_token(lms, client_id=client_id, client_secret=f"{client_id}-secret")
+    return {"Authorization": f"JWT {reply.json()['access_token']}"}
+
+
+def test_a_staff_user_without_the_operator_role_gets_empty_200s_from_license_manager(
+    lms: LmsStandIn, lm: LicenseManagerStandIn, ds: Dataset
+) -> None:
+    """Contract 2.4: missing permission is an empty 200, not a 403, on the three lists."""
+    auth = token_for(lms, "no-operator", operator=False)
+    acme = ds.customer_by_slug(ACME).uuid
+    plan = ds.plan_by_title("Acme Analytics 2025 Enterprise").uuid
+    empty = {"count": 0, "next": None, "previous": None, "results": []}
+    for url, params in (
+        (f"{lm.url}/api/v1/customer-agreement/", {"enterprise_customer_uuid": acme}),
+        (f"{lm.url}/api/v1/subscriptions/", {}),
+        (f"{lm.url}/api/v1/subscriptions/", {"enterprise_customer_uuid": acme}),
+        (f"{lm.url}/api/v1/subscriptions/{plan}/licenses/", {"status": "activated"}),
+    ):
+        response = get(url, auth, **params)
+        assert (response.status_code, response.json()) == (200, empty), url
+    # the LMS side is unaffected: the user is staff
+    learners = get(f"{lms.url}/enterprise/api/v1/enterprise-learner/", auth, enterprise_customer_uuid=acme)
+    assert learners.json()["count"] > 0
+
+
+def test_a_user_that_is_not_lms_staff_gets_403s_and_sees_no_enterprise(
+    lms: LmsStandIn, lm: LicenseManagerStandIn, ds: Dataset
+) -> None:
+    """Contract 2.4: only non-staff tokens get 403 on the lists; 3.3 / section 1: the LMS ignores a non-staff
+    caller's filters and shows only its own records (a service user has none). The customer detail is a 404
+    (contract silent; edx-enterprise's UserFilterBackend limits non-staff users to their own enterprises)."""
+    auth = token_for(lms, "not-staff", staff=False)
+    stark = ds.customer_by_slug(STARK).uuid
+    forbidden = get(f"{lm.url}/api/v1/subscriptions/", auth, enterprise_customer_uuid=stark)
+    assert forbidden.status_code == 403
+    assert forbidden.json() == {"detail": "You do not have permission to perform this action."}
+    learners = get(
+        f"{lms.url}/enterprise/api/v1/enterprise-learner/",
+        auth,
+        enterprise_customer_uuid=stark,
+        role="enterprise_admin",
+    )
+    assert (learners.status_code, learners.json()["count"], learners.json()["results"]) == (200, 0, [])
+    assert get(f"{lms.url}/enterprise/api/v1/enterprise-customer/{stark}/", auth).status_code == 404
+
+
+def test_an_inactive_enterprise_lists_no_admins_and_pages_carry_enterprise_features(
+    lms: LmsStandIn, ds: Dataset, auth: dict[str, str]
+) -> None:
+    url = f"{lms.url}/enterprise/api/v1/enterprise-learner/"
+    inactive = get(url, auth, enterprise_customer_uuid=ds.customer_by_slug(VANDELAY).uuid, role="enterprise_admin")
+    assert (inactive.status_code, inactive.json()["count"]) == (200, 0)  # contract 3.3
+    page = get(url, auth, enterprise_customer_uuid=ds.customer_by_slug(STARK).uuid, role="enterprise_admin").json()
+    assert isinstance(page["enterprise_features"], dict)
+
+
+def test_admin_users_is_not_the_admin_list_and_contact_email_may_be_null(
+    lms: LmsStandIn, ds: Dataset, auth: dict[str, str]
+) -> None:
+    umbrella = get(f"{lms.url}/enterprise/api/v1/enterprise-customer/{ds.customer_by_slug(UMBRELLA).uuid}/", auth)
+    listed = {entry["email"] for entry in umbrella.json()["admin_users"]}
+    admins = get(
+        f"{lms.url}/enterprise/api/v1/enterprise-learner/",
+        auth,
+        enterprise_customer_uuid=ds.customer_by_slug(UMBRELLA).uuid,
+        role="enterprise_admin",
+    ).json()["results"]
+    assert {a["user"]["email"] for a in admins} < listed  # a removed admin is still in admin_users
+    globex = get(f"{lms.url}/enterprise/api/v1/enterprise-customer/{ds.customer_by_slug(GLOBEX).uuid}/", auth)
+    assert globex.json()["contact_email"] is None
+
+
+def test_customer_agreement_lists_inactive_plans_only_when_asked(
+    lm: LicenseManagerStandIn, ds: Dataset, auth: dict[str, str]
+) -> None:
+    url, acme = f"{lm.url}/api/v1/customer-agreement/", ds.customer_by_slug(ACME).uuid
+    default = get(url, auth, enterprise_customer_uuid=acme).json()["results"][0]
+    every = get(url, auth, enterprise_customer_uuid=acme, active_plans_only="false").json()["results"][0]
+    assert "Acme Analytics Pilot" not in {p["title"] for p in default["subscriptions"]}
+    assert "Acme Analytics Pilot" in {p["title"] for p in every["subscriptions"]}
+    assert default["enable_auto_applied_subscriptions_with_universal_link"] is False  # a field the client ignores

@@ -13,13 +13,17 @@ from uuid import UUID
 
 from license_notifications.adapters._parsing import parse_as
 from license_notifications.adapters.http import HttpClient
-from license_notifications.errors import MalformedResponseError
+from license_notifications.errors import ConfigurationError, MalformedResponseError, PermissionDeniedError
 from license_notifications.models import CustomerAgreement, License, SubscriptionPlan
 
 SERVICE = "license-manager"
 LICENSES_PAGE_SIZE = 500  # the API's maximum (contract 2.3)
 
 OnMalformed = Callable[[Any, MalformedResponseError], None]
+NOT_PERMITTED_HINT = (
+    "license-manager refuses this service account's lists: it must be an LMS staff user (license-manager "
+    "answers a non-staff caller's lists with 403) with the JWT role enterprise_openedx_operator:*"
+)
 
 
 class LicensePage(list[License]):
@@ -42,7 +46,7 @@ class LicenseManagerClient:
         """The enterprise's customer agreement (with its active plans), or None if it has none (2.2).
         ``on_malformed`` receives each plan of ``subscriptions`` that does not parse (the others are kept)."""
         url = f"{self._api}/customer-agreement/"
-        for page in self._http.paginate(url, params={"enterprise_customer_uuid": str(enterprise_customer_uuid)}):
+        for page in self._pages(url, {"enterprise_customer_uuid": str(enterprise_customer_uuid)}):
             for item in page["results"]:
                 raw_plans = item.get("subscriptions") if isinstance(item, dict) else None
                 if raw_plans is not None and not isinstance(raw_plans, list):
@@ -80,15 +84,23 @@ class LicenseManagerClient:
         params: dict[str, Any] = {"status": ",".join(statuses), "page_size": LICENSES_PAGE_SIZE}
         if first_page > 1:
             params["page"] = first_page
-        for number, page in enumerate(self._http.paginate(url, params=params), start=first_page):
+        for number, page in enumerate(self._pages(url, params), start=first_page):
             num_pages = page.get("num_pages") if isinstance(page.get("num_pages"), int) else None
             yield LicensePage(list(_parse_each(License, page["results"], "license", on_malformed)), number, num_pages)
             if last_page is not None and number >= last_page:
                 return
 
     def _plans(self, params: dict[str, str] | None, on_malformed: OnMalformed | None) -> Iterator[SubscriptionPlan]:
-        for page in self._http.paginate(f"{self._api}/subscriptions/", params=params):
+        for page in self._pages(f"{self._api}/subscriptions/", params):
             yield from _parse_each(SubscriptionPlan, page["results"], "subscription plan", on_malformed)
+
+    def _pages(self, url: str, params: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """The list's pages. A 403 on a list is the account's, not one enterprise's (contract 2.4: only
+        non-staff tokens get one), so it is a configuration error that stops the run, naming what to fix."""
+        try:
+            yield from self._http.paginate(url, params=params)
+        except PermissionDeniedError as exc:
+            raise ConfigurationError(f"{NOT_PERMITTED_HINT} ({exc})") from exc
 
 
 def _parse_each[M](model: type[M], items: list[Any], what: str, on_malformed: OnMalformed | None) -> Iterator[M]:

@@ -84,7 +84,10 @@ class _Preflight:
         try:
             customer = self.svc.lms.enterprise_customer(uuid)
         except NotFoundError:
-            return WARN, f"enterprise {uuid} (first in the feed) is unknown or inactive in the LMS"
+            return WARN, (
+                f"enterprise {uuid} (first in the feed) is unknown or inactive in the LMS, or the service user is "
+                "not LMS staff (a non-staff user sees no enterprise it is not linked to)"
+            )
         return PASS, f"answers for {customer.slug} ({uuid}); the service user must be LMS staff"
 
     def campaign(self, setting: str) -> Verdict:

@@ -427,13 +427,7 @@ def run_fleet(
     moto_cpu = moto.cpu() - moto_before if moto is not None and moto_before is not None else None
     braze = Counter(stand_ins_after["braze"])
     braze.subtract(stand_ins_before["braze"])
-    skipped: Counter[str] = Counter()
-    for outcome in outcomes:
-        skipped.update(outcome.skipped)
-        if outcome.error or outcome.failed:
-            first = outcome.failures[0].error if outcome.failures else ""
-            detail = outcome.error or f"{outcome.failed} failed ({outcome.unrecorded} unrecorded), first: {first}"
-            failures.append(f"{outcome.enterprise_customer_uuid}: {detail}")
+    skipped = _tally(outcomes, failures)
     return FleetResult(
         concurrency=concurrency,
         enterprises=len(enterprises),
@@ -449,6 +443,18 @@ def run_fleet(
         skipped={reason: n for reason, n in skipped.items() if n},
         failures=failures,
     )
+
+
+def _tally(outcomes: list[Any], failures: list[str]) -> Counter[str]:
+    """The outcomes' skip reasons, counted; each failed enterprise appended to ``failures``."""
+    skipped: Counter[str] = Counter()
+    for outcome in outcomes:
+        skipped.update(outcome.skipped)
+        if outcome.error or outcome.failed:
+            first = outcome.failures[0].error if outcome.failures else ""
+            detail = outcome.error or f"{outcome.failed} failed ({outcome.unrecorded} unrecorded), first: {first}"
+            failures.append(f"{outcome.enterprise_customer_uuid}: {detail}")
+    return skipped
 
 
 # ---------------------------------------------------------------------------------- license-manager's pattern

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 from hypothesis import settings as hypothesis_settings
 
 from license_notifications.adapters.oauth import clear_token_cache
+from license_notifications.jobs.enterprise_run import JobRun
 
 # Hypothesis: no per-example deadline. The properties are checked exhaustively enough by their example counts;
 # a wall-clock deadline only measures how loaded the (2-core) CI machine happens to be.
@@ -155,3 +157,30 @@ def error_inbox(app_env, aws_resources: StackResources):
 
 
 # ===================================================================================== end stand-ins
+
+
+# ===================================================================================== shared steps
+def race(jobs: list, enterprise: str, *, as_of: datetime = NOW) -> list:
+    """Each job (one per worker: its own ``Services``) runs ``enterprise`` in a thread of its own, all started
+    together through a barrier (runs ``run-0``, ``run-1``...); returns their outcomes."""
+    barrier = threading.Barrier(len(jobs))
+    outcomes: list = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        outcomes.append(jobs[i].run_enterprise(enterprise, JobRun(run_id=f"run-{i}", as_of=as_of)))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+def fully_allocated_enterprise(up: Upstream):
+    """An auto-apply plan with every license activated and one admin: a 100 % email and a digest are due."""
+    customer = up.dataset.add_customer("Auto")
+    plan = up.dataset.add_plan(customer.uuid, title="auto", expires_in_days=100, should_auto_apply_licenses=True)
+    up.dataset.add_licenses(plan.uuid, "activated", 10)
+    return customer, up.dataset.add_admin(customer.uuid)

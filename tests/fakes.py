@@ -33,6 +33,7 @@ from license_notifications.adapters.braze import (
 from license_notifications.adapters.ledger import CLAIMED, REJECTED, SENT, Claim
 from license_notifications.adapters.license_manager import LICENSES_PAGE_SIZE, LicensePage
 from license_notifications.errors import BadRequestError, MalformedResponseError, NotFoundError
+from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
 from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.models import (
@@ -644,6 +645,23 @@ class FakeLms:
     ) -> Iterator[EnterpriseAdmin]:
         self.calls.append(("enterprise_admins", str(enterprise_customer_uuid)))
         yield from list(self.admins.get(str(enterprise_customer_uuid), []))
+
+
+# =====================================================================================================
+# Time
+# =====================================================================================================
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountdownRun(JobRun):
+    """A run whose time runs out after ``checks`` deadline checks: a short simulated timeout, hit at a chosen
+    point whatever the machine's speed."""
+
+    checks: list[int] = field(default_factory=lambda: [0])
+
+    def out_of_time(self) -> bool:
+        self.checks[0] -= 1
+        return self.checks[0] < 0
 
 
 # =====================================================================================================

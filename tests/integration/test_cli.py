@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream, fully_allocated_enterprise
 from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,10 +144,7 @@ def test_console_script_prints_the_spec_log_lines(app_env, upstream: Upstream):
 
 
 def test_utilization_command_discovers_and_sends(app_env, upstream: Upstream):
-    customer = upstream.dataset.add_customer("Auto")
-    plan = upstream.dataset.add_plan(customer.uuid, title="auto", expires_in_days=100, should_auto_apply_licenses=True)
-    upstream.dataset.add_licenses(plan.uuid, "activated", 10)
-    admin = upstream.dataset.add_admin(customer.uuid)
+    customer, admin = fully_allocated_enterprise(upstream)
     code, summary = run(["utilization", "--as-of", NOW.isoformat()])
     assert code == EXIT_OK
     assert [o.enterprise_customer_uuid for o in summary.outcomes] == [customer.uuid]

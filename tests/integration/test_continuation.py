@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 from pydantic import ValidationError
 
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from fakes import CountdownRun
 from license_notifications.adapters import license_manager
 from license_notifications.cli import EXIT_OK
 from license_notifications.cli import run as cli_run
@@ -47,17 +47,6 @@ def message(enterprise: str) -> WorkMessage:
 
 def reminded(up: Upstream) -> Counter[str]:
     return Counter(props["license_uuid"] for _, props in up.braze.sent_to(REMINDER_CAMPAIGN))
-
-
-@dataclass(frozen=True, kw_only=True)
-class CountdownRun(JobRun):
-    """A run whose time runs out after ``checks`` deadline checks: a tiny simulated timeout."""
-
-    checks: list[int] = field(default_factory=lambda: [0])
-
-    def out_of_time(self) -> bool:
-        self.checks[0] -= 1
-        return self.checks[0] < 0
 
 
 def drain(services: Services, first: WorkMessage, *, checks: int | None = None, limit: int = 500) -> list:

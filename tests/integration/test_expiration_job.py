@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -11,7 +10,7 @@ import boto3
 import pytest
 from devstack.aws import create_secret
 
-from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream, race
 from license_notifications.adapters import license_manager
 from license_notifications.adapters.ledger import Ledger
 from license_notifications.config import load_settings
@@ -272,20 +271,7 @@ def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: 
     # The first send is slow, so whichever worker claimed first still holds its claims when the other
     # reaches them: the race is certain, not a matter of luck.
     upstream.braze.delay_next("/campaigns/trigger/send", 0.5)
-    workers = [Services(load_settings()) for _ in range(2)]
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def work(i: int) -> None:
-        job = workers[i].expiration_reminders()
-        barrier.wait()
-        outcomes.append(job.run_enterprise(customer.uuid, JobRun(run_id=f"run-{i}", as_of=NOW)))
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    outcomes = race([Services(load_settings()).expiration_reminders() for _ in range(2)], customer.uuid)
 
     reminded = reminded_licenses(upstream)
     assert reminded == Counter({lic.uuid: 1 for lic in licenses})

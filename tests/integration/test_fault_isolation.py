@@ -9,7 +9,6 @@ import logging
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from devstack.standins.base import Reply
 from devstack.standins.license_manager import LicenseManagerStandIn
 
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from fakes import CountdownRun
 from license_notifications.adapters.ledger import REJECTED, Ledger
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
@@ -271,17 +271,6 @@ def test_a_malformed_plan_never_hides_the_others(upstream: Upstream, services: S
 
 
 # -- the time margin ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class CountdownRun(JobRun):
-    """A run whose clock runs out after ``checks`` deadline checks (a short simulated timeout)."""
-
-    checks: list[int] = field(default_factory=lambda: [0])
-
-    def out_of_time(self) -> bool:
-        self.checks[0] -= 1
-        return self.checks[0] < 0
 
 
 @pytest.mark.parametrize("checks", range(0, 20, 3))

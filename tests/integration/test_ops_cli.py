@@ -17,6 +17,7 @@ from conftest import (
     REMINDER_CAMPAIGN,
     WEEKLY_CAMPAIGN,
     Upstream,
+    fully_allocated_enterprise,
 )
 from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Progress, run
 from license_notifications.events import Job, WorkMessage
@@ -159,10 +160,7 @@ def test_report_answers_by_license_run_and_enterprise(app_env, upstream):
 
 
 def test_report_names_the_admin_of_utilization_records(app_env, upstream):
-    customer = upstream.dataset.add_customer("Auto")
-    plan = upstream.dataset.add_plan(customer.uuid, title="auto", expires_in_days=100, should_auto_apply_licenses=True)
-    upstream.dataset.add_licenses(plan.uuid, "activated", 10)
-    admin = upstream.dataset.add_admin(customer.uuid)
+    _, admin = fully_allocated_enterprise(upstream)
     code, summary = run(["utilization", "--as-of", NOW.isoformat()])
     assert code == EXIT_OK
     _, rows, _ = cli("report", "--run-id", summary.run_id)

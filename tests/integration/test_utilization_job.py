@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
-from conftest import ADMIN_PORTAL, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, WEEKLY_CAMPAIGN, Upstream
+from conftest import ADMIN_PORTAL, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, WEEKLY_CAMPAIGN, Upstream, race
 from license_notifications.config import load_settings
 from license_notifications.events import Job, WorkMessage
 from license_notifications.jobs.enterprise_run import JobRun
@@ -279,20 +278,7 @@ def test_a_failed_enterprise_notifies_naming_it(upstream: Upstream, services: Se
 def test_two_workers_racing_send_each_admin_each_email_once(upstream: Upstream, app_env):
     customer, _, admins = auto_apply_enterprise(upstream, allocated=10, total=10, admins=60)
     upstream.braze.delay_next("/campaigns/trigger/send", 0.5)  # hold the first batch's claims: a certain race
-    workers = [Services(load_settings()) for _ in range(2)]
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def work(i: int) -> None:
-        job = workers[i].utilization()
-        barrier.wait()
-        outcomes.append(job.run_enterprise(customer.uuid, JobRun(run_id=f"run-{i}", as_of=NOW)))
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    outcomes = race([Services(load_settings()).utilization() for _ in range(2)], customer.uuid)
     expected = Counter({str(a.user.id): 1 for a in admins})
     assert sends(upstream, NO_ALLOCATIONS_CAMPAIGN) == expected
     assert sends(upstream, WEEKLY_CAMPAIGN) == expected

@@ -63,10 +63,11 @@ def queued_bodies(sqs, url):
 
 
 def test_the_schedule_discovers_enqueues_and_the_worker_sends_each_email_once(
-    handlers, upstream, aws_resources, sqs, capsys
+    handlers, upstream, aws_resources, sqs, capsys, monkeypatch
 ):
     dispatcher, worker = handlers
-    worker.logger.registered_handler.setStream(sys.stdout)  # bound when the module was first imported
+    log_handler = worker.logger.registered_handler  # bound to a stream when the module was first imported
+    monkeypatch.setattr(log_handler, "stream", sys.stdout)  # not setStream(): it flushes the old one, maybe closed
     customers = [expired_enterprise(upstream, f"E{i}", 4, days_ago=1 + i)[0] for i in range(7)]  # E6: 7 days ago
     renewed, old, moved = expired_enterprise(upstream, "Renewed", 3)
     renewal = upstream.dataset.add_plan(

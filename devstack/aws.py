@@ -49,6 +49,7 @@ __all__ = [
     "TemplateTranslationError",
     "create_resources_from_template",
     "create_secret",
+    "create_tables_from_template",
     "load_template",
     "resolve_intrinsics",
 ]
@@ -587,9 +588,13 @@ class _Creator:
         if "TimeToLiveSpecification" in props:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         if "PointInTimeRecoverySpecification" in props:
-            dynamodb.update_continuous_backups(
-                TableName=name, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"]
-            )
+            try:
+                dynamodb.update_continuous_backups(
+                    TableName=name, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"]
+                )
+            except dynamodb.exceptions.ClientError as exc:  # DynamoDB Local has no backups: nothing to recover
+                if exc.response.get("Error", {}).get("Code") != "UnknownOperationException":
+                    raise
         return {None: name, "Arn": arn}
 
     def create_queue(self, name: str, props: Mapping[str, Any]) -> dict[str | None, str]:
@@ -663,6 +668,28 @@ def create_resources_from_template(
         topic_arns=creator.of_type("AWS::SNS::Topic", None),
         resource_env=creator.resource_env(),
     )
+
+
+def create_tables_from_template(
+    endpoint_url: str,
+    template: Mapping[str, Any] | str | Path | None = None,
+    *,
+    suffix: str | None = "",
+    parameters: Mapping[str, Any] | None = None,
+    region: str = DEFAULT_REGION,
+) -> dict[str, str]:
+    """Create only the template's DynamoDB tables at ``endpoint_url`` (e.g. DynamoDB Local, see
+    devstack.dynamodb_local), translated as :func:`create_resources_from_template` does; returns
+    ``{logical id: table name}``."""
+    if template is None or isinstance(template, (str, Path)):
+        template = load_template(template)
+    suffix = f"-{secrets.token_hex(4)}" if suffix is None else suffix
+    creator = _Creator(endpoint_url, template, suffix, parameters or {}, region)
+    for logical_id, resource in template["Resources"].items():
+        enabled = "Condition" not in resource or creator.intrinsics.condition(resource["Condition"])
+        if resource["Type"] == "AWS::DynamoDB::Table" and enabled:
+            creator.create(logical_id)
+    return creator.of_type("AWS::DynamoDB::Table", None)
 
 
 def create_secret(endpoint_url: str, name: str, value: str | Mapping[str, Any], *, region: str = DEFAULT_REGION) -> str:

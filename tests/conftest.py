@@ -9,14 +9,16 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
-from devstack.aws import MotoStack, StackResources, create_resources_from_template
+from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_tables_from_template
 from devstack.dataset import Dataset
+from devstack.dynamodb_local import DynamoDBLocal
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 from hypothesis import settings as hypothesis_settings
 
@@ -67,6 +69,66 @@ def aws_resources(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> Sta
 
 
 # ===================================================================================== end AWS (moto)
+
+
+# =====================================================================================================
+# The ledger's engines: moto and AWS's DynamoDB Local -- devstack/dynamodb_local.py
+#
+#   dynamodb_local  session: DynamoDB Local (installed by `make dynamodb-local`, which `make test` runs) on a
+#                   free port, started once, stopped by its pid at the end of the session.
+#   ledger_engine   function, parametrized "moto" / "dynamodb-local": on top of aws_resources, the engine the
+#                   ledger's table lives on. For "dynamodb-local" the template's tables are created there
+#                   under the same names and AWS_ENDPOINT_URL_DYNAMODB sends every DynamoDB client of the test
+#                   (the ledger, pynamodb, report) there, while SQS, SNS and Secrets Manager stay on moto.
+#                   A test that needs an engine's own behaviour asks ``ledger_engine.name``.
+# =====================================================================================================
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as engine:
+        yield engine
+
+
+@dataclass(frozen=True)
+class LedgerEngine:
+    name: str  # "moto" or "dynamodb-local"
+    endpoint_url: str
+    client: Any  # a boto3 DynamoDB client on that engine
+    table: str  # the ledger table's name (LEDGER_TABLE_NAME)
+
+
+ENGINES = ["moto", "dynamodb-local"]
+
+
+@pytest.fixture(params=ENGINES)
+def ledger_engine(
+    request: pytest.FixtureRequest, aws_resources: StackResources, moto_stack: MotoStack, monkeypatch
+) -> Iterator[LedgerEngine]:
+    if request.param == "moto":
+        engine = LedgerEngine("moto", moto_stack.endpoint_url, moto_stack.client("dynamodb"),
+                              aws_resources.ledger_table_name)  # fmt: skip
+        tables = aws_resources.tables
+    else:
+        local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
+        tables = create_tables_from_template(local.endpoint_url, suffix=aws_resources.suffix)
+        assert tables == aws_resources.tables  # the same names the functions' environment holds
+        _drop_tables(moto_stack.client("dynamodb"), tables.values())  # a client still on moto would fail
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint_url)
+        engine = LedgerEngine("dynamodb-local", local.endpoint_url, local.client(), tables["LedgerTable"])
+    yield engine
+    # gone afterwards: a session's engine would otherwise hold every test's tables (moto's first page of
+    # ListTables holds 100, and tests/test_template.py reads only that page)
+    _drop_tables(engine.client, tables.values())
+
+
+def _drop_tables(dynamodb: Any, names: Iterable[str]) -> None:
+    for name in names:
+        dynamodb.update_table(TableName=name, DeletionProtectionEnabled=False)
+        dynamodb.delete_table(TableName=name)
+
+
+# ===================================================================================== end engines
 
 
 # =====================================================================================================

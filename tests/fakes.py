@@ -282,7 +282,8 @@ class FakeBraze:
     - ``refuse(identifier, reason, alias=False)``: any request naming it is refused whole (400,
       ``BadRequestError``), as Braze refuses a request with one bad recipient;
     - ``minor_error(identifier, reason)``: a trigger naming it is accepted with a non-fatal ``errors`` entry
-      ``recipients[<i>] (<identifier>): <reason>``;
+      ``recipients[<i>] (<identifier>): <reason>``; ``request_error(reason)``: every trigger is accepted with
+      a non-fatal ``errors`` entry naming no recipient;
     - ``fail_next(error, times=1, endpoint=TRIGGER)``: the next ``times`` requests to that endpoint raise
       ``error`` (an exception instance or a factory), e.g. ``ServerError`` (a transient failure that outlived
       its retries), ``AmbiguousOutcomeError`` (no reply to a send that went out), ``BadRequestError``;
@@ -295,6 +296,7 @@ class FakeBraze:
         self.calls: list[BrazeCall] = []
         self.refused: dict[str, dict[str, str]] = {ALIASES: {}, TRIGGER: {}}
         self.minor_errors: dict[str, str] = {}
+        self.request_errors: list[str] = []
         self.on_request: Callable[[BrazeCall], None] | None = None
         self._failures: dict[str, list[BaseException | Callable[[], BaseException]]] = {ALIASES: [], TRIGGER: []}
         self._dispatch_ids = itertools.count(1)
@@ -306,6 +308,9 @@ class FakeBraze:
 
     def minor_error(self, identifier: str, reason: str = "user is unsubscribed") -> None:
         self.minor_errors[identifier] = reason
+
+    def request_error(self, reason: str) -> None:
+        self.request_errors.append(reason)
 
     def fail_next(
         self, error: BaseException | Callable[[], BaseException], *, times: int = 1, endpoint: str = TRIGGER
@@ -347,7 +352,7 @@ class FakeBraze:
             f"recipients[{i}] ({ident}): {self.minor_errors[ident]}"
             for i, ident in enumerate(identifiers)
             if ident in self.minor_errors
-        )
+        ) + tuple(self.request_errors)
         return SendResult(call.dispatch_id or "", errors)
 
     def _answer(self, endpoint: str, identifiers: tuple[str, ...], **details: Any) -> BrazeCall:

@@ -265,7 +265,7 @@ def test_a_crashed_workers_claim_expires_after_the_lease(upstream: Upstream, ser
 
 
 @pytest.mark.slow
-def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: Upstream, app_env):
+def test_two_workers_racing_on_one_enterprise_send_each_reminder_once(upstream: Upstream, app_env, ledger_engine):
     """Real concurrency: two Services (two workers, own HTTP sessions and ledger clients) in threads."""
     customer, _, licenses = add_enterprise(upstream, activated=200)
     # The first send is slow, so whichever worker claimed first still holds its claims when the other

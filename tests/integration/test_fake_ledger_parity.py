@@ -1,4 +1,4 @@
-"""The unit tests' ledger double (fakes.InMemoryLedger) against the real ledger (botocore) on moto: the same script
+"""The unit tests' ledger double (fakes.InMemoryLedger) against the real ledger on moto and on DynamoDB Local: the same script
 of claims, marks, releases, holds, expired leases and recurring sends gives the same answers and leaves the same
 records, so a unit test on the fake says something about the real ledger."""
 
@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-
-from devstack.aws import StackResources
 
 from conftest import NOW
 from fakes import InMemoryLedger
@@ -98,9 +96,10 @@ def records(ledger: Any, keys: list[str]) -> dict[str, tuple | None]:
     return {key: None if r is None else tuple(getattr(r, f) for f in FIELDS) for key, r in found.items()}
 
 
-def test_the_fake_ledger_answers_and_records_as_the_real_one_does(aws_resources: StackResources):
+def test_the_fake_ledger_answers_and_records_as_the_real_one_does(ledger_engine):
+    """On both engines (conftest.ledger_engine): moto and DynamoDB Local."""
     real_clock, fake_clock = [START], [START]
-    real = Ledger(aws_resources.ledger_table_name, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
+    real = Ledger(ledger_engine.table, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
     fake = InMemoryLedger(lease_seconds=LEASE, wall_clock=lambda: fake_clock[0])
 
     real_answers, fake_answers = script(real, real_clock), script(fake, fake_clock)

@@ -1,11 +1,10 @@
-"""The ledger adapter against moto: what a batch costs in DynamoDB requests, what contention does to it, the
+"""The ledger adapter against both engines, moto and AWS's DynamoDB Local (conftest.ledger_engine): what a batch costs in DynamoDB requests, what contention does to it, the
 claim / record / release / hold semantics on both of its paths (one transaction; a read and key-by-key writes
 after a cancelled one), and records that read the same as the pynamodb model's."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,13 +35,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def table(aws_resources, moto_stack) -> Iterator[str]:
-    yield aws_resources.ledger_table_name
-    # gone afterwards: these tests would otherwise add ~50 tables to the session's moto, and a first page of
-    # ListTables holds 100 (tests/test_template.py reads only that page)
-    dynamodb = moto_stack.client("dynamodb")
-    dynamodb.update_table(TableName=aws_resources.ledger_table_name, DeletionProtectionEnabled=False)
-    dynamodb.delete_table(TableName=aws_resources.ledger_table_name)
+def table(ledger_engine) -> str:
+    """The ledger's table on each engine (moto, DynamoDB Local), dropped afterwards (conftest.ledger_engine)."""
+    return ledger_engine.table
 
 
 @pytest.fixture
@@ -157,7 +152,7 @@ def test_a_racer_between_the_read_and_the_retry_leaves_the_rest_to_key_by_key_wr
     assert raw(ledger, batch[5])["claim_token"] == {"S": sneaked["claim"].token}
 
 
-def test_a_claim_transaction_sent_again_after_a_lost_reply_still_returns_its_claims(ledger):
+def test_a_claim_transaction_sent_again_after_a_lost_reply_still_returns_its_claims(ledger, ledger_engine):
     """botocore sends a transaction again when its reply is lost; DynamoDB answers the repeat (same client
     request token) as the first, moto cancels it: either way the claims already taken are ours."""
     repeats = {"left": 1}
@@ -173,8 +168,38 @@ def test_a_claim_transaction_sent_again_after_a_lost_reply_still_returns_its_cla
     claims = ledger.claim_many([request(k) for k in keys(5)])
     assert all(claims)
     assert repeats["left"] == 0
-    assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}  # sent twice (moto cancels the repeat), read back
+    if ledger_engine.name == "moto":  # sent twice, moto cancels the repeat: the batch is read back
+        assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}
+    else:  # sent twice, DynamoDB answers the repeat by its client request token as it answered the first
+        assert counts == {"TransactWriteItems": 2}
     assert {k: raw(ledger, k)["claim_token"]["S"] for k in keys(5)} == {c.key: c.token for c in claims}
+
+
+def test_what_each_engine_does_with_a_client_request_token(ledger_engine, table):
+    """The same transaction sent twice with one ClientRequestToken (what botocore does after a lost reply):
+    DynamoDB Local answers the repeat as the first, without applying it again, and refuses the token for a
+    different transaction; moto ignores the token and evaluates the repeat afresh (its condition fails)."""
+    dynamodb = ledger_engine.client
+
+    def claim(key: str, token: str) -> dict:
+        update = {"TableName": table, "Key": {"pk": {"S": key}}, "UpdateExpression": "SET #s = :c",
+                  "ConditionExpression": "attribute_not_exists(pk)", "ExpressionAttributeNames": {"#s": "state"},
+                  "ExpressionAttributeValues": {":c": {"S": CLAIMED}}}  # fmt: skip
+        return dynamodb.transact_write_items(TransactItems=[{"Update": update}], ClientRequestToken=token)
+
+    claim("token#1", "request-1")
+    if ledger_engine.name == "dynamodb-local":
+        claim("token#1", "request-1")  # the repeat succeeds: DynamoDB answers it from the first
+        with pytest.raises(ClientError) as refused:
+            claim("token#2", "request-1")  # another transaction under a token already used
+        assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+        assert "Item" not in dynamodb.get_item(TableName=table, Key={"pk": {"S": "token#2"}})
+    else:
+        with pytest.raises(ClientError) as cancelled:
+            claim("token#1", "request-1")
+        assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+        claim("token#2", "request-1")  # the token means nothing to moto
+    assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "token#1"}})["Item"]["state"] == {"S": CLAIMED}
 
 
 def test_a_hold_transaction_sent_again_after_a_lost_reply_is_not_reported_as_lost(ledger, caplog):

@@ -275,7 +275,7 @@ def test_a_failed_enterprise_notifies_naming_it(upstream: Upstream, services: Se
 
 
 @pytest.mark.slow
-def test_two_workers_racing_send_each_admin_each_email_once(upstream: Upstream, app_env):
+def test_two_workers_racing_send_each_admin_each_email_once(upstream: Upstream, app_env, ledger_engine):
     customer, _, admins = auto_apply_enterprise(upstream, allocated=10, total=10, admins=60)
     upstream.braze.delay_next("/campaigns/trigger/send", 0.5)  # hold the first batch's claims: a certain race
     outcomes = race([Services(load_settings()).utilization() for _ in range(2)], customer.uuid)

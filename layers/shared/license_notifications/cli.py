@@ -35,6 +35,7 @@ from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage
 from license_notifications.jobs.dispatch import COMMANDS, plan_run, window_of
 from license_notifications.jobs.work import process_work_message
+from license_notifications.observability import install_log_redaction
 from license_notifications.ops.check import FAIL, Check, run_checks
 from license_notifications.ops.redrive import RedriveResult, redrive
 from license_notifications.ops.report import LedgerReport, ReportRow
@@ -120,6 +121,7 @@ def run(
 ) -> tuple[int, Any]:
     """Parse and run one command; returns the exit status and what the command produced (a RunSummary for
     the jobs, the checks, the report rows or the redrive result)."""
+    install_log_redaction()  # no secret or JWT in any log record, whatever level the root logger is set to
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     if args.command == "check":

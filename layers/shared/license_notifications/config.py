@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job
+from license_notifications.observability import register_secret
 
 
 def _http_url(value: str) -> str:
@@ -136,9 +137,12 @@ class Settings(BaseModel):
 
 def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str, force_fetch: bool) -> str:
     """The secret in clear, or read from Secrets Manager through Powertools Parameters, which caches it for
-    ``POWERTOOLS_PARAMETERS_MAX_AGE`` seconds (``force_fetch`` skips the cache: after a rotation)."""
+    ``POWERTOOLS_PARAMETERS_MAX_AGE`` seconds (``force_fetch`` skips the cache: after a rotation). Either way it
+    is registered for redaction from the logs (observability.register_secret)."""
     if clear is not None:
-        return clear.get_secret_value()
+        value = clear.get_secret_value()
+        register_secret(value)
+        return value
     from aws_lambda_powertools.utilities import parameters
 
     try:
@@ -147,6 +151,7 @@ def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str, force_fe
         raise ConfigurationError(f"{arn_setting}: cannot read secret {arn!r}: {exc}") from exc
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{arn_setting}: secret {arn!r} is empty")
+    register_secret(value.strip())
     return value.strip()
 
 

@@ -104,8 +104,9 @@ class DispatchResult:
 def plan_run(
     request: DispatchRequest, settings: Settings, license_manager: LicenseManagerClient
 ) -> tuple[DispatchResult, list[WorkMessage]]:
-    """Validate and build the run's messages. Raises ConfigurationError. The only I/O: a run without an
-    enterprise list discovers its enterprises in license-manager."""
+    """Validate and build the run's messages. Raises ConfigurationError (also for an enterprise list that is
+    given but holds no valid uuid, empty included). The only I/O: a run without an enterprise list
+    (``None``) discovers its enterprises in license-manager."""
     settings.require_job(request.job)
     as_of = resolve_as_of(request.as_of)
     valid, invalid = parse_enterprise_uuids(request.enterprise_customer_uuids)
@@ -114,7 +115,9 @@ def plan_run(
             "Ignoring invalid enterprise customer UUID(s): %s", ", ".join(invalid), extra={"invalid": invalid}
         )
     if not valid:
-        if request.enterprise_customer_uuids not in (None, "", []):
+        # Only an absent list (None) means "discover"; a list given but empty ("", [], separators only) or
+        # holding only invalid uuids is the spec's configuration error, whatever the job.
+        if request.enterprise_customer_uuids is not None:
             raise ConfigurationError(
                 "No valid enterprise customer UUIDs provided"
                 + (f" (invalid: {', '.join(invalid)})" if invalid else " (enterprise_customer_uuids is empty)")

@@ -184,8 +184,9 @@ def test_a_refused_recipient_is_held_and_the_others_sent(upstream: Upstream, ser
 
 
 @pytest.mark.slow
-def test_two_workers_racing_on_one_enterprise_send_each_email_once(upstream: Upstream, app_env):
-    """Real concurrency: two Services (two workers, own HTTP sessions and ledger clients) in threads."""
+def test_two_workers_racing_on_one_enterprise_send_each_email_once(upstream: Upstream, app_env, ledger_engine):
+    """Real concurrency: two Services (two workers, own HTTP sessions and ledger clients) in threads, on each
+    ledger engine (moto, DynamoDB Local: conftest.ledger_engine)."""
     customer, _, licenses = add_enterprise(upstream, activated=200)
     upstream.braze.delay_next("/campaigns/trigger/send", 0.5)  # whoever claims first holds its claims a while
     outcomes = race([Services(load_settings()).plan_expiration_emails() for _ in range(2)], customer.uuid)

@@ -28,6 +28,9 @@ another, the workers in this one (see ``perf/fleet.py`` and ``perf/memory.py``).
    workers share, every AWS latency and the function's timeout x 0.2, the wall time scaled back; then again
    with a 90 s timeout, so workers hand their rest on at deadlines. Goal: within 15 minutes in AWS terms, every
    reminder sent once, no failed message, no DLQ, no error notification.
+7. Post-expiration emails (``perf/plan_expiration.py``): the real job over enterprises of plans that expired two
+   days ago, with renewed learners among them, on in-process stand-ins; Braze requests per 50 emails (goal: at
+   most 2), and a second run an hour later that sends nothing and makes no Braze request.
 
 ``--quick`` runs a smaller version in a few minutes (2,000 reminders, 2,000 / 20,000 licenses, 3 cold-start
 rounds); ``--rounds`` repeats the throughput runs, interleaved; ``--skip`` leaves sections out. The JSON's
@@ -68,6 +71,8 @@ from perf.fleet import (
 )
 from perf.giant import print_giant, simulate
 from perf.memory import peak_rss_run
+from perf.plan_expiration import measure as plan_expiration_measure
+from perf.plan_expiration import print_figure as print_plan_expiration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,6 +459,22 @@ def giant_enterprise(
     }
 
 
+# ------------------------------------------------------------------------------------ post-expiration emails
+def plan_expiration_section(report: dict[str, Any], *, quick: bool) -> None:
+    """Section 7: the post-expiration emails' Braze requests per 50 (perf/plan_expiration.py)."""
+    report["plan_expiration"] = plan_expiration_measure(enterprises=2 if quick else 4, due=200 if quick else 500)
+    say()
+    print_plan_expiration(report["plan_expiration"], say)
+
+
+def plan_expiration_goal(report: dict[str, Any]) -> list[dict[str, Any]]:
+    if "plan_expiration" not in report:
+        return []
+    p = report["plan_expiration"]
+    measured = "n/a" if p["braze_per_50"] is None else f"{p['braze_per_50']:.2f}"
+    return [{"goal": p["goal"], "measured": measured, "pass": p["pass"]}]
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Every goal with its figure, side by side (sections that were skipped are left out)."""
@@ -483,6 +504,7 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                         f"{run['timeout_seconds']:.0f} s), {run['failed_deliveries']} failed, DLQ {run['dead_letters']}, "
                         f"{run['notifications']} notifications, {run['duplicated']} sent twice")  # fmt: skip
             rows.append({"goal": g["goal"], "measured": measured, "pass": run["within_goal"]})
+    rows += plan_expiration_goal(report)
     return rows
 
 
@@ -502,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (a few minutes)")
     parser.add_argument("--reminders", type=int, help="reminders of the throughput runs (default 10,000; quick 2,000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the throughput runs (default 1)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["cold-start", "throughput", "memory", "giant"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["cold-start", "throughput", "memory", "giant", "plan-expiration"]
+    )
     parser.add_argument("--json", type=Path, default=OUTPUT, help=f"where to write the figures (default {OUTPUT})")
     args = parser.parse_args(argv)
 
@@ -559,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
             enterprise = stand_ins.enterprises(f"memory-{giant}")[0]
             report["giant_enterprise"] = giant_enterprise(stand_ins, enterprise, giant, [None, GIANT_SHORT_TIMEOUT])
             print_giant(report["giant_enterprise"]["runs"], say)
+
+    if "plan-expiration" not in args.skip:
+        plan_expiration_section(report, quick=args.quick)
 
     report["goals"] = goals(report)
     say("\nGoals:")

@@ -35,6 +35,7 @@ from license_notifications.adapters.license_manager import LICENSES_PAGE_SIZE, L
 from license_notifications.errors import BadRequestError, MalformedResponseError, NotFoundError
 from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
+from license_notifications.jobs.plan_expiration_emails import PlanExpirationEmails
 from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.models import (
     ENTERPRISE_ADMIN_ROLE,
@@ -43,6 +44,7 @@ from license_notifications.models import (
     EnterpriseCustomer,
     License,
     LicenseCounts,
+    PriorRenewal,
     SubscriptionPlan,
 )
 from license_notifications.rules.utilization import NotificationType
@@ -431,7 +433,8 @@ class FakeLicenseManager:
     license-manager that ignores the filter) and serves pages of ``page_size`` (500); ``enterprise_plans``
     and an agreement's ``subscriptions`` hold active plans only, ``all_plans`` every plan. A raw ``dict``
     added with ``add_raw_license`` is parsed as the adapter does (so a malformed one reaches ``on_malformed``).
-    ``calls`` logs ``(method, argument)``; ``fail`` maps a method name to an exception it raises."""
+    ``calls`` logs ``(method, argument)``, ``statuses_asked`` each ``license_pages`` call's ``(plan, statuses)``;
+    ``fail`` maps a method name to an exception it raises (``fail_plans`` a plan uuid to one its pages raise)."""
 
     def __init__(self, *, page_size: int = LICENSES_PAGE_SIZE, honour_status_filter: bool = True) -> None:
         self.page_size = page_size
@@ -440,7 +443,9 @@ class FakeLicenseManager:
         self.plans: dict[str, SubscriptionPlan] = {}
         self.licenses: dict[str, list[License | dict[str, Any]]] = {}
         self.calls: list[tuple[str, str]] = []
+        self.statuses_asked: list[tuple[str, tuple[str, ...]]] = []
         self.fail: dict[str, BaseException] = {}
+        self.fail_plans: dict[str, BaseException] = {}
 
     # -- arranging ------------------------------------------------------------------------------------------
 
@@ -481,6 +486,20 @@ class FakeLicenseManager:
         self.plans[str(plan.uuid)] = plan
         self.licenses.setdefault(str(plan.uuid), [])
         return plan
+
+    def add_renewal(self, prior: SubscriptionPlan, renewal: SubscriptionPlan) -> SubscriptionPlan:
+        """``renewal`` renews ``prior``: its ``prior_renewals`` names ``prior`` (contract 2.1). Returns the renewal
+        as now served."""
+        current = self.plans[str(renewal.uuid)]
+        entry = PriorRenewal(
+            prior_subscription_plan_id=prior.uuid,
+            prior_subscription_plan_start_date=prior.start_date,
+            renewed_subscription_plan_id=renewal.uuid,
+            renewed_subscription_plan_start_date=renewal.start_date,
+        )
+        updated = current.model_copy(update={"prior_renewals": [*current.prior_renewals, entry]})
+        self.plans[str(renewal.uuid)] = updated
+        return updated
 
     def add_licenses(
         self, plan: SubscriptionPlan, status: str, count: int, email: str = "learner{n:04d}@example.com"
@@ -547,6 +566,9 @@ class FakeLicenseManager:
         last_page: int | None = None,
     ) -> Iterator[LicensePage]:
         self._check("license_pages", plan_uuid)
+        self.statuses_asked.append((str(plan_uuid), tuple(statuses)))
+        if str(plan_uuid) in self.fail_plans:
+            raise self.fail_plans[str(plan_uuid)]
         records = [
             r
             for r in self.licenses.get(str(plan_uuid), [])
@@ -688,6 +710,9 @@ class FakeWorld:
 
     def expiration_reminders(self, campaign_id: str = "campaign-expiration-reminder") -> ExpirationReminders:
         return ExpirationReminders(campaign_id=campaign_id, **self.adapters())
+
+    def plan_expiration_emails(self, campaign_id: str = "campaign-plan-expiration") -> PlanExpirationEmails:
+        return PlanExpirationEmails(campaign_id=campaign_id, **self.adapters())
 
     def utilization(
         self, campaigns: Mapping[NotificationType, str] | None = None, portal: str = "https://portal.example.com"

@@ -4,6 +4,8 @@ the operators' tools.
     license-notifications expiration-reminders [--enterprise-customer-uuid "uuid1,uuid2"] \\
         [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
     license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
+    license-notifications plan-expiration-emails [--enterprise-customer-uuid "uuid1,uuid2 uuid3"] \\
+        [--days-since-expiration 7] [--dry-run] [--as-of ...]
     license-notifications check
     license-notifications report (--license-uuid L | --run-id R | --enterprise-customer-uuid U
         [--since T] [--until T]) [--json]
@@ -31,7 +33,7 @@ from license_notifications.clock import parse_as_of
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage
-from license_notifications.jobs.dispatch import COMMANDS, plan_run
+from license_notifications.jobs.dispatch import COMMANDS, plan_run, window_of
 from license_notifications.jobs.work import process_work_message
 from license_notifications.observability import install_log_redaction
 from license_notifications.ops.check import FAIL, Check, run_checks
@@ -41,11 +43,17 @@ from license_notifications.ops.report import as_json as report_json
 from license_notifications.ops.report import as_table as report_table
 from license_notifications.outcome import RunSummary
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
+from license_notifications.rules.plan_expiration import DEFAULT_DAYS_SINCE_EXPIRATION
 from license_notifications.services import Services
 
 logger = logging.getLogger("license_notifications.cli")
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+JOB_COMMANDS = {
+    "expiration-reminders": Job.EXPIRATION_REMINDERS,
+    "utilization": Job.UTILIZATION,
+    "plan-expiration-emails": Job.PLAN_EXPIRATION_EMAILS,
+}
 
 
 def _as_of(value: str) -> datetime:
@@ -74,13 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="UUID(s) separated by commas or spaces; default: every enterprise with an auto-apply plan",
     )
-    for p in (rem, util):
+    expired = sub.add_parser(
+        "plan-expiration-emails",
+        help="tell learners their subscription plan has expired (license-manager's "
+        "send_subscription_plan_expiration_emails)",
+    )
+    expired.add_argument(
+        "--enterprise-customer-uuid",
+        default=None,
+        help='UUID(s) separated by commas or spaces ("uuid1,uuid2 uuid3"); default: every enterprise with an '
+        "active plan expired within the window",
+    )
+    expired.add_argument(
+        "--days-since-expiration",
+        type=int,
+        default=DEFAULT_DAYS_SINCE_EXPIRATION,
+        help=f"the window in days: plans expired less than this long ago (default {DEFAULT_DAYS_SINCE_EXPIRATION})",
+    )
+    for p in (rem, util, expired):
         p.add_argument("--dry-run", action="store_true", help="log what would be sent; send and record nothing")
         p.add_argument("--as-of", type=_as_of, default=None, help="evaluate as if the clock read this instant")
     sub.add_parser("check", help="preflight: configuration, OAuth, license-manager, LMS, Braze campaigns, ledger")
     report = sub.add_parser("report", help="what the ledger recorded: by license, run or enterprise")
     which = report.add_mutually_exclusive_group(required=True)
-    which.add_argument("--license-uuid", help="the reminder record of one license")
+    which.add_argument("--license-uuid", help="the reminder and post-expiration email records of one license")
     which.add_argument("--run-id", help="what one run sent")
     which.add_argument("--enterprise-customer-uuid", help="what an enterprise was sent (with --since / --until)")
     report.add_argument("--since", type=_as_of, default=None, help="with --enterprise-customer-uuid: sent at or after")
@@ -115,12 +140,12 @@ def run(
 
 def _request(args: argparse.Namespace) -> DispatchRequest | None:
     """The job command's arguments as the dispatcher's request, or None (logged) when they are invalid."""
-    job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
     try:
         return DispatchRequest(
-            job=job,
+            job=JOB_COMMANDS[args.command],
             enterprise_customer_uuids=args.enterprise_customer_uuid,
             days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
+            days_since_expiration=getattr(args, "days_since_expiration", DEFAULT_DAYS_SINCE_EXPIRATION),
             dry_run=args.dry_run,
             as_of=args.as_of,
         )
@@ -144,9 +169,7 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
         "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
         COMMANDS[job],
         len(messages),
-        f"days_before_expiration={request.days_before_expiration}"
-        if job is Job.EXPIRATION_REMINDERS
-        else f"as_of={result.as_of.isoformat()}",
+        f"as_of={result.as_of.isoformat()}" if job is Job.UTILIZATION else window_of(request),
         request.dry_run,
     )
     summary = RunSummary(job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)

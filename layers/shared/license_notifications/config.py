@@ -34,6 +34,7 @@ OptionalStr = Annotated[str | None, AfterValidator(lambda v: (v or "").strip() o
 # The settings each job cannot run without, by job name (checked before anything is enqueued or sent).
 JOB_SETTINGS: dict[Job, tuple[str, ...]] = {
     Job.EXPIRATION_REMINDERS: ("expiration_reminder_campaign",),
+    Job.PLAN_EXPIRATION_EMAILS: ("plan_expiration_campaign",),
     Job.UTILIZATION: (
         "limited_allocations_campaign",
         "no_allocations_campaign",
@@ -58,6 +59,7 @@ class Settings(BaseModel):
     braze_api_key: SecretStr | None = Field(default=None, alias="BRAZE_API_KEY")
     braze_api_key_secret_arn: OptionalStr = Field(default=None, alias="BRAZE_API_KEY_SECRET_ARN")
     expiration_reminder_campaign: OptionalStr = Field(default=None, alias="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    plan_expiration_campaign: OptionalStr = Field(default=None, alias="BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN")
     limited_allocations_campaign: OptionalStr = Field(default=None, alias="LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN")
     no_allocations_campaign: OptionalStr = Field(default=None, alias="NO_ALLOCATIONS_REMAINING_CAMPAIGN")
     weekly_utilization_campaign: OptionalStr = Field(default=None, alias="WEEKLY_LICENSE_UTILIZATION_CAMPAIGN")

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from license_notifications.services import Services
 
 # By job name (``Job``'s values): importing ``events`` here would bring pydantic into the worker's init.
-METRIC_PREFIX = {"license_expiration_reminders": "ExpirationReminders", "license_utilization": "UtilizationEmails"}
+METRIC_PREFIX = {
+    "license_expiration_reminders": "ExpirationReminders",
+    "license_utilization": "UtilizationEmails",
+    "subscription_plan_expiration_emails": "PlanExpirationEmails",
+}
 PACKAGE_LOGGER = "license_notifications"
 
 

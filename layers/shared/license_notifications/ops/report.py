@@ -1,6 +1,7 @@
 """``license-notifications report``: did they get it? Answered from the ledger, which holds every send.
 
-- ``--license-uuid L``: the learner's reminder record, in whatever state (sent, claimed, rejected);
+- ``--license-uuid L``: the learner's records, the reminder and the post-expiration email, in whatever state
+  (sent, claimed, rejected);
 - ``--enterprise-customer-uuid U [--since T] [--until T]``: the enterprise's sends in time order (the
   ledger's ``by-enterprise`` index: enterprise, send time);
 - ``--run-id R``: what one run sent (the ``by-run`` index).
@@ -17,11 +18,15 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from license_notifications.jobs import expiration_reminders, plan_expiration_emails
+
 BY_ENTERPRISE = "by-enterprise"
 BY_RUN = "by-run"
 COLUMNS = ("key", "state", "sent_at", "run_id", "dispatch_id", "enterprise_customer_uuid", "license_uuid", "admin_id")
 _SENT_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # how the ledger stores sent_at (pynamodb's UTCDateTimeAttribute)
 _deserialize = TypeDeserializer().deserialize
+# The records a license can have, in the order a learner gets them.
+LICENSE_RECORDS = (expiration_reminders, plan_expiration_emails)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class ReportRow:
 def _subject(key: str) -> tuple[str | None, str | None]:
     """(license uuid, admin id) named by a ledger key (see the jobs' key functions)."""
     parts = key.split("#")
-    if parts[0] == "expiration_reminder" and len(parts) == 2:
+    if parts[0] in {job.LEDGER_KIND for job in LICENSE_RECORDS} and len(parts) == 2:
         return parts[1], None
     if parts[0] == "utilization" and len(parts) == 5:
         return None, parts[3]
@@ -75,8 +80,13 @@ class LedgerReport:
         self.table = table_name
 
     def license(self, license_uuid: str) -> list[ReportRow]:
-        item = self._db.get_item(TableName=self.table, Key={"pk": {"S": f"expiration_reminder#{license_uuid}"}})
-        return [ReportRow.of(item["Item"])] if "Item" in item else []
+        """Each record of the license (its reminder, then its post-expiration email), those that exist."""
+        rows = []
+        for job in LICENSE_RECORDS:
+            item = self._db.get_item(TableName=self.table, Key={"pk": {"S": job.ledger_key(license_uuid)}})
+            if "Item" in item:
+                rows.append(ReportRow.of(item["Item"]))
+        return rows
 
     def enterprise(self, enterprise_uuid: str, since: datetime | None, until: datetime | None) -> list[ReportRow]:
         low = sent_at_bound(since) if since else "0"

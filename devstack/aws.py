@@ -22,7 +22,6 @@ serves, so do not mix ``mock_aws`` with a running :class:`MotoStack` in one test
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -198,96 +197,6 @@ _FUNCTIONS: dict[str, Callable[[_Intrinsics, Any], Any]] = {
 # --------------------------------------------------------------------------------------------- moto server
 
 
-# ------------------------------------------------------------------- moto's transactions, copy what they touch
-_COPY_TOUCHED_ONLY = threading.local()
-
-
-class _CopyUnlessTransacting:
-    """Stands in for the ``copy`` module inside ``moto.dynamodb.models``: while a transaction runs under
-    :func:`_transact_write_items_copying_touched_items`, the whole-table ``deepcopy`` moto takes as its
-    rollback point returns the table itself; every other ``deepcopy`` is the real one."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
-        from moto.dynamodb.models.table import Table
-
-        if getattr(_COPY_TOUCHED_ONLY, "active", False) and isinstance(value, Table):
-            return value
-        return copy.deepcopy(value, memo)
-
-
-def _touched_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
-    """(table, hash key, range key, a deep copy of the item or None) for every item the transaction names."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    touched = []
-    for entry in transact_items:
-        op_type, op = next(iter(entry.items()))
-        table = backend.tables[op["TableName"]]
-        key = op["Item"] if op_type == "Put" else op["Key"]
-        hash_key = DynamoType(key[table.hash_key_attr])
-        range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-        touched.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
-    return touched
-
-
-def _transact_write_items_copying_touched_items(original: Callable[..., None]) -> Callable[..., None]:
-    """moto's ``TransactWriteItems``, with the rollback point taken per item instead of per table.
-
-    moto deep-copies every table a transaction writes to, once per item, before it writes: a transaction of
-    50 items on a table of 10,000 items copies 500,000 items. Real DynamoDB does nothing of the kind, so the
-    benchmark and the soak measured moto's copying instead of the ledger. This takes a copy of the items the
-    transaction names (at most 100) and puts them back if moto cancels the transaction; moto's own checks,
-    writes and errors run unchanged. Anything this cannot read (an unknown table, a key moto will reject) runs
-    moto's original, whole-table path."""
-
-    @functools.wraps(original)
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        try:
-            touched = _touched_items(self, transact_items)
-        except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
-            return original(self, transact_items)
-        _COPY_TOUCHED_ONLY.active = True
-        try:
-            return original(self, transact_items)
-        except BaseException:
-            for table, hash_key, range_key, item in reversed(touched):
-                _restore_item(table, hash_key, range_key, item)
-            raise
-        finally:
-            _COPY_TOUCHED_ONLY.active = False
-
-    transact_write_items.copies_touched_items = True  # type: ignore[attr-defined]
-    return transact_write_items
-
-
-def _restore_item(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
-    if range_key is None:
-        if item is None:
-            table.items.pop(hash_key, None)
-        else:
-            table.items[hash_key] = item
-    elif item is None:
-        table.items.get(hash_key, {}).pop(range_key, None)
-    else:
-        table.items[hash_key][range_key] = item
-
-
-def _install_transaction_patch() -> None:
-    """Patch moto's DynamoDB backend in this process once (see :func:`_transact_write_items_copying_touched_items`)."""
-    from moto.dynamodb import models
-
-    if getattr(models.DynamoDBBackend.transact_write_items, "copies_touched_items", False):
-        return
-    models.copy = _CopyUnlessTransacting()  # type: ignore[assignment]
-    models.DynamoDBBackend.transact_write_items = _transact_write_items_copying_touched_items(
-        models.DynamoDBBackend.transact_write_items
-    )
-
-
 class _SerialiseDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, other services untouched.
 
@@ -338,7 +247,6 @@ class MotoStack:
 
     def start(self) -> MotoStack:
         if self._server is None:
-            _install_transaction_patch()
             app = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
             # make_server binds before returning: the port is known and accepts connections (queued by the
             # kernel) even before serve_forever runs.

@@ -622,6 +622,31 @@ def test_a_ledger_failing_part_way_keeps_what_was_done_and_says_to_run_again(fil
     assert not result.configuration_error
 
 
+def test_after_a_failed_batch_no_new_one_starts_and_the_counts_are_what_was_written(files):
+    class FailingThird(InMemoryLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def import_sent_many(self, records):
+            self.calls += 1
+            if records[0]["key"] == f"expiration_reminder#{UUID(int=201)}":
+                raise client_error("ProvisionedThroughputExceededException")
+            return super().import_sent_many(records)
+
+    rows = [
+        [UUID(int=n).hex, ENTERPRISE.hex, PLAN.hex, "2026-03-20 00:00:00", "2026-02-18 09:00:00", "\\N"]
+        for n in range(1, 1001)
+    ]
+    ledger = FailingThird()
+    result = import_sent(ledger, read_files(files("licenses.tsv", tsv(LICENSE_HEADER, *rows))), run_id=RUN, writers=1)
+    assert result.error is not None
+    assert result.imported.total() == len(ledger.stored_keys())
+    assert len(ledger.stored_keys()) == 200  # the two batches before it; none after it
+    assert ledger.calls == 3
+    assert "run the same import again to finish it" in render(result)
+
+
 def test_a_missing_table_is_a_configuration_error(files):
     class NoTable(InMemoryLedger):
         def import_sent_many(self, records):

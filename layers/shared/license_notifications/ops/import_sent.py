@@ -36,9 +36,10 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -460,50 +461,39 @@ def import_sent(
     run_id: str,
     dry_run: bool = False,
     writers: int = WRITERS,
-    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Write ``plan``'s records (``ledger.import_sent_many``, ``writers`` batches of 100 at once), or, in a dry
     run, only count which keys the ledger holds already (``ledger.states``). A DynamoDB error stops the import
     and is kept in the result with the counts of what was done; importing again finishes it."""
     result = ImportResult(run_id, dry_run, plan)
     records = list(plan.records.values())
-    done = 0
     try:
         if dry_run:
             for chunk in _chunks(records, READ_BATCH):
                 held = ledger.states([r.key for r in chunk])
                 for record in chunk:
                     (result.already if record.key in held else result.imported)[record.kind] += 1
-                done += len(chunk)
-                if progress:
-                    progress(done, len(records))
             return result
 
-        def write(chunk: list[SentRecord]) -> list[tuple[SentRecord, bool]]:
-            written = ledger.import_sent_many([r.ledger_record(run_id) for r in chunk])
-            return list(zip(chunk, written, strict=True))
+        counting, failed = threading.Lock(), threading.Event()
+
+        def write(chunk: list[SentRecord]) -> None:
+            if failed.is_set():  # after a failure no new batch starts; those in flight finish
+                return
+            try:
+                written = ledger.import_sent_many([r.ledger_record(run_id) for r in chunk])
+            except BaseException:
+                failed.set()
+                raise
+            with counting:
+                for record, ok in zip(chunk, written, strict=True):
+                    (result.imported if ok else result.already)[record.kind] += 1
 
         with ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="import-sent") as pool:
-            pending: set[Future] = {pool.submit(write, chunk) for chunk in _chunks(records, WRITE_BATCH)}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    if future.exception() is not None:
-                        continue
-                    for record, written in future.result():
-                        (result.imported if written else result.already)[record.kind] += 1
-                    done += WRITE_BATCH
-                    if progress:
-                        progress(min(done, len(records)), len(records))
-                failed = [f.exception() for f in finished if f.exception() is not None]
-                if failed:
-                    for future in pending:
-                        future.cancel()
-                    for future in wait(pending).done:  # those already running finish: count them
-                        if not future.cancelled() and future.exception() is None:
-                            for record, written in future.result():
-                                (result.imported if written else result.already)[record.kind] += 1
-                    raise failed[0]
+            futures = [pool.submit(write, chunk) for chunk in _chunks(records, WRITE_BATCH)]
+        for future in futures:
+            if future.exception() is not None:
+                raise future.exception()
     except (ClientError, BotoCoreError) as exc:
         result.error = exc
     return result

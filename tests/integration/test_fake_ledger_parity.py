@@ -153,9 +153,10 @@ def import_script(ledger: Any, clock: list[float]) -> list[Any]:
     return out
 
 
-def test_the_fake_ledger_imports_sent_records_as_the_real_one_does(aws_resources: StackResources):
+def test_the_fake_ledger_imports_sent_records_as_the_real_one_does(ledger_engine):
+    """On both engines (conftest.ledger_engine): moto and DynamoDB Local."""
     real_clock, fake_clock = [START], [START]
-    real = Ledger(aws_resources.ledger_table_name, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
+    real = Ledger(ledger_engine.table, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
     fake = InMemoryLedger(lease_seconds=LEASE, wall_clock=lambda: fake_clock[0])
 
     real_answers, fake_answers = import_script(real, real_clock), import_script(fake, fake_clock)

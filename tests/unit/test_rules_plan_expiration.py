@@ -139,6 +139,11 @@ def test_renewed_is_decided_last_so_the_renewal_is_looked_up_only_for_licenses_o
         {"email": ""},
     ):
         assert decide(**reason) is decide(**reason, continues_under_renewal=True), reason
+        assert decide(**reason) is decide(**reason, continues_under_renewal=None), reason
+
+
+def test_a_license_otherwise_due_waits_while_its_renewal_cannot_be_known():
+    assert decide(continues_under_renewal=None) is PlanExpirationDecision.RENEWAL_UNKNOWN
 
 
 def test_naive_datetimes_are_refused():

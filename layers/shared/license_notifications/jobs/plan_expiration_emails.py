@@ -70,8 +70,10 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
     lower-cased emails per renewal plan for this message: memory grows with the renewal's size, about 0.12 KiB
     a license (100,000 licenses with 40-character emails: 12 MiB, measured with tracemalloc), and only while the
     enterprise is processed. A renewal that
-    cannot be read fails the enterprise (nothing was claimed for its plan yet; SQS delivers it again): no
-    learner is told their plan expired because a renewal could not be checked."""
+    cannot be read fails the enterprise (nothing was claimed for its plan yet; SQS delivers it again), and a
+    plan of the agreement that does not parse may be a renewal, so while one does, every license otherwise due
+    waits (``renewal_unknown``; the malformed plan is reported): no learner is told their plan expired because
+    a renewal could not be checked."""
 
     ledger_key = staticmethod(ledger_key)
     ledger_kind = LEDGER_KIND
@@ -93,7 +95,7 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
         )
 
     def decide(self, plan: SubscriptionPlan, lic: License, *, already_sent: bool) -> PlanExpirationDecision:
-        def decision(continues: bool) -> PlanExpirationDecision:
+        def decision(continues: bool | None) -> PlanExpirationDecision:
             return plan_expiration_decision(
                 status=lic.status,
                 email=lic.user_email,
@@ -107,6 +109,8 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
             )
 
         first = decision(False)  # the renewal is decided last: looked up only for a license otherwise due
+        if first is PlanExpirationDecision.DUE and self.unreadable_plans:
+            return decision(None)  # an unreadable plan of the agreement may renew this one
         renewals = self.renewals(plan) if first is PlanExpirationDecision.DUE else []
         if not renewals:
             return first

@@ -279,24 +279,65 @@ def commands(path: Path, text: str) -> Iterator[Command]:
             pending = ""
             if code.strip():
                 yield Command(path, start, code.strip(), comment)
+        if pending.strip():  # a continuation the block never finished is still a command, checked as one
+            code, comment = split_comment(pending)
+            yield Command(path, start, code.strip(), comment)
+
+
+# Shell syntax that is not a program's argument: the operators between simple commands, and redirections
+# (``> f``, ``2> f``, ``2>&1``, ``< f``, with or without a space before the target).
+CONTROL_OPERATORS = {"|", "||", "&&", ";", "&"}
+REDIRECTION = re.compile(r"^\d*(?:>>|>&|<&|&>|>|<)(.*)$")
+
+
+def simple_commands(tokens: list[str]) -> list[list[str]]:
+    """The simple commands of a shell line (split at ``|``, ``&&``, ``||``, ``;``), redirections removed."""
+    found: list[list[str]] = [[]]
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        redirection = REDIRECTION.match(token)
+        if token in CONTROL_OPERATORS:
+            found.append([])
+        elif redirection:
+            i += 0 if redirection.group(1) else 1  # the target is the next token unless attached
+        else:
+            found[-1].append(token)
+        i += 1
+    return [c for c in found if c]
 
 
 def command_problems(command: Command) -> list[str]:
-    """What is wrong with one shell command: its check against the code, then whether it is run somewhere."""
+    """What is wrong with one shell line: each of its commands checked against the code, then whether the line
+    is run somewhere (every command of it exercised) or says why not."""
     try:
         tokens = shlex.split(command.code)
     except ValueError as exc:
         return [f"{command.where}: not a shell command ({exc})"]
+    problems, exercised = [], True
+    for simple in simple_commands(tokens):
+        found, ran = simple_command_problems(simple)
+        problems += [f"{command.where}: {p}" for p in found]
+        exercised = exercised and ran
+    if not exercised and not NOT_RUN.match(command.comment):
+        problems.append(
+            f"{command.where}: run by no test, the demo or CI: exercise it, or end the line with "
+            "'# not run here: <why>'"
+        )
+    return problems
+
+
+def simple_command_problems(tokens: list[str]) -> tuple[list[str], bool]:
+    """(what is wrong with one simple command, whether it is exercised)."""
     if tokens and tokens[0] == "export":
         tokens = tokens[1:]
     env = []
     while tokens and re.match(r"^[A-Za-z_]\w*=", tokens[0]):
         env.append(tokens.pop(0).split("=")[0])
-    note = bool(NOT_RUN.match(command.comment))
     if not tokens:  # assignments only: each must be a setting the service reads
         settings = {f.alias for f in Settings.model_fields.values()}
         unknown = [n for n in env if n not in settings and not n.startswith(("AWS_", "POWERTOOLS_"))]
-        return [f"{command.where}: {n} is not a setting (config.Settings)" for n in unknown]
+        return [f"{n} is not a setting (config.Settings)" for n in unknown], True
     program, args = Path(tokens[0]).name, tokens[1:]
     if program == "license-notifications":
         problems, keys = cli_problems(args), [quoted(args[0]) if args else quoted("")]
@@ -313,13 +354,7 @@ def command_problems(command: Command) -> list[str]:
         problems, exercised = pytest_problems(args), True  # it runs a selection of what `make test` runs
     else:
         problems, exercised = [], False
-    problems = [f"{command.where}: {p}" for p in problems]
-    if not exercised and not note:
-        problems.append(
-            f"{command.where}: run by no test, the demo or CI: exercise it, or end the line with "
-            "'# not run here: <why>'"
-        )
-    return problems
+    return problems, exercised
 
 
 def cli_problems(args: list[str]) -> list[str]:
@@ -468,18 +503,36 @@ def template_section(name: str) -> list[str]:
 
 def trigger_properties() -> set[str]:
     """Keys of every dict literal the jobs pass as ``trigger_properties=`` or ``attributes=``, or return from a
-    ``*properties`` method: what a Braze campaign's template can use."""
+    ``*properties`` method, and of the dicts a ``**method(...)`` in them splices in (the dict literals any job
+    method of that name returns, e.g. ``day_count``): what a Braze campaign's template can use."""
+    trees = [ast.parse(p.read_text()) for p in sorted((ROOT / "layers/shared/license_notifications/jobs").glob("*.py"))]
+    returns: dict[str, list[ast.expr]] = {}
+    for node in (n for tree in trees for n in ast.walk(tree)):
+        if isinstance(node, ast.FunctionDef):
+            returns.setdefault(node.name, []).extend(
+                n.value for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None
+            )
+
+    def keys_of(d: ast.expr, seen: frozenset[str] = frozenset()) -> set[str]:
+        if not isinstance(d, ast.Dict):
+            return set()
+        found = {k.value for k in d.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+        for key, value in zip(d.keys, d.values, strict=True):
+            if key is None and isinstance(value, ast.Call):  # **self.day_count(plan)
+                name = getattr(value.func, "attr", getattr(value.func, "id", None))
+                if name and name not in seen:
+                    found |= {k for r in returns.get(name, []) for k in keys_of(r, seen | {name})}
+        return found
+
     keys: set[str] = set()
-    for source in sorted((ROOT / "layers/shared/license_notifications/jobs").glob("*.py")):
-        for node in ast.walk(ast.parse(source.read_text())):
-            dicts = []
-            if isinstance(node, ast.keyword) and node.arg in ("trigger_properties", "attributes"):
-                dicts.append(node.value)
-            if isinstance(node, ast.FunctionDef) and node.name.endswith("properties"):
-                dicts += [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
-            for d in dicts:
-                if isinstance(d, ast.Dict):
-                    keys |= {k.value for k in d.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    for node in (n for tree in trees for n in ast.walk(tree)):
+        dicts = []
+        if isinstance(node, ast.keyword) and node.arg in ("trigger_properties", "attributes"):
+            dicts.append(node.value)
+        if isinstance(node, ast.FunctionDef) and node.name.endswith("properties"):
+            dicts += [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
+        for d in dicts:
+            keys |= keys_of(d)
     return keys
 
 
@@ -564,6 +617,8 @@ def test_every_make_target_is_documented(docs):
 def test_every_trigger_property_is_in_the_braze_guide(docs):
     properties = trigger_properties()
     assert {"license_uuid", "admin_portal_url", "user_name"} <= properties, "the jobs' payloads were not read"
+    # spliced in with **self.day_count(plan): the check follows such a call to the dicts the method returns
+    assert {"days_until_expiration", "days_since_expiration"} <= properties, "a **method() splice was not followed"
     assert missing(properties, docs[DOCS_DIR / "braze.md"]) == []
 
 
@@ -587,6 +642,10 @@ export NO_SUCH_SETTING=1
 aws s3 ls
 make benchmark
 .venv/bin/license-notifications check   # not run here: because
+.venv/bin/license-notifications report --piped-option 2> report.log | sort
+make test && make no-such-target-after-and
+make test && aws s3 ls s3://after-and
+echo continued \\
 ```
 
 Measured 3.14 s and 2.5x faster.
@@ -626,6 +685,12 @@ def test_the_checks_catch_broken_links_and_anchors():
         ("export NO_SUCH_SETTING=1", "NO_SUCH_SETTING is not a setting"),
         ("aws s3 ls", "run by no test, the demo or CI"),
         ("make benchmark", "run by no test, the demo or CI"),
+        # shell syntax: redirections and pipes are not the program's arguments, but what stands beside them is
+        # checked, and every command of a list must be run somewhere; an unfinished continuation is a command
+        (".venv/bin/license-notifications report --piped-option", "the CLI's parser refuses it"),
+        ("make test && make no-such-target-after-and", "no make target 'no-such-target-after-and'"),
+        ("make test && aws s3 ls s3://after-and", "run by no test, the demo or CI"),
+        ("echo continued", "run by no test, the demo or CI"),
     ],
 )
 def test_the_checks_catch_a_bad_command(line, expected):
@@ -642,7 +707,9 @@ def test_a_note_excuses_only_the_run_not_a_wrong_command():
 
 def test_exercised_commands_need_no_note():
     for code in ("license-notifications report --run-id r", "make test", "make soak SOAK_ARGS='--short --seed 7'",
-                 "license-notifications-demo --now 2026-03-01T09:00:00Z", "license-notifications redrive --dry-run"):  # fmt: skip
+                 "license-notifications-demo --now 2026-03-01T09:00:00Z", "license-notifications redrive --dry-run",
+                 "license-notifications report --run-id r > report.txt 2>&1", "make test && make unit",
+                 "export LEDGER_TABLE_NAME=t && license-notifications report --run-id r 2>report.log"):  # fmt: skip
         assert command_problems(Command(DOCS_DIR / "x.md", 1, code, "")) == [], code
 
 

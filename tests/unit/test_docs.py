@@ -1,7 +1,9 @@
 """README.md and docs/*.md are true to the code, and stay so.
 
-- Every relative link resolves, and every ``#anchor`` names a heading of its target (GitHub's slugs).
-- Every command in a shell code block (```bash, sh, shell) is checked against the code: a
+- Every relative link resolves, and every ``#anchor`` names a heading of its target (GitHub's slugs); so does
+  every pointer from the code into the docs (a docstring's ``docs/operations.md#the-cli``).
+- Every command in a shell code block (```bash, sh, shell; a line read as the shell reads it: ``|``, ``&&``,
+  ``||`` and ``;`` separate commands, redirections are not arguments) is checked against the code: a
   ``license-notifications`` line parses with the CLI's own parser; ``make X`` names a target (and only
   variables its recipe reads); ``python -m M`` and the project's scripts name a module that exists, with options
   it declares; a pytest line names test paths that exist and declared markers; an ``export`` names a setting.
@@ -151,6 +153,32 @@ def link_problems(path: Path, text: str) -> list[str]:
             elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest.read_text())):
                 problems.append(f"{where}: no heading with the anchor #{anchor}")
     return problems
+
+
+# A pointer from the code into the docs (a docstring's or comment's ``docs/operations.md#the-cli``).
+POINTER = re.compile(r"(?<![\w/.-])((?:README|docs/[\w-]+)\.md)(?:#([\w-]+))?")
+POINTING_FILES = ["layers", "functions", "devstack", "perf", "tests", "scripts", ".ci", "Makefile", "template.yaml"]
+
+
+def pointer_problems(name: str, text: str) -> list[str]:
+    """Each ``docs/X.md#anchor`` (or ``README.md#anchor``) the text names is a file with that heading."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for target, anchor in POINTER.findall(line):
+            dest = ROOT / target
+            if not dest.exists():
+                problems.append(f"{name}:{number}: {target}: no such file in the repository")
+            elif anchor and anchor not in anchors(dest.read_text()):
+                problems.append(f"{name}:{number}: {target}#{anchor}: no heading with that anchor")
+    return problems
+
+
+def pointing_sources() -> list[Path]:
+    found = []
+    for entry in POINTING_FILES:
+        path = ROOT / entry
+        found += sorted(p for p in path.rglob("*") if p.suffix in (".py", ".yaml", "")) if path.is_dir() else [path]
+    return [p for p in found if p.is_file() and p.resolve() != Path(__file__).resolve()]
 
 
 # ----------------------------------------------------------------------------------------------- the code
@@ -563,6 +591,12 @@ def test_every_command_parses_and_is_run_somewhere_or_says_why_not(docs):
     assert [p for c in found for p in command_problems(c)] == []
 
 
+def test_every_pointer_from_the_code_into_the_docs_resolves():
+    sources = pointing_sources()
+    assert any(p.name == "cli.py" for p in sources), "the code was not read"
+    assert [p for path in sources for p in pointer_problems(rel(path), path.read_text(errors="replace"))] == []
+
+
 def test_commands_named_in_prose_exist(docs):
     assert [p for path, text in docs.items() for p in mentioned_cli_problems(path, text)] == []
 
@@ -718,6 +752,14 @@ def test_the_checks_catch_a_figure_without_its_command():
     assert len(problems) == 2, problems  # the bare figures, and the one whose "command" is no target
     assert figure_problems(DOCS_DIR / "x.md", "Produced by `make soak`: 20.7 s.\n") == []
     assert figure_problems(DOCS_DIR / "x.md", "3600 x 5 / 100,000 = 0.18 s with the defaults.\n") == []
+
+
+def test_the_checks_catch_a_pointer_into_the_docs_that_does_not_resolve():
+    text = "see docs/operations.md#the-cli, docs/operations.md#no-such-section and docs/no-such-guide.md\n"
+    problems = "\n".join(pointer_problems("x.py", text))
+    assert "docs/operations.md#no-such-section: no heading" in problems
+    assert "docs/no-such-guide.md: no such file" in problems
+    assert "#the-cli" not in problems
 
 
 def test_the_checks_catch_an_undocumented_name():

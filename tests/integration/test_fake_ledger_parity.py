@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from devstack.aws import StackResources
-
 from conftest import NOW
 from fakes import InMemoryLedger
 from license_notifications.adapters.ledger import Ledger

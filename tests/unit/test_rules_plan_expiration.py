@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from license_notifications.rules.plan_expiration import (
+    MAX_DAYS_SINCE_EXPIRATION,
     PlanExpirationDecision,
     calendar_days_since_expiration,
     continues_under_renewal,
@@ -251,7 +252,7 @@ instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100,
 offsets = st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=400))
 
 
-@given(now=instants, offset=offsets, days=st.integers(min_value=1, max_value=3650))
+@given(now=instants, offset=offsets, days=st.integers(min_value=1, max_value=MAX_DAYS_SINCE_EXPIRATION))
 def test_window_is_exactly_now_minus_n_exclusive_to_now_inclusive(now, offset, days):
     assert expired_in_window(now - offset, now, days) == (timedelta(0) <= offset < timedelta(days=days))
 

@@ -3,7 +3,10 @@ one email per activated license after its subscription plan expired.
 
 The ledger identity of the email lives here, so that the job and the cutover (``import-sent``) name the
 same record: one ``plan_expiration_email#<license uuid>`` record per license, kept until the plan expired
-``RECORD_RETENTION`` ago.
+``RECORD_RETENTION`` ago. A license stays due until its plan expired ``days_since_expiration`` ago, so the record
+must outlive the widest window a run may use (DynamoDB deletes a record once its TTL passed, and a deleted
+record is an email sent again): the retention is that window plus 90 days, whatever window the run used, so
+the records ``import-sent`` writes (which know no window) are kept as long.
 
 The job, for one enterprise: the agreement's active plans that expired inside the window
 ``(as_of - days_since_expiration, as_of]`` (``rules/plan_expiration.py``), their activated licenses one page at
@@ -27,6 +30,7 @@ from license_notifications.models import License, SubscriptionPlan
 from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.plan_expiration import (
     CONTINUING_STATUSES,
+    MAX_DAYS_SINCE_EXPIRATION,
     PlanExpirationDecision,
     calendar_days_since_expiration,
     continues_under_renewal,
@@ -40,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND = "send_subscription_plan_expiration_emails"
 LEDGER_KIND = "plan_expiration_email"
-RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
+RECORD_RETENTION = timedelta(days=MAX_DAYS_SINCE_EXPIRATION + 90)  # outlives the widest window (see above)
 
 
 def ledger_key(license_uuid: UUID | str) -> str:

@@ -31,7 +31,7 @@ from typing import Protocol
 from uuid import UUID
 
 DEFAULT_DAYS_SINCE_EXPIRATION = 7
-MAX_DAYS_SINCE_EXPIRATION = 3650
+MAX_DAYS_SINCE_EXPIRATION = 365  # the template's DaysSinceExpiration bound too; the ledger's retention covers it
 CONTINUING_STATUSES = ("activated", "assigned")  # a renewal license with one of these continues the access
 
 

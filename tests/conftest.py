@@ -16,7 +16,13 @@ from typing import Any
 
 import boto3
 import pytest
-from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_tables_from_template
+from devstack.aws import (
+    MotoStack,
+    StackResources,
+    create_resources_from_template,
+    create_tables_from_template,
+    load_template,
+)
 from devstack.dataset import Dataset
 from devstack.dynamodb_local import DynamoDBLocal
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
@@ -116,7 +122,7 @@ def ledger_engine(
         tables = aws_resources.tables
     else:
         local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
-        tables = create_tables_from_template(local.endpoint_url, suffix=aws_resources.suffix)
+        tables = create_tables_from_template(local.endpoint_url, without_ttl(), suffix=aws_resources.suffix)
         assert tables == aws_resources.tables  # the same names the functions' environment holds
         for name in tables.values():  # see the section's comment: the tests' clock is not the wall clock
             local.client().update_time_to_live(
@@ -129,6 +135,20 @@ def ledger_engine(
     # gone afterwards: a session's engine would otherwise hold every test's tables (moto's first page of
     # ListTables holds 100, and tests/test_template.py reads only that page)
     _drop_tables(engine.client, tables.values())
+
+
+def without_ttl() -> dict[str, Any]:
+    """template.yaml without the tables' TTL. The tests' clock (``NOW``, 2026-03-01) lies before the wall clock,
+    so every record they write has expired by DynamoDB's TTL (``expires_at``, epoch seconds, wall clock), and
+    DynamoDB Local deletes expired items, at times within the test (moto never does; AWS within days): with
+    TTL on, test_ledger's import tests on DynamoDB Local failed 4 runs of 5 (20 of 150 records gone a moment
+    after they were written); a plain table of the same engine deleted a long-expired item within about a
+    second. Without TTL, 0 failures in 8 runs."""
+    template = load_template()
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            resource.get("Properties", {}).pop("TimeToLiveSpecification", None)
+    return template
 
 
 def _drop_tables(dynamodb: Any, names: Iterable[str]) -> None:

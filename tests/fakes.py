@@ -236,6 +236,44 @@ class InMemoryLedger:
             for claim in claims:
                 self._hold(claim, seconds=seconds, reason=reason)
 
+    # -- the cutover ---------------------------------------------------------------------------------------
+
+    def import_sent_many(self, records: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Each record becomes a ``sent`` item unless its key exists (in any state) or came earlier in
+        ``records``; True where written (``Ledger.import_sent_many``)."""
+        with self._lock:
+            recorded_at = datetime.fromtimestamp(self.wall_clock(), UTC)
+            return [self._import(recorded_at, **record) for record in records]
+
+    def _import(
+        self,
+        recorded_at: datetime,
+        *,
+        key: str,
+        kind: str,
+        sent_at: datetime,
+        run_id: str,
+        dispatch_id: str,
+        enterprise_customer_uuid: str | None = None,
+        subject_uuid: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        if key in self._items:
+            return False
+        self._items[key] = LedgerEntry(
+            pk=key,
+            kind=kind,
+            state=SENT,
+            sent_at=sent_at,
+            recorded_at=recorded_at,
+            run_id=run_id,
+            dispatch_id=dispatch_id,
+            enterprise_customer_uuid=enterprise_customer_uuid or None,
+            subject_uuid=subject_uuid or None,
+            expires_at=None if expires_at is None else expires_at.replace(microsecond=0),  # stored as epoch seconds
+        )
+        return True
+
     # -- arranging a test ----------------------------------------------------------------------------------
 
     def record_sent(self, key: str, *, kind: str, as_of: datetime, run_id: str = "earlier-run") -> None:

@@ -1,34 +1,33 @@
-"""``license-notifications``: run a job inline (no queue), like license-manager's management commands, and
-the operators' tools.
+"""license-notifications: run a job inline (no queue), like license-manager's management commands, or an ops tool.
 
-    license-notifications expiration-reminders [--enterprise-customer-uuid "uuid1,uuid2"] \\
-        [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
-    license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
-    license-notifications plan-expiration-emails [--enterprise-customer-uuid "uuid1,uuid2 uuid3"] \\
-        [--days-since-expiration 7] [--dry-run] [--as-of ...]
-    license-notifications check
-    license-notifications report (--license-uuid L | --run-id R | --enterprise-customer-uuid U
-        [--since T] [--until T]) [--json]
-    license-notifications redrive [--dry-run]
+Why a command beside the Lambdas: an operator needs the jobs' exact behaviour where there is no queue (a
+preview with ``--dry-run``, a backfill with ``--as-of``, a run by hand during an incident), so a job plans its
+run as the dispatcher does and processes each enterprise, continuations included, as the worker does, in one
+process, reading the same settings. The operators' tools (``check``, ``report``, ``redrive``) and the cutover's
+``import-sent`` (``ops/import_sent.py``) share it, so one installed command covers operations; ``import-sent``
+writes only the ledger, so it needs only ``LEDGER_TABLE_NAME`` (and AWS credentials), not the jobs' settings.
 
-The jobs: the same planning as the dispatcher and the same per-enterprise logic as the worker; settings come
-from the environment (see README). Exit status: 0 all done; 1 something failed (the run still went through
-every enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth
-client, say) it stopped the run, after the summary of what was done up to then. ``check``: 0 when no check
-failed, 1 otherwise. ``report`` and ``redrive``: 0, or 2 for bad arguments or configuration.
+The exit status separates a run that could not go ahead or was stopped by a systemic error (2: bad arguments
+or configuration, found before anything was sent; a rejected OAuth client) from one that went through every
+enterprise with failures (1).
+
+Commands, options and exit statuses: docs/operations.md#the-cli; settings: docs/operations.md#configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from license_notifications.adapters.ledger import Ledger
 from license_notifications.clock import parse_as_of
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
@@ -36,6 +35,7 @@ from license_notifications.events import DispatchRequest, Job, WorkMessage
 from license_notifications.jobs.dispatch import COMMANDS, plan_run, window_of
 from license_notifications.jobs.work import process_work_message
 from license_notifications.observability import install_log_redaction
+from license_notifications.ops import import_sent
 from license_notifications.ops.check import FAIL, Check, run_checks
 from license_notifications.ops.redrive import RedriveResult, redrive
 from license_notifications.ops.report import LedgerReport, ReportRow
@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     redrive = sub.add_parser("redrive", help="move the dead-letter queue's messages back to the work queue")
     redrive.add_argument("--dry-run", action="store_true", help="only count them")
+    cutover = sub.add_parser(
+        "import-sent", help="the cutover: write license-manager's sent state into the ledger (never overwrites)"
+    )
+    cutover.add_argument("--licenses", required=True, type=Path, help="the licenses export (CSV or mysql --batch TSV)")
+    cutover.add_argument("--notifications", type=Path, default=None, help="the subscriptions_notification export")
+    cutover.add_argument("--dry-run", action="store_true", help="check the files and count; write nothing")
     return parser
 
 
@@ -126,6 +132,8 @@ def run(
     out = out or sys.stdout
     if args.command == "check":
         return _check(services, out)
+    if args.command == "import-sent":  # needs the ledger table only, not the jobs' settings
+        return _import_sent(args, services, out)
     try:
         svc = services or Services(load_settings())
     except ConfigurationError as exc:
@@ -267,6 +275,32 @@ def _redrive(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int,
         file=out,
     )
     return EXIT_OK, result
+
+
+def _import_sent(
+    args: argparse.Namespace, services: Services | None, out: TextIO
+) -> tuple[int, import_sent.ImportResult | None]:
+    try:
+        plan = import_sent.read_files(args.licenses, args.notifications)
+    except import_sent.InputError as exc:
+        for line in exc.lines():
+            logger.error("Invalid input: %s", line)
+        logger.error("Nothing written: fix the file(s) and run it again")
+        return EXIT_USAGE, None
+    if services is not None:
+        ledger = services.ledger
+    else:
+        table = os.environ.get("LEDGER_TABLE_NAME", "").strip()
+        if not table:
+            logger.error("Configuration error: missing setting(s): LEDGER_TABLE_NAME")
+            return EXIT_USAGE, None
+        ledger = Ledger(table)
+    result = import_sent.import_sent(ledger, plan, run_id=import_sent.new_run_id(), dry_run=args.dry_run)
+    print(import_sent.render(result), file=out)
+    if result.configuration_error:
+        logger.error("Configuration error: %s", result.error)
+        return EXIT_USAGE, result
+    return (EXIT_FAILURES if result.error is not None or result.plan.unmappable else EXIT_OK), result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,9 @@ Protocol, for every notification key (e.g. ``expiration_reminder#<license uuid>`
    retries it, or ``hold`` when Braze refused the recipient: the key stays taken (state ``rejected``) until
    the hold runs out, then any run may claim it again.
 
+The cutover (``import_sent_many``, for ``license-notifications import-sent``) writes the sends license-manager
+made before this service as ``sent`` records, each with a conditional put that never touches an existing key.
+
 Leases use the wall clock, not ``as_of``: they measure how long a real worker may hold a key, which a
 preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 1200) exceeds the worker's (900 s)
 timeout, so a live worker never loses its claim mid-send. Records carry a TTL (``expires_at``).
@@ -186,7 +189,7 @@ class Claim:
 
 # -- the writes -------------------------------------------------------------------------------------------------
 
-Op = tuple[str, dict[str, Any]]  # ("Update" | "Delete", the request's parameters)
+Op = tuple[str, dict[str, Any]]  # ("Update" | "Delete" | "Put", the request's parameters)
 Item = dict[str, dict[str, Any]]  # a record as DynamoDB returns it
 DONE: Any = object()  # a re-plan's answer: the write is already in place (an earlier attempt of ours)
 
@@ -467,6 +470,39 @@ class Ledger:
             if not ok:
                 logger.warning("ledger claim already gone at hold", extra={"ledger_key": key})
 
+    # -- the cutover: sends made before this service (``import-sent``) ------------------------------------
+
+    def import_sent_many(self, records: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Write each record as ``sent`` unless its key already exists, in any state; returns, per record,
+        whether it was written (False: the key was there already, or named earlier in ``records``).
+
+        A record: ``key``, ``kind``, ``sent_at`` (when it was sent), ``run_id`` and ``dispatch_id`` (the audit
+        mark), and optionally ``enterprise_customer_uuid``, ``subject_uuid`` and ``expires_at`` (without it the
+        record never expires). ``recorded_at`` is the wall clock. No claim attributes: the record is what
+        :meth:`mark_sent` leaves, so the jobs and the report read it like any send.
+
+        One conditional put (``attribute_not_exists(pk)``) per key, 100 per ``TransactWriteItems``. A key that
+        exists cancels its transaction: the batch is read back and the rest written (see ``_settle``); a key
+        that holds exactly what this call put counts as written (an earlier attempt of ours whose reply was
+        lost). Nothing that exists is ever changed, so importing the same records again writes nothing."""
+        recorded_at = format_datetime(datetime.fromtimestamp(self._wall_clock(), UTC))
+        planned: dict[str, Op] = {}
+        for record in records:
+            planned.setdefault(record["key"], self._import_op(recorded_at, **record))  # the first one counts
+
+        def replan(key: str, item: Item | None) -> Op | None:
+            op = planned[key]
+            if item is None:
+                return op
+            return DONE if item == op[1]["Item"] else None
+
+        written: dict[str, bool] = {}
+        self._settle(dict(planned), replan, written, reread_single=True)
+        results = []
+        for record in records:
+            results.append(written.pop(record["key"], False))  # a repeated key: False after the first
+        return results
+
     # -- internals ---------------------------------------------------------------------------------------
 
     def _claim_op(
@@ -504,6 +540,42 @@ class Ledger:
             values[":sent"] = _value(SENT)
             values[":resend"] = _value(resend_before)
         return Claim(key, token), ("Update", self._params(key, update, condition, names, values)), resend_before
+
+    def _import_op(
+        self,
+        recorded_at: str,
+        *,
+        key: str,
+        kind: str,
+        sent_at: datetime,
+        run_id: str,
+        dispatch_id: str,
+        enterprise_customer_uuid: str | None = None,
+        subject_uuid: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Op:
+        item: Item = {
+            "pk": _value(key),
+            "kind": _value(kind),
+            "state": _value(SENT),
+            "sent_at": _value(format_datetime(sent_at)),
+            "recorded_at": _value(recorded_at),
+            "run_id": _value(run_id),
+            "dispatch_id": _value(dispatch_id),
+        }
+        if enterprise_customer_uuid:
+            item["enterprise_customer_uuid"] = _value(enterprise_customer_uuid)
+        if subject_uuid:
+            item["subject_uuid"] = _value(subject_uuid)
+        if expires_at is not None:
+            item["expires_at"] = {"N": format_epoch(expires_at)}
+        params = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": _names("pk"),
+        }
+        return "Put", params
 
     def _release(self, claims: Sequence[Claim], *, quiet: bool) -> None:
         pending = {claim.key: claim for claim in claims}
@@ -618,7 +690,7 @@ class Ledger:
     def _write_one(self, op: Op) -> bool:
         """One conditional write: True if applied, False if its condition does not hold."""
         kind, params = op
-        call = self.client.update_item if kind == "Update" else self.client.delete_item
+        call = {"Update": self.client.update_item, "Delete": self.client.delete_item, "Put": self.client.put_item}[kind]
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
                 call(**params)

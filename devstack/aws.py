@@ -8,11 +8,12 @@
 * :class:`MotoStack` runs a moto server on 127.0.0.1 (a free port) in a daemon thread. DynamoDB requests are
   serialised, because moto does not make a conditional write atomic (condition check and write are not under
   one lock) while real DynamoDB is atomic per item; with the lock, concurrency tests behave like DynamoDB.
-  ``MotoStack.dynamodb`` can also throttle DynamoDB requests as DynamoDB does (fault injection, off by
-  default).
+  (DynamoDB throttling on purpose, for the soak: ``devstack/dynamodb_faults.py``.)
 * :func:`create_resources_from_template` creates, with boto3 against that server, the template's DynamoDB
-  tables, SQS queues and SNS topics (and the KMS key the topic uses) with the properties the template sets.
-  A property this module does not translate raises :class:`TemplateTranslationError` instead of being dropped.
+  tables, SQS queues and SNS topics (and the KMS key the topic uses) with the properties the template sets;
+  the tables on another engine when asked (the demo, soak and benchmark put the ledger on DynamoDB Local,
+  ``devstack/dynamodb_local.py``). A property this module does not translate raises
+  :class:`TemplateTranslationError` instead of being dropped.
 * :func:`create_secret` stores a Secrets Manager secret (the demo's OAuth client secret and Braze API key).
 
 moto keeps its state per process: ``moto.mock_aws`` (start or stop) resets the same backends this server
@@ -21,15 +22,12 @@ serves, so do not mix ``mock_aws`` with a running :class:`MotoStack` in one test
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
-import random
 import re
 import secrets
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,172 +197,21 @@ _FUNCTIONS: dict[str, Callable[[_Intrinsics, Any], Any]] = {
 # --------------------------------------------------------------------------------------------- moto server
 
 
-_THROTTLED_BODY = {
-    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-    "message": "The level of configured provisioned throughput for the table was exceeded. "
-    "Consider increasing your provisioning level with the UpdateTable API.",
-}
-
-
-# ------------------------------------------------------------------- moto's transactions, copy what they touch
-_COPY_TOUCHED_ONLY = threading.local()
-
-
-class _CopyUnlessTransacting:
-    """Stands in for the ``copy`` module inside ``moto.dynamodb.models``: while a transaction runs under
-    :func:`_transact_write_items_copying_touched_items`, the whole-table ``deepcopy`` moto takes as its
-    rollback point returns the table itself; every other ``deepcopy`` is the real one."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
-        from moto.dynamodb.models.table import Table
-
-        if getattr(_COPY_TOUCHED_ONLY, "active", False) and isinstance(value, Table):
-            return value
-        return copy.deepcopy(value, memo)
-
-
-def _touched_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
-    """(table, hash key, range key, a deep copy of the item or None) for every item the transaction names."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    touched = []
-    for entry in transact_items:
-        op_type, op = next(iter(entry.items()))
-        table = backend.tables[op["TableName"]]
-        key = op["Item"] if op_type == "Put" else op["Key"]
-        hash_key = DynamoType(key[table.hash_key_attr])
-        range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-        touched.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
-    return touched
-
-
-def _transact_write_items_copying_touched_items(original: Callable[..., None]) -> Callable[..., None]:
-    """moto's ``TransactWriteItems``, with the rollback point taken per item instead of per table.
-
-    moto deep-copies every table a transaction writes to, once per item, before it writes: a transaction of
-    50 items on a table of 10,000 items copies 500,000 items. Real DynamoDB does nothing of the kind, so the
-    benchmark and the soak measured moto's copying instead of the ledger. This takes a copy of the items the
-    transaction names (at most 100) and puts them back if moto cancels the transaction; moto's own checks,
-    writes and errors run unchanged. Anything this cannot read (an unknown table, a key moto will reject) runs
-    moto's original, whole-table path."""
-
-    @functools.wraps(original)
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        try:
-            touched = _touched_items(self, transact_items)
-        except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
-            return original(self, transact_items)
-        _COPY_TOUCHED_ONLY.active = True
-        try:
-            return original(self, transact_items)
-        except BaseException:
-            for table, hash_key, range_key, item in reversed(touched):
-                _restore_item(table, hash_key, range_key, item)
-            raise
-        finally:
-            _COPY_TOUCHED_ONLY.active = False
-
-    transact_write_items.copies_touched_items = True  # type: ignore[attr-defined]
-    return transact_write_items
-
-
-def _restore_item(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
-    if range_key is None:
-        if item is None:
-            table.items.pop(hash_key, None)
-        else:
-            table.items[hash_key] = item
-    elif item is None:
-        table.items.get(hash_key, {}).pop(range_key, None)
-    else:
-        table.items[hash_key][range_key] = item
-
-
-def _install_transaction_patch() -> None:
-    """Patch moto's DynamoDB backend in this process once (see :func:`_transact_write_items_copying_touched_items`)."""
-    from moto.dynamodb import models
-
-    if getattr(models.DynamoDBBackend.transact_write_items, "copies_touched_items", False):
-        return
-    models.copy = _CopyUnlessTransacting()  # type: ignore[assignment]
-    models.DynamoDBBackend.transact_write_items = _transact_write_items_copying_touched_items(
-        models.DynamoDBBackend.transact_write_items
-    )
-
-
 class _SerialiseDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, other services untouched.
 
     moto checks a ConditionExpression and then writes without a lock, so two concurrent conditional puts of
     the same key can both succeed. Real DynamoDB is atomic per item. The lock is held for the whole call,
     including consuming the response body, so a request's effects are complete before the next starts.
-
-    Fault injection (off by default): :meth:`throttle` answers a share of DynamoDB requests, and
-    :meth:`throttle_next` the next few, as DynamoDB throttles: HTTP 400 with a
-    ``ProvisionedThroughputExceededException`` JSON body, the request not executed. ``throttled`` counts them
-    by operation (``UpdateItem``, ``BatchGetItem``...).
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.lock = threading.Lock()
-        self._fault_lock = threading.Lock()
-        self._rate = 0.0
-        self._rate_operations: frozenset[str] | None = None
-        self._next: list[frozenset[str] | None] = []
-        self._rng = random.Random()  # fault injection, not cryptography
-        self.throttled: Counter[str] = Counter()
-
-    def throttle(self, rate: float, *, operations: Iterable[str] | None = None, seed: int | None = None) -> None:
-        """Throttle each DynamoDB request with probability ``rate`` (0 turns it off), only ``operations``
-        (e.g. ``{"UpdateItem"}``) when given; ``seed`` makes the draws repeatable."""
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be between 0 and 1")
-        with self._fault_lock:
-            self._rate = rate
-            self._rate_operations = frozenset(operations) if operations is not None else None
-            if seed is not None:
-                self._rng.seed(seed)
-
-    def throttle_next(self, times: int = 1, *, operations: Iterable[str] | None = None) -> None:
-        """Throttle the next ``times`` DynamoDB requests (of ``operations``, when given)."""
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        wanted = frozenset(operations) if operations is not None else None
-        with self._fault_lock:
-            self._next.extend([wanted] * times)
-
-    def clear_throttling(self) -> None:
-        with self._fault_lock:
-            self._rate, self._rate_operations = 0.0, None
-            self._next.clear()
-
-    def _throttles(self, operation: str) -> bool:
-        with self._fault_lock:
-            for index, wanted in enumerate(self._next):
-                if wanted is None or operation in wanted:
-                    del self._next[index]
-                    self.throttled[operation] += 1
-                    return True
-            wanted = self._rate_operations is None or operation in self._rate_operations
-            if self._rate and wanted and self._rng.random() < self._rate:
-                self.throttled[operation] += 1
-                return True
-        return False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if not target.startswith("DynamoDB"):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
             return self.app(environ, start_response)
-        if self._throttles(target.rpartition(".")[2]):
-            body = json.dumps(_THROTTLED_BODY).encode()
-            headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": secrets.token_hex(16)}
-            start_response("400 Bad Request", [*headers.items(), ("Content-Length", str(len(body)))])
-            return [body]
         with self.lock:
             result = self.app(environ, start_response)
             try:
@@ -391,15 +238,6 @@ class MotoStack:
         self.region = region
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
-        self._dynamodb: _SerialiseDynamoDB | None = None
-
-    @property
-    def dynamodb(self) -> _SerialiseDynamoDB:
-        """The DynamoDB middleware of the running server: ``throttle``, ``throttle_next``,
-        ``clear_throttling``, ``throttled`` (fault injection, off unless asked for)."""
-        if self._dynamodb is None:
-            raise RuntimeError("MotoStack is not started")
-        return self._dynamodb
 
     @property
     def endpoint_url(self) -> str:
@@ -409,8 +247,7 @@ class MotoStack:
 
     def start(self) -> MotoStack:
         if self._server is None:
-            _install_transaction_patch()
-            app = self._dynamodb = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
+            app = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
             # make_server binds before returning: the port is known and accepts connections (queued by the
             # kernel) even before serve_forever runs.
             self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietRequestHandler)
@@ -472,6 +309,7 @@ class StackResources:
     endpoint_url: str
     region: str
     suffix: str
+    dynamodb_endpoint_url: str = ""  # where the tables are (endpoint_url unless created elsewhere)
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     table_arns: dict[str, str] = field(default_factory=dict)
     queue_urls: dict[str, str] = field(default_factory=dict)
@@ -520,6 +358,10 @@ class StackResources:
         (``LEDGER_TABLE_NAME``, ``WORK_QUEUE_URL``, ``ERROR_TOPIC_ARN``), plus ``overrides``."""
         return {**self.resource_env, **overrides}
 
+    def dynamodb(self) -> Any:
+        """A boto3 DynamoDB client on the engine holding the tables (fake credentials; cached)."""
+        return _client("dynamodb", self.dynamodb_endpoint_url or self.endpoint_url, self.region)
+
 
 # The properties translated, per resource type created; any other property in the template raises.
 _PROPERTIES = {
@@ -543,13 +385,15 @@ class _Creator:
     """Creates a resource when first referenced (a queue's dead-letter queue before the queue)."""
 
     def __init__(self, endpoint_url: str, template: Mapping[str, Any], suffix: str, parameters: Mapping[str, Any],
-                 region: str) -> None:  # fmt: skip
+                 region: str, dynamodb_endpoint_url: str | None = None) -> None:  # fmt: skip
         self.endpoint_url, self.template, self.suffix, self.region = endpoint_url, template, suffix, region
+        self.dynamodb_endpoint_url = dynamodb_endpoint_url or endpoint_url
         self.intrinsics = _Intrinsics(template, parameters, self.attribute, region, f"license-notifications{suffix}")
         self.created: dict[str, dict[str | None, str]] = {}  # logical id -> {None: Ref value, attribute: value}
 
     def client(self, service: str) -> Any:
-        return _client(service, self.endpoint_url, self.region)
+        endpoint = self.dynamodb_endpoint_url if service == "dynamodb" else self.endpoint_url
+        return _client(service, endpoint, self.region)
 
     def attribute(self, logical_id: str, attribute: str | None) -> str:
         if logical_id not in self.created:
@@ -641,18 +485,20 @@ def create_resources_from_template(
     suffix: str | None = "",
     parameters: Mapping[str, Any] | None = None,
     region: str = DEFAULT_REGION,
+    dynamodb_endpoint_url: str | None = None,
 ) -> StackResources:
     """Create the template's DynamoDB tables, SQS queues and SNS topics (and the KMS key a topic uses) in moto.
 
     Names are ``<LogicalId><suffix>``; ``suffix=None`` picks a random one. ``parameters`` override the
     template's defaults (e.g. ``LedgerRunIndex``). Every property is translated (keys, indexes, TTL,
     point-in-time recovery, encryption, queue attributes, ``RedrivePolicy`` with the DLQ's ARN resolved...)
-    or the call fails with :class:`TemplateTranslationError`.
+    or the call fails with :class:`TemplateTranslationError`. With ``dynamodb_endpoint_url`` (DynamoDB Local,
+    see devstack.dynamodb_local) the tables are created there and everything else at ``endpoint_url``.
     """
     if template is None or isinstance(template, (str, Path)):
         template = load_template(template)
     suffix = f"-{secrets.token_hex(4)}" if suffix is None else suffix
-    creator = _Creator(endpoint_url, template, suffix, parameters or {}, region)
+    creator = _Creator(endpoint_url, template, suffix, parameters or {}, region, dynamodb_endpoint_url)
     for logical_id, resource in template["Resources"].items():
         enabled = "Condition" not in resource or creator.intrinsics.condition(resource["Condition"])
         if resource["Type"] in _CREATED_TYPES and enabled and logical_id not in creator.created:
@@ -661,6 +507,7 @@ def create_resources_from_template(
         endpoint_url=endpoint_url,
         region=region,
         suffix=suffix,
+        dynamodb_endpoint_url=creator.dynamodb_endpoint_url,
         tables=creator.of_type("AWS::DynamoDB::Table", None),
         table_arns=creator.of_type("AWS::DynamoDB::Table", "Arn"),
         queue_urls=creator.of_type("AWS::SQS::Queue", None),

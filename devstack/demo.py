@@ -1,7 +1,7 @@
 """``make demo``: the real handlers on the embedded local stack, over several simulated schedule runs.
 
-Set-up: moto (server mode, 127.0.0.1) with the table and queues created from template.yaml and the two
-secrets in Secrets Manager; local stand-ins for license-manager, the LMS (OAuth2) and Braze serving the
+Set-up: the ledger table on AWS's DynamoDB Local and, on moto (server mode, 127.0.0.1), the queues and topic,
+all created from template.yaml, and the two secrets in Secrets Manager; local stand-ins for license-manager, the LMS (OAuth2) and Braze serving the
 sample dataset (devstack/dataset.py). Then, for each simulated run: invoke the dispatcher with the
 schedule's event, and drain the work queue into the worker the way the SQS event source mapping does.
 
@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_secret, load_template
 from devstack.dataset import ACME, GLOBEX, INITECH, TYRELL, UMBRELLA, WAYNE, Dataset, build_sample_dataset, iso_z
+from devstack.dynamodb_local import DynamoDBLocal
 from devstack.lambda_local import ROOT, LocalEventSourceMapping, invoke, load_handler
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 from license_notifications.cli import run as cli_run
@@ -52,6 +53,7 @@ TYPE_BY_CAMPAIGN = {
 @dataclass
 class Stack:
     moto: MotoStack
+    engine: DynamoDBLocal  # the ledger's engine
     resources: StackResources
     dataset: Dataset
     lms: LmsStandIn
@@ -76,8 +78,12 @@ def local_stack(now: datetime) -> Iterator[Stack]:
     dataset = build_sample_dataset(now)
     with contextlib.ExitStack() as stack:
         moto = stack.enter_context(MotoStack())
-        os.environ.update(moto.env())
-        resources = create_resources_from_template(moto.endpoint_url, suffix="-demo")
+        engine = stack.enter_context(DynamoDBLocal())
+        # AWS_ENDPOINT_URL_DYNAMODB: the ledger (and report) on DynamoDB Local, every other client on moto
+        os.environ.update({**moto.env(), **engine.env()})
+        resources = create_resources_from_template(
+            moto.endpoint_url, suffix="-demo", dynamodb_endpoint_url=engine.endpoint_url
+        )
         lms = stack.enter_context(LmsStandIn(dataset))
         lm = stack.enter_context(LicenseManagerStandIn(dataset, lms.registry))
         braze = stack.enter_context(BrazeStandIn(BRAZE_KEY, known_campaigns=CAMPAIGNS.values()))
@@ -104,7 +110,7 @@ def local_stack(now: datetime) -> Iterator[Stack]:
             }
         )
         log = stack.enter_context((OUT / "lambda-logs.jsonl").open("w"))
-        yield Stack(moto, resources, dataset, lms, lm, braze, log, resources.error_inbox("demo-error-inbox"))
+        yield Stack(moto, engine, resources, dataset, lms, lm, braze, log, resources.error_inbox("demo-error-inbox"))
 
 
 def worker_batch_size() -> int:
@@ -207,7 +213,8 @@ def print_report(stack: Stack, report: RunReport) -> None:
 
 def ledger_count(stack: Stack) -> int:
     table = stack.resources.ledger_table_name
-    return stack.moto.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"]
+    pages = stack.engine.client().get_paginator("scan").paginate(TableName=table, Select="COUNT")
+    return sum(page["Count"] for page in pages)
 
 
 def expiration_reminders(stack: Stack, now: datetime, problems: list[str]) -> list[RunReport]:
@@ -349,9 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     with local_stack(now) as stack:
         print("license-notifications demo: the real dispatcher and worker handlers on the embedded local stack")
-        print(
-            f"   moto (DynamoDB, SQS, SNS, Secrets Manager) at {stack.moto.endpoint_url}, resources from template.yaml"
-        )
+        print(f"   the ledger on DynamoDB Local at {stack.engine.endpoint_url}; SQS, SNS, Secrets Manager on moto at "
+              f"{stack.moto.endpoint_url}; resources from template.yaml")  # fmt: skip
         print(f"   license-manager {stack.license_manager.url}, LMS {stack.lms.url}, Braze {stack.braze.url}")
         print()
         print("\n".join(stack.dataset.describe()))

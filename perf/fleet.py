@@ -5,15 +5,20 @@ this one, request counting, and license-manager's own Braze request pattern repl
   of activated licenses (each plan expiring in 10 days, so every license is due); Braze's ``latency`` is set
   at run time. ``/users/export/ids`` and ``/users/track`` (which the service never calls, license-manager
   does) are answered 201 through the stand-in's ``respond_next``, so the replay pays the same latency.
-* :class:`Moto`: a :class:`devstack.aws.MotoStack` (DynamoDB requests serialised, transactions copying only the
-  items they name) in a child process, with the template's ledger table.
+* :class:`Moto`: a :class:`devstack.aws.MotoStack` in a child process (the giant-enterprise simulation's work
+  queue, ``perf/giant.py``).
+* :class:`LedgerEngine`: AWS's DynamoDB Local (``devstack/dynamodb_local.py``, a java child process) holding the
+  fleet's ledger tables, made from the template's; its CPU time, and :meth:`LedgerEngine.calibrate`: its time
+  per request for the ledger's three kinds (a 50-key claim transaction, a 50-key record transaction, a
+  100-key strongly consistent read), measured one request at a time, as the floor of a run on it.
 * :class:`AwsRequestCounter`: every HTTP request botocore sends in this process (each attempt, retries
   included), by service and operation, through botocore's global history recorder. It sees every client,
   however it was built (pynamodb's, boto3's, a plain ``botocore.session`` one), so it counts the ledger the
   same way whichever implementation it has.
 * :func:`run_fleet`: N worker threads take enterprises from one shared queue, each with its own
   ``Services`` (HTTP sessions, token, ledger client), as N concurrent Lambda workers would; the job is the
-  real one (``Services.expiration_reminders()``, ``run_enterprise``).
+  real one (``Services.expiration_reminders()``, ``run_enterprise``); the ledger the real one on a
+  :class:`LedgerEngine`'s fresh table, or a double.
 * :func:`replay_license_manager`: license-manager's pattern (contract section 5), sequential: per batch of 25
   reminders ``/users/export/ids``, ``/users/alias/new``, ``/users/track`` and one trigger.
 """
@@ -24,17 +29,22 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import botocore.history
 
-NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+# The wall clock's hour: the ledger's records expire (TTL) 90 days after their plan, and DynamoDB Local deletes
+# expired items as it goes (within a second, often), so a fixed date months back would have the engine deleting
+# the run's records while it writes them.
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 BRAZE_KEY = "bench-key"
 CAMPAIGN = "bench-campaign"
 ALIAS_LABEL = "Enterprise"
@@ -304,38 +314,175 @@ class StandIns(_Child):
 # -- moto
 def _moto_main(conn: Any) -> None:
     try:
-        from devstack.aws import MotoStack, create_resources_from_template, load_template
+        from devstack.aws import MotoStack
 
         moto = MotoStack().start()
-        template = load_template()
-        ledger_only = {**template, "Resources": {"LedgerTable": template["Resources"]["LedgerTable"]}}
     except Exception as exc:
         conn.send(exc)
         return
-
-    def table() -> str:
-        return create_resources_from_template(moto.endpoint_url, ledger_only, suffix=None).ledger_table_name
-
     conn.send({"env": moto.env()})
     try:
-        _serve_commands(conn, {"cpu": time.process_time, "table": table})
+        _serve_commands(conn, {"cpu": time.process_time})
     finally:
         moto.stop()
 
 
 class Moto(_Child):
-    """moto's child process: ``env`` points boto3 / botocore at it; ``table()`` makes an empty ledger table from
-    the template (one per run: every run sends to the same licenses)."""
+    """moto's child process: ``env`` points boto3 / botocore at it."""
 
     def __init__(self) -> None:
         super().__init__(_moto_main)
         self.env: dict[str, str] = self.hello["env"]
 
-    def table(self) -> str:
-        return self.ask("table")
-
     def cpu(self) -> float:
         return self.ask("cpu")
+
+
+# -- DynamoDB Local
+CALIBRATION_ROUNDS = 20  # claim and record transactions measured (after a few untimed ones), and reads
+CALIBRATION_WARM_UP = 5
+TRANSACTION_KEYS = 50  # the job's batch: one claim and one record transaction of 50 keys
+READ_KEYS = 100  # BatchGetItem's limit: the ledger's sent() reads a page of 500 keys in 5 requests
+
+
+@dataclass
+class Calibration:
+    """DynamoDB Local's time per request, measured one request at a time from this process: the wall time of
+    each request less this process's CPU time meanwhile (botocore's serialising and parsing), so what is left
+    is the engine's (and the loopback's). Medians of ``rounds``."""
+
+    claim_seconds: float  # a TransactWriteItems of 50 conditional updates creating claims (the GSI keys set)
+    record_seconds: float  # a TransactWriteItems of 50 updates conditioned on the claim token (sent_at, run_id)
+    read_seconds: float  # a strongly consistent BatchGetItem of 100 keys
+    client_cpu_seconds: float  # median of this process's CPU per request (excluded above)
+    rounds: int
+
+    @property
+    def transaction_seconds(self) -> float:
+        """A transaction of the fleet's: as many claims as records, all of 50 keys."""
+        return (self.claim_seconds + self.record_seconds) / 2
+
+    def floor(self, requests: Counter[str]) -> float:
+        """The seconds the engine needs for ``requests`` (by operation) served one at a time: transactions and
+        batch reads at their measured time; any other operation counted at a read's (the fleet makes none)."""
+        transactions = requests.get("TransactWriteItems", 0)
+        return transactions * self.transaction_seconds + (sum(requests.values()) - transactions) * self.read_seconds
+
+
+class LedgerEngine:
+    """DynamoDB Local in a child process: ``env`` sends this process's DynamoDB clients (and nothing else) to it;
+    ``table()`` makes an empty ledger table from the template (one per run: every run sends to the same
+    licenses); ``cpu()`` is the java process's CPU seconds so far."""
+
+    def __init__(self, local: Any = None) -> None:
+        """``local``: a running :class:`devstack.dynamodb_local.DynamoDBLocal` to use (left running on close);
+        by default one is started here, warmed up, and stopped on close."""
+        from devstack.aws import load_template
+        from devstack.dynamodb_local import DynamoDBLocal
+
+        self._owned = local is None
+        self._local = DynamoDBLocal().start() if local is None else local
+        if self._owned:
+            self._local.warm_up()
+        template = load_template()
+        self._ledger_only = {**template, "Resources": {"LedgerTable": template["Resources"]["LedgerTable"]}}
+        self.endpoint_url = self._local.endpoint_url
+        self.env = self._local.env(credentials=True)
+        self.tables: list[str] = []
+
+    def table(self) -> str:
+        from devstack.aws import create_tables_from_template
+
+        name = create_tables_from_template(self.endpoint_url, self._ledger_only, suffix=None)["LedgerTable"]
+        self.tables.append(name)
+        return name
+
+    def drop_tables(self) -> None:
+        """Drop the tables made so far (a run's 10,000 records would otherwise stay in the engine's memory)."""
+        client = self._local.client()
+        for name in self.tables:
+            client.update_table(TableName=name, DeletionProtectionEnabled=False)
+            client.delete_table(TableName=name)
+        self.tables.clear()
+
+    def cpu(self) -> float:
+        """The java process's user + system CPU seconds (Linux ``/proc``)."""
+        fields = Path(f"/proc/{self._local.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def calibrate(self, rounds: int = CALIBRATION_ROUNDS) -> Calibration:
+        """The engine's time per request of each kind the fleet makes, on a table of its own (module docstring)."""
+        client = self._local.client()
+        table = self.table()
+        times: dict[str, list[float]] = {"claim": [], "record": [], "read": []}
+        cpu: list[float] = []
+        keys: list[str] = []
+
+        def timed(kind: str, call: Any, measured: bool, **params: Any) -> None:
+            wall, used = time.perf_counter(), time.process_time()
+            call(**params)
+            wall, used = time.perf_counter() - wall, time.process_time() - used
+            if measured:
+                times[kind].append(max(0.0, wall - used))
+                cpu.append(used)
+
+        for i in range(CALIBRATION_WARM_UP + rounds):
+            measured = i >= CALIBRATION_WARM_UP
+            batch = [f"calibration#{i:03d}-{j:03d}" for j in range(TRANSACTION_KEYS)]
+            keys += batch
+            timed("claim", client.transact_write_items, measured, TransactItems=[
+                {"Update": {"TableName": table, "Key": {"pk": {"S": key}},
+                            "UpdateExpression": "SET #state = :claimed, #token = :token, #lease = :lease, "
+                            "#run = :run, #kind = :kind, #enterprise = :enterprise, #expires = :expires",
+                            "ConditionExpression": "attribute_not_exists(#pk) OR (#state = :claimed AND #lease < :now)",
+                            "ExpressionAttributeNames": {"#pk": "pk", "#state": "state", "#token": "claim_token",
+                                                         "#lease": "lease_until", "#run": "claimed_by_run",
+                                                         "#kind": "kind", "#enterprise": "enterprise_customer_uuid",
+                                                         "#expires": "expires_at"},
+                            "ExpressionAttributeValues": {":claimed": {"S": "claimed"}, ":token": {"S": f"t-{key}"},
+                                                          ":lease": {"N": "1900000000"}, ":now": {"N": "1800000000"},
+                                                          ":run": {"S": "calibration"}, ":kind": {"S": "calibration"},
+                                                          ":enterprise": {"S": f"enterprise-{i % 20}"},
+                                                          ":expires": {"N": "1900000000"}}}}
+                for key in batch
+            ])  # fmt: skip
+            timed("record", client.transact_write_items, measured, TransactItems=[
+                {"Update": {"TableName": table, "Key": {"pk": {"S": key}},
+                            "UpdateExpression": "SET #state = :sent, #sent_at = :at, #recorded = :at, #run = :run, "
+                            "#dispatch = :dispatch REMOVE #token, #lease, #claimed_by",
+                            "ConditionExpression": "#token = :token",
+                            "ExpressionAttributeNames": {"#state": "state", "#sent_at": "sent_at",
+                                                         "#recorded": "recorded_at", "#run": "run_id",
+                                                         "#dispatch": "dispatch_id", "#token": "claim_token",
+                                                         "#lease": "lease_until", "#claimed_by": "claimed_by_run"},
+                            "ExpressionAttributeValues": {":sent": {"S": "sent"}, ":token": {"S": f"t-{key}"},
+                                                          ":at": {"S": "2026-03-01T09:00:00.000000+0000"},
+                                                          ":run": {"S": "calibration"},
+                                                          ":dispatch": {"S": f"dispatch-{i}"}}}}
+                for key in batch
+            ])  # fmt: skip
+            if len(keys) >= READ_KEYS:
+                timed("read", client.batch_get_item, measured, RequestItems={
+                    table: {"Keys": [{"pk": {"S": key}} for key in keys[-READ_KEYS:]], "ConsistentRead": True}
+                })  # fmt: skip
+        return Calibration(
+            claim_seconds=statistics.median(times["claim"]),
+            record_seconds=statistics.median(times["record"]),
+            read_seconds=statistics.median(times["read"]),
+            client_cpu_seconds=statistics.median(cpu),
+            rounds=rounds,
+        )
+
+    def close(self) -> None:
+        self.drop_tables()
+        if self._owned:
+            self._local.stop()
+
+    def __enter__(self) -> LedgerEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------------------------------------- the fleet
@@ -349,7 +496,7 @@ class FleetResult:
     braze_seen: int  # alias + trigger requests the stand-in answered (a cross-check)
     dynamodb_requests: Counter[str]  # by operation, every attempt
     worker_cpu: float  # this process, every thread
-    moto_cpu: float | None
+    engine_cpu: float | None  # the ledger's engine (DynamoDB Local's java process); None with a double
     stand_ins_cpu: float
     expected: int = 0  # licenses due over every enterprise (all of them: each plan expires within the window)
     skipped: dict[str, int] = field(default_factory=dict)  # e.g. claimed_elsewhere: a claim this run lost
@@ -367,12 +514,13 @@ def run_fleet(
     concurrency: int,
     run_id: str,
     ledger_factory: Any = None,
-    moto: Moto | None = None,
+    engine: LedgerEngine | None = None,
 ) -> FleetResult:
     """Every enterprise through the real job, ``concurrency`` workers taking them from one queue.
 
-    The ledger is the real one on a fresh table made from the template's in moto, or ``ledger_factory()`` (a
-    double) when given."""
+    The ledger is the real one on a fresh table made from the template's on ``engine`` (this process's
+    environment points DynamoDB clients at it: ``engine.env``), or ``ledger_factory()`` (a double, called for
+    each enterprise) when given."""
     from license_notifications.config import load_settings
     from license_notifications.jobs.enterprise_run import JobRun
     from license_notifications.services import Services
@@ -381,7 +529,7 @@ def run_fleet(
     work: queue.SimpleQueue[str] = queue.SimpleQueue()
     for enterprise in enterprises:
         work.put(enterprise)
-    settings = load_settings(stand_ins.settings_env(moto.table() if moto is not None else "unused"))
+    settings = load_settings(stand_ins.settings_env(engine.table() if engine is not None else "unused"))
     workers = [Services(settings) for _ in range(concurrency)]
     outcomes: list[Any] = []
     failures: list[str] = []
@@ -411,7 +559,7 @@ def run_fleet(
     threads = [threading.Thread(target=work_loop, args=(s,), name=f"bench-worker-{i}") for i, s in enumerate(workers)]
     for thread in threads:
         thread.start()
-    moto_before = moto.cpu() if moto is not None else None
+    engine_before = engine.cpu() if engine is not None else None
     stand_ins_before = stand_ins.usage()
     counted_before = counter.snapshot()
     cpu_before = time.process_time()
@@ -424,7 +572,7 @@ def run_fleet(
     counted = counter.snapshot()
     counted.subtract(counted_before)
     stand_ins_after = stand_ins.usage()
-    moto_cpu = moto.cpu() - moto_before if moto is not None and moto_before is not None else None
+    engine_cpu = engine.cpu() - engine_before if engine is not None and engine_before is not None else None
     braze = Counter(stand_ins_after["braze"])
     braze.subtract(stand_ins_before["braze"])
     skipped = _tally(outcomes, failures)
@@ -437,7 +585,7 @@ def run_fleet(
         braze_seen=sum(braze[path] for path in BRAZE_SEND_PATHS),
         dynamodb_requests=AwsRequestCounter.service(counted, "dynamodb"),
         worker_cpu=worker_cpu,
-        moto_cpu=moto_cpu,
+        engine_cpu=engine_cpu,
         stand_ins_cpu=stand_ins_after["cpu"] - stand_ins_before["cpu"],
         expected=sum(outcome.due for outcome in outcomes),
         skipped={reason: n for reason, n in skipped.items() if n},
@@ -519,5 +667,8 @@ def replay_license_manager(stand_ins: StandIns, reminders: int) -> ReplayResult:
 
 
 def apply_env(env: dict[str, str]) -> None:
-    """Point this process's AWS clients at moto (fake credentials, no ~/.aws)."""
+    """Point this process's AWS clients at moto or DynamoDB Local (fake credentials, no ~/.aws); an endpoint
+    variable ``env`` does not set is removed, so no client follows an earlier one."""
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL") and name not in env]:
+        del os.environ[name]
     os.environ.update(env)

@@ -1,14 +1,14 @@
 """``python -m perf.ledger_cost``: what the ledger costs per reminder. Prints, asserts nothing.
 
 The steady state of one enterprise's reminders, as the job drives the ledger: ``sent()`` for each page of 500
-keys, then for each batch of 50 ``claim_many`` and ``mark_sent_many``. moto runs in another process (the
-devstack MotoStack, DynamoDB requests serialised), so only this process's CPU is counted:
+keys, then for each batch of 50 ``claim_many`` and ``mark_sent_many``. The table (the template's) is on AWS's
+DynamoDB Local, in another process (``devstack/dynamodb_local.py``), so only this process's CPU is counted:
 
 * DynamoDB requests per 50 reminders, counted by a botocore ``before-send`` hook on the ledger's client
   (one per HTTP request, botocore's own retries included), split into the ``sent()`` read and claim + record;
 * client CPU per reminder: ``time.process_time()`` (every thread of this process) around the ledger calls;
 * the same with contention: a tenth of each batch already claimed by another run (the fallback path);
-* wall time, which here measures moto (milliseconds per request: its expression parser), not DynamoDB.
+* wall time, which here measures DynamoDB Local on this machine (one transaction at a time), not DynamoDB.
 
 ``--baseline REV`` also measures ``adapters/ledger.py`` as it was at git revision REV (e.g. the pynamodb
 ledger before issue 8), loaded from git into this process, in the same run and against the same server.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -33,18 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER_PATH = "layers/shared/license_notifications/adapters/ledger.py"
-NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # expires_at in the future (TTL: perf/fleet.py)
 PAGE = 500  # license-manager's page: one sent() call
 BATCH = 50  # Braze's batch: one claim_many and one mark_sent_many
-
-
-def _serve(conn) -> None:
-    """Child process: a MotoStack until told to stop."""
-    from devstack.aws import MotoStack
-
-    with MotoStack() as moto:
-        conn.send(moto.env())
-        conn.recv()
 
 
 def baseline_module(rev: str) -> ModuleType:
@@ -86,9 +76,9 @@ class RequestCounter:
 
 
 def create_table(endpoint_url: str) -> str:
-    from devstack.aws import create_resources_from_template
+    from devstack.aws import create_tables_from_template
 
-    return create_resources_from_template(endpoint_url, suffix=f"-{uuid.uuid4().hex[:8]}").ledger_table_name
+    return create_tables_from_template(endpoint_url, suffix=f"-{uuid.uuid4().hex[:8]}")["LedgerTable"]
 
 
 def requests_for(run: str, keys: list[str]) -> list[dict[str, Any]]:
@@ -159,7 +149,7 @@ def measure(name: str, make: Callable[[str], Any], env: dict[str, str], sizes: l
     rows = []
     for contended in (False, True):
         for n in sizes if not contended else sizes[:1]:
-            table = create_table(env["AWS_ENDPOINT_URL"])
+            table = create_table(env["AWS_ENDPOINT_URL_DYNAMODB"])
             ledger, other = make(table), make(table)
             counter = RequestCounter(dynamodb_client(ledger))
             drive(ledger, counter, 100)  # warm-up: client, connection pool, first-call caches
@@ -184,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="REV", help="also measure adapters/ledger.py as of this git revision")
     args = parser.parse_args(argv)
 
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    server.start()
-    try:
-        env = parent.recv()
+    from devstack.dynamodb_local import DynamoDBLocal
+
+    with DynamoDBLocal() as engine:
+        env = engine.env(credentials=True)
+        os.environ.pop("AWS_ENDPOINT_URL", None)
         os.environ.update(env)
         from license_notifications.adapters import ledger as current
 
@@ -196,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             old = baseline_module(args.baseline)
             implementations.insert(0, (f"at {args.baseline}", old.Ledger))
-        print("ledger cost per reminder (moto in another process; requests counted per 50 reminders)\n")
+        print("ledger cost per reminder (DynamoDB Local in another process; requests counted per 50 reminders)\n")
         rows = []
         for name, make in implementations:
             rows += measure(name, make, env, args.reminders)
@@ -205,11 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             held = ", 10 % held elsewhere" if r["contended"] else ""
             print(f"  {r['impl']}, {r['n']:,} reminders{held}: {r['operations']}")
-        parent.send("stop")
-    finally:
-        server.join(timeout=10)
-        if server.is_alive():
-            server.kill()
     return 0
 
 

@@ -1,6 +1,7 @@
 """``make soak``: the real pipeline under random faults, over many simulated hourly runs, then clean runs.
 
-What runs: moto (server mode; table and queues from template.yaml, the work queue's visibility timeout cut to
+What runs: the ledger table on AWS's DynamoDB Local behind a proxy that throttles on purpose, moto (server mode)
+for SQS and SNS (table and queues from template.yaml, the work queue's visibility timeout cut to
 a few seconds), the license-manager, LMS (OAuth2) and Braze stand-ins, a "foreign host" that redirects point
 to, the dispatcher handler in this process and ``--workers`` worker processes (``perf/soak_worker.py``:
 the SQS event source mapping + ``functions/worker/worker.py``) that the soak SIGKILLs and restarts.
@@ -47,6 +48,8 @@ from typing import Any, TextIO
 
 from devstack.aws import MotoStack, create_resources_from_template, load_template
 from devstack.dataset import Dataset, iso_z
+from devstack.dynamodb_faults import ThrottlingProxy
+from devstack.dynamodb_local import DynamoDBLocal
 from devstack.lambda_local import ROOT, invoke, load_handler
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
 from devstack.standins.base import Request
@@ -60,7 +63,10 @@ CAMPAIGN = "soak-license-expiration-reminder"
 JOB = "license_expiration_reminders"
 LEDGER_PREFIX = "expiration_reminder#"
 DAYS = 30
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# The simulated hours start at the wall clock's hour: ledger records expire (TTL ``expires_at``) 90 days after
+# their plan, and DynamoDB Local deletes an expired item within about a second (moto never does, DynamoDB in AWS
+# within days), so a simulated clock months behind the wall clock would see its own records vanish mid-soak.
+START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 EMAIL_DOMAIN = "soak.example.com"
 
 # Fault kinds armed per simulated hour (each at least once over the soak, then at random).
@@ -70,6 +76,8 @@ HOURLY_FAULTS = ("braze_5xx", "braze_429_with_reset", "braze_429_without_reset",
 # One-shot faults that wait for the next Braze request: armed for sure in hour 1, which always has new sends
 # (a later hour may see none before the clean runs, and the self-check would then fail by chance).
 BRAZE_REQUEST_FAULTS = frozenset({"braze_5xx", "braze_429_with_reset", "braze_429_without_reset", "braze_redirect"})
+
+HOUR_CAP = 3  # a simulated hour lasts at most this many times its budget (see Soak.wait_for_hour)
 
 # Faults present for the whole soak (the final clean runs included: they are data, not weather).
 STANDING_FAULTS = ("braze_rejected_recipient", "braze_rejected_alias", "braze_minor_error", "malformed_licenses")
@@ -378,8 +386,16 @@ class Soak:
         try:
             with contextlib.ExitStack() as stack:
                 self.moto = stack.enter_context(MotoStack())
-                os.environ.update(self.moto.env())
-                self.resources = create_resources_from_template(self.moto.endpoint_url, suffix="-soak")
+                # The ledger on AWS's DynamoDB Local, behind the proxy that throttles on purpose; the queues, the
+                # topic and the secrets on moto.
+                self.engine = stack.enter_context(DynamoDBLocal())
+                self.engine.warm_up()  # its first transactions are slow (a cold JVM): not in hour 0's budget
+                self.dynamodb = stack.enter_context(ThrottlingProxy(self.engine.endpoint_url))
+                aws_env = {**self.moto.env(), "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint_url}
+                os.environ.update(aws_env)
+                self.resources = create_resources_from_template(
+                    self.moto.endpoint_url, suffix="-soak", dynamodb_endpoint_url=self.engine.endpoint_url
+                )
                 sqs = self.moto.client("sqs")
                 sqs.set_queue_attributes(
                     QueueUrl=self.resources.work_queue_url,
@@ -401,7 +417,7 @@ class Soak:
                     self.braze.minor_error(email)
                 self.braze.on_accepted(self._on_braze_accepted)
                 stack_env = {
-                    **self.moto.env(),
+                    **aws_env,
                     **self.resources.lambda_env(),
                     "LICENSE_MANAGER_URL": self.lm.url,
                     "LMS_URL": self.lms.url,
@@ -580,10 +596,20 @@ class Soak:
         return result
 
     def wait_for_hour(self, budget: float) -> None:
-        """Until the queue is empty and the hour's timers are done, or ``budget`` seconds passed."""
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
+        """Until the queue is empty and the hour's timers are done, or the workers had ``budget`` seconds.
+
+        Time while no worker is up (every one killed, the new ones still starting) does not count, up to
+        ``HOUR_CAP`` x ``budget`` in all: a simulated hour lasts seconds and a restarted worker needs a few to
+        import on a busy machine, so without the pause an hour could pass with no worker at all, which an hour
+        of Lambda never does (and its faults would never meet a request)."""
+        started = last = time.monotonic()
+        worked = 0.0
+        while worked < budget and last - started < HOUR_CAP * budget:
             time.sleep(0.1)
+            now = time.monotonic()
+            if self.live_slots("ready"):
+                worked += now - last
+            last = now
             self.read_logs()
             timers_done = all(not t.is_alive() for t in self.timers)
             if timers_done and self.queue_depth() == (0, 0) and not self.live_slots("busy"):
@@ -680,8 +706,8 @@ class Soak:
                     "/enterprise/api/v1/enterprise-customer", self.foreign.url, status=302, label=kind
                 )
             elif kind == "dynamodb_throttling":  # a share of requests all hour, and a burst of consecutive ones
-                self.moto.dynamodb.throttle(rng.uniform(0.05, 0.25), seed=rng.randint(0, 2**31))
-                self.moto.dynamodb.throttle_next(rng.randint(5, 20))
+                self.dynamodb.throttle(rng.uniform(0.05, 0.25), seed=rng.randint(0, 2**31))
+                self.dynamodb.throttle_next(rng.randint(5, 20))
             elif kind == "kill_random":
                 self._later(rng.uniform(0.0, 1.0), self._kill_busy_worker, rng.uniform(0.0, 0.4))
             elif kind == "kill_after_braze_accepted":
@@ -724,7 +750,7 @@ class Soak:
         """End of the hours with faults: no more kills, duplicate deliveries or throttling. One-shot stand-in
         faults still armed may fire while the soak waits for the leases; ``clear_faults`` ends them."""
         self.faults_on = False
-        self.moto.dynamodb.clear_throttling()
+        self.dynamodb.clear_throttling()
         with self.lock:
             self.kill_after_accept_armed = 0
         for timer in self.timers:
@@ -752,8 +778,10 @@ class Soak:
             )
             if s.skip:
                 self.say(f"   fault kinds left out (--skip): {', '.join(s.skip)}")
-            self.say(f"   moto {self.moto.endpoint_url}; license-manager {self.lm.url}, LMS {self.lms.url}, ")
-            self.say(f"   Braze {self.braze.url}, foreign host {self.foreign.url}; logs in {_rel(self.out)}/")
+            self.say(f"   ledger on DynamoDB Local {self.engine.endpoint_url} (through the throttling proxy "
+                     f"{self.dynamodb.endpoint_url}); SQS, SNS on moto {self.moto.endpoint_url}")  # fmt: skip
+            self.say(f"   license-manager {self.lm.url}, LMS {self.lms.url}, Braze {self.braze.url}, foreign host "
+                     f"{self.foreign.url}; logs in {_rel(self.out)}/")  # fmt: skip
             for enterprise in self.data.enterprises:
                 roles = "; ".join(enterprise.roles) or "-"
                 self.say(f"   {enterprise.name} ({enterprise.uuid[:8]}): {roles}")
@@ -803,7 +831,7 @@ class Soak:
             with self.lock:
                 self.duplicate_some(list(self.captured))
         self.wait_for_hour(self.settings.hour_seconds)
-        self.moto.dynamodb.clear_throttling()  # the throttling lasts this hour only
+        self.dynamodb.clear_throttling()  # the throttling lasts this hour only
         self.timers = [t for t in self.timers if t.is_alive()]
         with self.lock:
             accepted = [a for a in self.accepted.values() if a["hour"] == hour]
@@ -872,7 +900,7 @@ class Soak:
     # ------------------------------------------------------------------------------------------ figures
     def ledger(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
-        paginator = self.moto.client("dynamodb").get_paginator("scan")
+        paginator = self.engine.client().get_paginator("scan")  # the engine itself: never throttled
         for page in paginator.paginate(TableName=self.resources.ledger_table_name):
             for item in page["Items"]:
                 record = {key: next(iter(value.values())) for key, value in item.items()}
@@ -915,7 +943,7 @@ class Soak:
             "accepted_triggers": sorted(self.accepted.values(), key=lambda a: a["at"]),
             "faults": self._fault_counts(),
             "unfired_at_clean_runs": self.unfired,
-            "dynamodb_throttled_by_operation": dict(self.moto.dynamodb.throttled),
+            "dynamodb_throttled_by_operation": dict(self.dynamodb.throttled),
             "foreign_host_requests": [
                 {"method": r.method, "path": r.path, "query": r.query, "has_body": bool(r.raw_body)}
                 for r in self.foreign.requests
@@ -1028,7 +1056,7 @@ class Soak:
         fired = Counter(self.fired)
         for standin in (self.braze, self.lm, self.lms):
             fired.update(standin.fired_faults)
-        fired["dynamodb_throttling"] = sum(self.moto.dynamodb.throttled.values())
+        fired["dynamodb_throttling"] = sum(self.dynamodb.throttled.values())
         hourly = {kind: {"armed": self.armed.get(kind, 0), "fired": fired.get(kind, 0)} for kind in HOURLY_FAULTS}
         return hourly | self.standing_faults()
 

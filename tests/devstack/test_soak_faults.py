@@ -2,7 +2,7 @@
 
 Stand-ins: redirect_next + ForeignHost, labelled faults (fired_faults / pending_faults), Braze 429s without
 reset headers, accept-then-stall, on_accepted, license-manager's verbatim malformed records. AWS: the DynamoDB
-throttling of MotoStack's serialising proxy.
+throttling proxy in front of DynamoDB Local (devstack/dynamodb_faults.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from devstack.aws import MotoStack, StackResources
+from devstack.aws import create_tables_from_template
 from devstack.dataset import Dataset
+from devstack.dynamodb_faults import ThrottlingProxy
+from devstack.dynamodb_local import DynamoDBLocal
 from devstack.standins import BrazeStandIn, ForeignHost, LicenseManagerStandIn, LmsStandIn
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -219,22 +221,29 @@ def test_raw_licenses_are_served_verbatim_after_the_real_ones_whatever_the_filte
 
 # ---------------------------------------------------------------------------------------------- AWS
 @pytest.fixture
-def dynamodb(aws_resources: StackResources, moto_stack: MotoStack) -> Iterator[Any]:
-    client = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
-    try:
-        yield client
-    finally:
-        moto_stack.dynamodb.clear_throttling()
+def proxied(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[ThrottlingProxy, Any, str]]:
+    """A ThrottlingProxy in front of the session's DynamoDB Local, a client through it (no retries) and a table
+    from the template on the engine."""
+    tables = create_tables_from_template(dynamodb_local.endpoint_url, suffix=None)
+    with ThrottlingProxy(dynamodb_local.endpoint_url) as proxy:
+        client = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing").client(
+            "dynamodb", region_name="us-east-1", endpoint_url=proxy.endpoint_url,
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )  # fmt: skip
+        yield proxy, client, tables["LedgerTable"]
+    engine = dynamodb_local.client()
+    for name in tables.values():
+        engine.update_table(TableName=name, DeletionProtectionEnabled=False)
+        engine.delete_table(TableName=name)
 
 
 def test_dynamodb_throttling_is_off_by_default_and_answers_as_dynamodb_when_on(
-    dynamodb: Any, aws_resources: StackResources, moto_stack: MotoStack
+    proxied: tuple[ThrottlingProxy, Any, str],
 ) -> None:
-    table = aws_resources.ledger_table_name
+    proxy, dynamodb, table = proxied
     item = {"pk": {"S": "k1"}, "kind": {"S": "test"}, "state": {"S": "sent"}}
-    before = sum(moto_stack.dynamodb.throttled.values())
     dynamodb.put_item(TableName=table, Item=item)
-    moto_stack.dynamodb.throttle_next(1, operations={"GetItem"})
+    proxy.throttle_next(1, operations={"GetItem"})
     dynamodb.put_item(TableName=table, Item=item)  # another operation: untouched
     with pytest.raises(ClientError) as caught:
         dynamodb.get_item(TableName=table, Key={"pk": {"S": "k1"}})
@@ -242,7 +251,7 @@ def test_dynamodb_throttling_is_off_by_default_and_answers_as_dynamodb_when_on(
     assert error["Error"]["Code"] == "ProvisionedThroughputExceededException"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]["kind"] == {"S": "test"}
-    moto_stack.dynamodb.throttle(1.0, operations={"UpdateItem"})
+    proxy.throttle(1.0, operations={"UpdateItem"})
     with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
         dynamodb.update_item(
             TableName=table,
@@ -252,7 +261,7 @@ def test_dynamodb_throttling_is_off_by_default_and_answers_as_dynamodb_when_on(
             ExpressionAttributeValues={":s": {"S": "claimed"}},
         )
     assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]["state"] == {"S": "sent"}  # not run
-    moto_stack.dynamodb.throttle(0.5, seed=7)
+    proxy.throttle(0.5, seed=7)
     outcomes = []
     for _ in range(40):
         try:
@@ -261,9 +270,32 @@ def test_dynamodb_throttling_is_off_by_default_and_answers_as_dynamodb_when_on(
         except ClientError:
             outcomes.append(False)
     assert 5 < outcomes.count(False) < 35
-    moto_stack.dynamodb.clear_throttling()
+    proxy.clear_throttling()
     assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]
-    counted = moto_stack.dynamodb.throttled
-    assert sum(counted.values()) - before == 2 + outcomes.count(False)
+    assert proxy.throttled == {"GetItem": 1 + outcomes.count(False), "UpdateItem": 1}
     with pytest.raises(ValueError, match="rate"):
-        moto_stack.dynamodb.throttle(1.5)
+        proxy.throttle(1.5)
+
+
+def test_the_throttling_proxy_forwards_everything_else_as_it_came(proxied: tuple[ThrottlingProxy, Any, str]) -> None:
+    """What the engine answers comes back whole through the proxy: items, a conditional write's cancellation
+    reasons, a validation error, and a transaction's client request token answered once (DynamoDB Local's)."""
+    proxy, dynamodb, table = proxied
+    put = {
+        "TableName": table,
+        "Item": {"pk": {"S": "k2"}, "n": {"N": "1"}},
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }
+    dynamodb.transact_write_items(TransactItems=[{"Put": put}], ClientRequestToken="token-1")
+    dynamodb.transact_write_items(TransactItems=[{"Put": put}], ClientRequestToken="token-1")  # a repeat: answered
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=[{"Put": put}])
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in cancelled.value.response["CancellationReasons"]] == ["ConditionalCheckFailed"]
+    with pytest.raises(ClientError) as invalid:
+        dynamodb.get_item(TableName=table, Key={"no_such_key": {"S": "x"}})
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    items = dynamodb.batch_get_item(RequestItems={table: {"Keys": [{"pk": {"S": "k2"}}], "ConsistentRead": True}})
+    assert items["Responses"][table] == [{"pk": {"S": "k2"}, "n": {"N": "1"}}]
+    assert proxy.throttled == {}
+    assert proxy.forwarded["TransactWriteItems"] == 3

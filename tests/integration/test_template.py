@@ -16,8 +16,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from devstack.aws import (
-    DEFAULT_REGION,
-    FAKE_ACCOUNT_ID,
     TEMPLATE_PATH,
     MotoStack,
     StackResources,
@@ -925,54 +923,3 @@ def test_untranslated_properties_fail_loudly(moto_stack: MotoStack):
     }
     with pytest.raises(TemplateTranslationError, match="ImportValue"):
         create_resources_from_template(moto_stack.endpoint_url, unsupported, suffix=None)
-
-
-def test_moto_transactions_stay_all_or_nothing_without_copying_the_table(aws_resources: StackResources):
-    """devstack's patch of moto's TransactWriteItems: a cancelled transaction leaves every item as it was
-    (new ones absent, updated ones unchanged, in any order of the items), and the table object is not replaced
-    by a copy of itself (moto's own rollback point), so a transaction costs the items it names."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    client = boto3.client("dynamodb")
-    table_name = aws_resources.ledger_table_name
-    client.put_item(TableName=table_name, Item={"pk": {"S": "held"}, "state": {"S": "claimed"}})
-    client.put_item(TableName=table_name, Item={"pk": {"S": "kept"}, "n": {"N": "1"}})
-    backend = dynamodb_backends[FAKE_ACCOUNT_ID][DEFAULT_REGION]
-    table = backend.tables[table_name]
-    writes = [
-        {
-            "Put": {
-                "TableName": table_name,
-                "Item": {"pk": {"S": "fresh"}},
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        },
-        {
-            "Update": {
-                "TableName": table_name,
-                "Key": {"pk": {"S": "kept"}},
-                "UpdateExpression": "SET n = :two",
-                "ExpressionAttributeValues": {":two": {"N": "2"}},
-            }
-        },
-        {
-            "Put": {
-                "TableName": table_name,
-                "Item": {"pk": {"S": "held"}},
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        },
-    ]
-    for order in (writes, writes[::-1]):
-        with pytest.raises(ClientError) as cancelled:
-            client.transact_write_items(TransactItems=order)
-        assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
-        assert "Item" not in client.get_item(TableName=table_name, Key={"pk": {"S": "fresh"}})
-        assert client.get_item(TableName=table_name, Key={"pk": {"S": "kept"}})["Item"]["n"] == {"N": "1"}
-        assert client.get_item(TableName=table_name, Key={"pk": {"S": "held"}})["Item"]["state"] == {"S": "claimed"}
-        assert backend.tables[table_name] is table
-
-    client.transact_write_items(TransactItems=writes[:2])  # without the conflicting claim: all of it lands
-    assert "Item" in client.get_item(TableName=table_name, Key={"pk": {"S": "fresh"}})
-    assert client.get_item(TableName=table_name, Key={"pk": {"S": "kept"}})["Item"]["n"] == {"N": "2"}
-    assert backend.tables[table_name] is table

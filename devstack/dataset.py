@@ -436,7 +436,10 @@ class Dataset:
     def _describe_plan(self, plan: Plan) -> str:
         counts = self.license_counts(plan.uuid)
         days = (plan.expiration_date - self.now).days
+        ago = self.now - plan.expiration_date
         when = f"expires in {days}d" if days >= 0 else f"expired {-days}d ago"
+        if timedelta(0) <= ago < timedelta(days=1):
+            when = f"expired {ago.seconds // 3600}h ago"
         if plan.start_date > self.now:
             when += f", starts in {(plan.start_date - self.now).days}d"
         auto = plan.should_auto_apply_licenses
@@ -459,8 +462,8 @@ class Dataset:
 # ------------------------------------------------------------------------------------------- the sample
 # Slugs of the sample enterprises, so the demo and tests can look them up (Dataset.customer_by_slug).
 ACME = "acme-analytics"  # 10-day plan with 120 activated + every status; inactive plan in window
-GLOBEX = "globex-university"  # empty sender_alias; 35-day plan; plan expired 5 days ago; language "es"
-INITECH = "initech"  # opted out of expiration notifications; 12-day plan
+GLOBEX = "globex-university"  # empty sender_alias; 35-day plan; plans expired 5 (and 30) days ago; language "es"
+INITECH = "initech"  # opted out of expiration notifications; 12-day plan; plan expired 3 days ago
 UMBRELLA = "umbrella-health"  # 20-day plan renewed into a future plan; default_language null
 STARK = "stark-learning"  # auto-apply 60 %, expires in ~200 days, 55 admins
 WAYNE = "wayne-enterprises"  # auto-apply 80 %; shares an admin with Cyberdyne
@@ -468,6 +471,7 @@ CYBERDYNE = "cyberdyne-systems"  # auto-apply 100 %; admins joined 3 and 10 days
 SOYLENT = "soylent-foods"  # should_auto_apply_licenses null
 HOOLI = "hooli"  # auto-apply plan with zero licenses
 VANDELAY = "vandelay-industries"  # inactive in the LMS (404), only an old expired plan
+TYRELL = "tyrell-corporation"  # plan expired 2 days ago, renewed (15 of its 20 learners moved); plan expired 1 h ago
 
 SHARED_ADMIN_LMS_USER_ID = 7001
 
@@ -544,6 +548,30 @@ def build_sample_dataset(now: datetime) -> Dataset:
     ds.customers[umbrella].stale_admin_users.append(
         {"email": "former.admin@umbrella-health.example.com", "lms_user_id": 9001}
     )
+
+    # --- post-expiration emails (window: the last 7 days) ---------------------------------------------------
+    # Globex's "2024" plan above expired 5 days ago (inside); its 2023 plan 30 days ago (outside); its summer
+    # school expired 2 days ago but is inactive (not listed, never emailed).
+    plan(globex, "Globex University 2023", -30, "activated=4")
+    plan(globex, "Globex University Summer School", -2, "activated=3", is_active=False)
+    # Initech opted out: its plan that expired 3 days ago is skipped whole.
+    plan(initech, "Initech 2025 Onboarding", -3, "activated=5")
+    tyrell = customer(
+        "Tyrell Corporation", TYRELL, "Tyrell Academy", "academy@tyrell-corporation.example.com",
+        default_language="de",
+    )  # fmt: skip
+    plan(tyrell, "Tyrell Replicant Training", 0, "activated=6 revoked=1", expiration_date=now - timedelta(hours=1))
+    expired = plan(tyrell, "Tyrell 2025", -2, "activated=20 assigned=2 revoked=1")
+    renewal = plan(
+        tyrell, "Tyrell 2026 - Renewal", 0, start_date=expired.expiration_date,
+        expiration_date=expired.expiration_date + timedelta(days=365), created=now - timedelta(days=10),
+    )  # fmt: skip
+    # learner001..012 moved to the renewal (activated), 013..015 are assigned there; 016..020 were not renewed.
+    ds.add_licenses(renewal.uuid, "activated", 12, first=1)
+    ds.add_licenses(renewal.uuid, "assigned", 3, first=13)
+    ds.add_licenses(renewal.uuid, "unassigned", 5)
+    ds.add_renewal(expired.uuid, renewal.uuid)
+    admin(tyrell, "Eldon Tyrell", "eldon.tyrell@tyrell-corporation.example.com")
 
     # --- utilization -------------------------------------------------------------------------------------
     stark = customer("Stark Learning", STARK, "Stark Learning", "learning@stark-learning.example.com")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_secret, load_template
-from devstack.dataset import ACME, GLOBEX, INITECH, UMBRELLA, WAYNE, Dataset, build_sample_dataset, iso_z
+from devstack.dataset import ACME, GLOBEX, INITECH, TYRELL, UMBRELLA, WAYNE, Dataset, build_sample_dataset, iso_z
 from devstack.lambda_local import ROOT, LocalEventSourceMapping, invoke, load_handler
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
 from license_notifications.cli import run as cli_run
@@ -39,7 +39,9 @@ CAMPAIGNS = {
     "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN": "demo-limited-allocations-remaining",
     "NO_ALLOCATIONS_REMAINING_CAMPAIGN": "demo-no-allocations-remaining",
     "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN": "demo-weekly-license-utilization",
+    "BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN": "demo-subscription-plan-expiration",
 }
+LEARNER_JOBS = ("license_expiration_reminders", "subscription_plan_expiration_emails")
 TYPE_BY_CAMPAIGN = {
     CAMPAIGNS["LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN"]: "75%",
     CAMPAIGNS["NO_ALLOCATIONS_REMAINING_CAMPAIGN"]: "100%",
@@ -168,7 +170,7 @@ def run_schedule(stack: Stack, title: str, event: dict[str, Any], *, fail_first_
 
 def print_report(stack: Stack, report: RunReport) -> None:
     names = {c.uuid: c.name for c in stack.dataset.customers.values()}
-    reminders = report.job == "license_expiration_reminders"
+    reminders = report.job in LEARNER_JOBS  # one email per license: sent / would columns
     print(f"\n== {report.title}")
     print(f"   run {report.result['run_id']}  as_of {report.result['as_of']}  dry_run={report.result['dry_run']}")
     print(f"   dispatcher enqueued {report.result['enqueued']} enterprise(s); worker invocations {report.invocations}")
@@ -235,6 +237,48 @@ def expiration_reminders(stack: Stack, now: datetime, problems: list[str]) -> li
     print_report(stack, week)
     expect(problems, "a week later Globex's 12 learners are reminded", sent(week) == 12)
     return [dry, first, second, week]
+
+
+def plan_expiration_emails(stack: Stack, now: datetime, problems: list[str]) -> list[RunReport]:
+    """The post-expiration emails on one day: a dry run, the hourly schedule (enterprises discovered), the next
+    hour (nothing again)."""
+    schedule = json.loads((ROOT / "events" / "dispatcher-plan-expiration-emails-discover.json").read_text())
+    campaign = CAMPAIGNS["BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN"]
+    globex, initech, tyrell = (stack.dataset.customer_by_slug(slug).uuid for slug in (GLOBEX, INITECH, TYRELL))
+
+    def sent(report: RunReport) -> int:
+        return len(report.recipients(campaign))
+
+    def skipped(report: RunReport, reason: str) -> int:
+        return sum(line["skipped"].get(reason, 0) for line in report.enterprises)
+
+    print("\n#### Post-expiration emails (hourly schedule, enterprises discovered in license-manager)")
+    records = ledger_count(stack)
+    dry = run_schedule(stack, "Dry run (as_of = now)", {**schedule, "dry_run": True, "as_of": iso_z(now)})
+    print_report(stack, dry)
+    expect(problems, "the dry run would email 21 learners, sends nothing and records nothing",
+           sum(line["would_send"] for line in dry.enterprises) == 21 and sent(dry) == 0
+           and ledger_count(stack) == records)  # fmt: skip
+    first = run_schedule(stack, "Hour 0", {**schedule, "as_of": iso_z(now)})
+    print_report(stack, first)
+    expect(problems, "discovery finds Globex, Initech and Tyrell (an active plan expired in the last 7 days)",
+           sorted(first.result["enterprise_customer_uuids"]) == sorted([globex, initech, tyrell]))  # fmt: skip
+    titles = Counter(p["subscription_plan_title"] for _, p in first.recipients(campaign))
+    expect(problems, "hour 0 emails Globex's 10 learners (expired 5 days ago), Tyrell's 6 (an hour ago) and the 5 "
+           "Tyrell learners not renewed", titles == {"Globex University 2024": 10, "Tyrell Replicant Training": 6,
+                                                      "Tyrell 2025": 5})  # fmt: skip
+    expect(problems, "the 15 Tyrell learners who moved to the renewal are skipped as renewed, opted-out Initech "
+           "is skipped", skipped(first, "renewed") == 15 and skipped(first, "opted_out") == 1)  # fmt: skip
+    days = {p["subscription_plan_title"]: p["days_since_expiration"] for _, p in first.recipients(campaign)}
+    calendar = {t: (now.date() - stack.dataset.plan_by_title(t).expiration_date.date()).days for t in days}
+    expect(problems, f"days_since_expiration counts whole UTC calendar days since the expiry ({calendar})",
+           days == calendar and len(days) == 3)  # fmt: skip
+    second = run_schedule(stack, "Hour 1", {**schedule, "as_of": iso_z(now + timedelta(hours=1))})
+    print_report(stack, second)
+    expect(problems, "hour 1 sends no post-expiration email twice", sent(second) == 0)
+    licenses = Counter(p["license_uuid"] for r in (dry, first, second) for _, p in r.recipients(campaign))
+    expect(problems, "no license got the post-expiration email twice", all(n == 1 for n in licenses.values()))
+    return [dry, first, second]
 
 
 def utilization(stack: Stack, now: datetime, problems: list[str]) -> list[RunReport]:
@@ -314,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight(problems)
         reminder_runs = expiration_reminders(stack, now, problems)
         report_of(reminder_runs[1], problems)
+        plan_expiration_emails(stack, now, problems)
         utilization_runs = utilization(stack, now, problems)
         print("\n== Summary")
         check_never_twice(problems, reminder_runs, utilization_runs)

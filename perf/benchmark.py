@@ -28,9 +28,18 @@ another, the workers in this one (see ``perf/fleet.py`` and ``perf/memory.py``).
    workers share, every AWS latency and the function's timeout x 0.2, the wall time scaled back; then again
    with a 90 s timeout, so workers hand their rest on at deadlines. Goal: within 15 minutes in AWS terms, every
    reminder sent once, no failed message, no DLQ, no error notification.
+7. Post-expiration emails (``perf/plan_expiration.py``): the real job over enterprises of plans that expired two
+   days ago, with renewed learners among them, on in-process stand-ins; Braze requests per 50 emails (goal: at
+   most 2), and a second run an hour later that sends nothing and makes no Braze request.
 
-``--quick`` runs a smaller version in a few minutes (2,000 reminders, 2,000 / 20,000 licenses, 3 cold-start
-rounds); ``--rounds`` repeats the throughput runs, interleaved; ``--skip`` leaves sections out. The JSON's
+8. The cutover importer (``license-notifications import-sent``, issue 13): a licenses export of N rows (default
+   10,000; a ``mysql --batch`` TSV, every row with a reminder date, every tenth with a post-expiration email
+   date too) read, checked and written into a fresh ledger table on moto (its own process), then imported again
+   (every key already there). Rows per second on moto, and what that makes of a 100,000-row file (no goal:
+   moto's CPU per write is the bound, as in section 4).
+
+``--quick`` runs a smaller version in a few minutes (2,000 reminders, 2,000 / 20,000 licenses, 2,000 import
+rows, 3 cold-start rounds); ``--rounds`` repeats the throughput runs, interleaved; ``--skip`` leaves sections out. The JSON's
 directory holds a ``.gitignore`` of its own, so it never shows up in ``git status``.
 """
 
@@ -44,6 +53,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -68,6 +78,8 @@ from perf.fleet import (
 )
 from perf.giant import print_giant, simulate
 from perf.memory import peak_rss_run
+from perf.plan_expiration import measure as plan_expiration_measure
+from perf.plan_expiration import print_figure as print_plan_expiration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -454,6 +466,102 @@ def giant_enterprise(
     }
 
 
+# ------------------------------------------------------------------------------------ post-expiration emails
+def plan_expiration_section(report: dict[str, Any], *, quick: bool) -> None:
+    """Section 7: the post-expiration emails' Braze requests per 50 (perf/plan_expiration.py)."""
+    report["plan_expiration"] = plan_expiration_measure(enterprises=2 if quick else 4, due=200 if quick else 500)
+    say()
+    print_plan_expiration(report["plan_expiration"], say)
+
+
+def plan_expiration_goal(report: dict[str, Any]) -> list[dict[str, Any]]:
+    if "plan_expiration" not in report:
+        return []
+    p = report["plan_expiration"]
+    measured = "n/a" if p["braze_per_50"] is None else f"{p['braze_per_50']:.2f}"
+    return [{"goal": p["goal"], "measured": measured, "pass": p["pass"]}]
+
+
+# ---------------------------------------------------------------------------------------- import-sent (issue 13)
+def _licenses_export(path: Path, rows: int) -> None:
+    """A licenses export as ``mysql --batch`` prints it: 32-hex-digit UUIDs, UTC datetimes, ``\\N`` for NULL."""
+    from uuid import UUID
+
+    header = ("uuid", "enterprise_customer_uuid", "subscription_plan_uuid", "plan_expiration_date",
+              "expiration_reminder_sent_date", "subscription_plan_expiration_email_sent_date")  # fmt: skip
+    with path.open("w", encoding="utf-8") as out:
+        out.write("\t".join(header) + "\n")
+        for n in range(rows):
+            enterprise, plan = UUID(int=1_000_000 + n // 500), UUID(int=2_000_000 + n // 500)
+            told = "2026-02-25 08:00:00.123456" if n % 10 == 0 else "\\N"
+            out.write(f"{UUID(int=n + 1).hex}\t{enterprise.hex}\t{plan.hex}\t2026-02-20 00:00:00\t"
+                      f"2026-01-21 09:00:00\t{told}\n")  # fmt: skip
+
+
+def import_sent_rate(rows: int) -> dict[str, Any]:
+    """Section 8: read and check an export of ``rows`` rows, import it into a fresh table on moto, import it again."""
+    from license_notifications.adapters.ledger import Ledger
+    from license_notifications.ops.import_sent import import_sent, new_run_id, read_files
+
+    with tempfile.TemporaryDirectory() as tmp, Moto() as moto:
+        apply_env(moto.env)
+        path = Path(tmp) / "licenses.tsv"
+        _licenses_export(path, rows)
+        ledger = Ledger(moto.table())
+        requests: Counter[str] = Counter()
+
+        def count(request: Any = None, **kwargs: Any) -> None:
+            requests[request.headers["X-Amz-Target"].decode().rsplit(".", 1)[-1]] += 1
+
+        ledger.client.meta.events.register("before-send.dynamodb", count)
+        moto_cpu = moto.cpu()
+        started = time.perf_counter()
+        plan = read_files(path)
+        read_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        first = import_sent(ledger, plan, run_id=new_run_id())
+        write_seconds = time.perf_counter() - started
+        writes = dict(requests)
+        started = time.perf_counter()
+        again = import_sent(ledger, plan, run_id=new_run_id())
+        again_seconds = time.perf_counter() - started
+        moto_cpu = moto.cpu() - moto_cpu
+    records = len(plan.records)
+    total = read_seconds + write_seconds
+    return {
+        "rows": rows,
+        "records": records,
+        "read_seconds": read_seconds,
+        "write_seconds": write_seconds,
+        "rows_per_second": rows / total,
+        "records_per_second": records / total,
+        "projected_100000_rows_minutes": 100_000 / (rows / total) / 60,
+        "imported": first.imported.total(),
+        "already_on_second_import": again.already.total(),
+        "imported_on_second_import": again.imported.total(),
+        "again_seconds": again_seconds,
+        "dynamodb_requests": writes,
+        "moto_cpu_seconds": moto_cpu,
+        "errors": [str(e) for e in (first.error, again.error) if e is not None],
+        "goal": None,
+    }
+
+
+def print_import_sent(r: dict[str, Any]) -> None:
+    say(f"8. import-sent: a licenses export of {r['rows']:,} rows ({r['records']:,} records) into a fresh ledger "
+        "table on moto")  # fmt: skip
+    say(f"   read and check the file: {r['read_seconds']:.2f} s ({r['rows'] / r['read_seconds']:,.0f} rows/s)")
+    say(f"   write: {r['write_seconds']:.1f} s; {r['imported']:,} imported; DynamoDB requests "
+        f"{dict(sorted(r['dynamodb_requests'].items()))}")  # fmt: skip
+    say(f"   rate: {r['rows_per_second']:,.0f} rows/s ({r['records_per_second']:,.0f} records/s) on moto; a "
+        f"100,000-row file: about {r['projected_100000_rows_minutes']:.1f} min (moto's CPU {r['moto_cpu_seconds']:.1f} s"
+        " over both imports)")  # fmt: skip
+    say(f"   imported again: {r['again_seconds']:.1f} s, {r['imported_on_second_import']} imported, "
+        f"{r['already_on_second_import']:,} already in the ledger")  # fmt: skip
+    for error in r["errors"]:
+        say(f"   ERROR: {error}")
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Every goal with its figure, side by side (sections that were skipped are left out)."""
@@ -483,6 +591,13 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                         f"{run['timeout_seconds']:.0f} s), {run['failed_deliveries']} failed, DLQ {run['dead_letters']}, "
                         f"{run['notifications']} notifications, {run['duplicated']} sent twice")  # fmt: skip
             rows.append({"goal": g["goal"], "measured": measured, "pass": run["within_goal"]})
+    rows += plan_expiration_goal(report)
+    if "import_sent" in report:
+        i = report["import_sent"]
+        measured = (f"{i['rows_per_second']:,.0f} rows/s on moto ({i['rows']:,} rows); 100,000 rows: about "
+                    f"{i['projected_100000_rows_minutes']:.1f} min")  # fmt: skip
+        rows.append({"goal": "import-sent: a 100,000-row export in minutes on moto (no goal)", "measured": measured,
+                     "pass": None if not i["errors"] else False})  # fmt: skip
     return rows
 
 
@@ -502,7 +617,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (a few minutes)")
     parser.add_argument("--reminders", type=int, help="reminders of the throughput runs (default 10,000; quick 2,000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the throughput runs (default 1)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["cold-start", "throughput", "memory", "giant"])
+    parser.add_argument("--import-rows", type=int, help="rows of the import-sent export (default 10,000; quick 2,000)")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["cold-start", "throughput", "memory", "giant", "plan-expiration", "import-sent"],
+    )
     parser.add_argument("--json", type=Path, default=OUTPUT, help=f"where to write the figures (default {OUTPUT})")
     args = parser.parse_args(argv)
 
@@ -559,6 +680,14 @@ def main(argv: list[str] | None = None) -> int:
             enterprise = stand_ins.enterprises(f"memory-{giant}")[0]
             report["giant_enterprise"] = giant_enterprise(stand_ins, enterprise, giant, [None, GIANT_SHORT_TIMEOUT])
             print_giant(report["giant_enterprise"]["runs"], say)
+
+    if "plan-expiration" not in args.skip:
+        plan_expiration_section(report, quick=args.quick)
+
+    if "import-sent" not in args.skip:
+        say()
+        report["import_sent"] = import_sent_rate(args.import_rows or (2_000 if args.quick else 10_000))
+        print_import_sent(report["import_sent"])
 
     report["goals"] = goals(report)
     say("\nGoals:")

@@ -146,6 +146,7 @@ REMINDER_CAMPAIGN = "campaign-expiration-reminder"
 LIMITED_CAMPAIGN = "campaign-limited-allocations"
 NO_ALLOCATIONS_CAMPAIGN = "campaign-no-allocations"
 WEEKLY_CAMPAIGN = "campaign-weekly-utilization"
+PLAN_EXPIRATION_CAMPAIGN = "campaign-plan-expiration"
 ADMIN_PORTAL = "https://portal.example.com"
 
 
@@ -184,6 +185,7 @@ def upstream_env(up: Upstream) -> dict[str, str]:
         "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN": LIMITED_CAMPAIGN,
         "NO_ALLOCATIONS_REMAINING_CAMPAIGN": NO_ALLOCATIONS_CAMPAIGN,
         "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN": WEEKLY_CAMPAIGN,
+        "BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN": PLAN_EXPIRATION_CAMPAIGN,
         "ENTERPRISE_ADMIN_PORTAL_BASE_URL": ADMIN_PORTAL,
         "HTTP_MAX_ATTEMPTS": "3",
         "HTTP_MAX_WAIT_SECONDS": "0.2",

@@ -35,6 +35,7 @@ from license_notifications.adapters.license_manager import LICENSES_PAGE_SIZE, L
 from license_notifications.errors import BadRequestError, MalformedResponseError, NotFoundError
 from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
+from license_notifications.jobs.plan_expiration_emails import PlanExpirationEmails
 from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.models import (
     ENTERPRISE_ADMIN_ROLE,
@@ -43,6 +44,7 @@ from license_notifications.models import (
     EnterpriseCustomer,
     License,
     LicenseCounts,
+    PriorRenewal,
     SubscriptionPlan,
 )
 from license_notifications.rules.utilization import NotificationType
@@ -234,6 +236,44 @@ class InMemoryLedger:
             for claim in claims:
                 self._hold(claim, seconds=seconds, reason=reason)
 
+    # -- the cutover ---------------------------------------------------------------------------------------
+
+    def import_sent_many(self, records: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Each record becomes a ``sent`` item unless its key exists (in any state) or came earlier in
+        ``records``; True where written (``Ledger.import_sent_many``)."""
+        with self._lock:
+            recorded_at = datetime.fromtimestamp(self.wall_clock(), UTC)
+            return [self._import(recorded_at, **record) for record in records]
+
+    def _import(
+        self,
+        recorded_at: datetime,
+        *,
+        key: str,
+        kind: str,
+        sent_at: datetime,
+        run_id: str,
+        dispatch_id: str,
+        enterprise_customer_uuid: str | None = None,
+        subject_uuid: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        if key in self._items:
+            return False
+        self._items[key] = LedgerEntry(
+            pk=key,
+            kind=kind,
+            state=SENT,
+            sent_at=sent_at,
+            recorded_at=recorded_at,
+            run_id=run_id,
+            dispatch_id=dispatch_id,
+            enterprise_customer_uuid=enterprise_customer_uuid or None,
+            subject_uuid=subject_uuid or None,
+            expires_at=None if expires_at is None else expires_at.replace(microsecond=0),  # stored as epoch seconds
+        )
+        return True
+
     # -- arranging a test ----------------------------------------------------------------------------------
 
     def record_sent(self, key: str, *, kind: str, as_of: datetime, run_id: str = "earlier-run") -> None:
@@ -280,7 +320,8 @@ class FakeBraze:
     - ``refuse(identifier, reason, alias=False)``: any request naming it is refused whole (400,
       ``BadRequestError``), as Braze refuses a request with one bad recipient;
     - ``minor_error(identifier, reason)``: a trigger naming it is accepted with a non-fatal ``errors`` entry
-      ``recipients[<i>] (<identifier>): <reason>``;
+      ``recipients[<i>] (<identifier>): <reason>``; ``request_error(reason)``: every trigger is accepted with
+      a non-fatal ``errors`` entry naming no recipient;
     - ``fail_next(error, times=1, endpoint=TRIGGER)``: the next ``times`` requests to that endpoint raise
       ``error`` (an exception instance or a factory), e.g. ``ServerError`` (a transient failure that outlived
       its retries), ``AmbiguousOutcomeError`` (no reply to a send that went out), ``BadRequestError``;
@@ -293,6 +334,7 @@ class FakeBraze:
         self.calls: list[BrazeCall] = []
         self.refused: dict[str, dict[str, str]] = {ALIASES: {}, TRIGGER: {}}
         self.minor_errors: dict[str, str] = {}
+        self.request_errors: list[str] = []
         self.on_request: Callable[[BrazeCall], None] | None = None
         self._failures: dict[str, list[BaseException | Callable[[], BaseException]]] = {ALIASES: [], TRIGGER: []}
         self._dispatch_ids = itertools.count(1)
@@ -304,6 +346,9 @@ class FakeBraze:
 
     def minor_error(self, identifier: str, reason: str = "user is unsubscribed") -> None:
         self.minor_errors[identifier] = reason
+
+    def request_error(self, reason: str) -> None:
+        self.request_errors.append(reason)
 
     def fail_next(
         self, error: BaseException | Callable[[], BaseException], *, times: int = 1, endpoint: str = TRIGGER
@@ -345,7 +390,7 @@ class FakeBraze:
             f"recipients[{i}] ({ident}): {self.minor_errors[ident]}"
             for i, ident in enumerate(identifiers)
             if ident in self.minor_errors
-        )
+        ) + tuple(self.request_errors)
         return SendResult(call.dispatch_id or "", errors)
 
     def _answer(self, endpoint: str, identifiers: tuple[str, ...], **details: Any) -> BrazeCall:
@@ -426,7 +471,8 @@ class FakeLicenseManager:
     license-manager that ignores the filter) and serves pages of ``page_size`` (500); ``enterprise_plans``
     and an agreement's ``subscriptions`` hold active plans only, ``all_plans`` every plan. A raw ``dict``
     added with ``add_raw_license`` is parsed as the adapter does (so a malformed one reaches ``on_malformed``).
-    ``calls`` logs ``(method, argument)``; ``fail`` maps a method name to an exception it raises."""
+    ``calls`` logs ``(method, argument)``, ``statuses_asked`` each ``license_pages`` call's ``(plan, statuses)``;
+    ``fail`` maps a method name to an exception it raises (``fail_plans`` a plan uuid to one its pages raise)."""
 
     def __init__(self, *, page_size: int = LICENSES_PAGE_SIZE, honour_status_filter: bool = True) -> None:
         self.page_size = page_size
@@ -435,7 +481,9 @@ class FakeLicenseManager:
         self.plans: dict[str, SubscriptionPlan] = {}
         self.licenses: dict[str, list[License | dict[str, Any]]] = {}
         self.calls: list[tuple[str, str]] = []
+        self.statuses_asked: list[tuple[str, tuple[str, ...]]] = []
         self.fail: dict[str, BaseException] = {}
+        self.fail_plans: dict[str, BaseException] = {}
 
     # -- arranging ------------------------------------------------------------------------------------------
 
@@ -476,6 +524,20 @@ class FakeLicenseManager:
         self.plans[str(plan.uuid)] = plan
         self.licenses.setdefault(str(plan.uuid), [])
         return plan
+
+    def add_renewal(self, prior: SubscriptionPlan, renewal: SubscriptionPlan) -> SubscriptionPlan:
+        """``renewal`` renews ``prior``: its ``prior_renewals`` names ``prior`` (contract 2.1). Returns the renewal
+        as now served."""
+        current = self.plans[str(renewal.uuid)]
+        entry = PriorRenewal(
+            prior_subscription_plan_id=prior.uuid,
+            prior_subscription_plan_start_date=prior.start_date,
+            renewed_subscription_plan_id=renewal.uuid,
+            renewed_subscription_plan_start_date=renewal.start_date,
+        )
+        updated = current.model_copy(update={"prior_renewals": [*current.prior_renewals, entry]})
+        self.plans[str(renewal.uuid)] = updated
+        return updated
 
     def add_licenses(
         self, plan: SubscriptionPlan, status: str, count: int, email: str = "learner{n:04d}@example.com"
@@ -542,6 +604,9 @@ class FakeLicenseManager:
         last_page: int | None = None,
     ) -> Iterator[LicensePage]:
         self._check("license_pages", plan_uuid)
+        self.statuses_asked.append((str(plan_uuid), tuple(statuses)))
+        if str(plan_uuid) in self.fail_plans:
+            raise self.fail_plans[str(plan_uuid)]
         records = [
             r
             for r in self.licenses.get(str(plan_uuid), [])
@@ -683,6 +748,9 @@ class FakeWorld:
 
     def expiration_reminders(self, campaign_id: str = "campaign-expiration-reminder") -> ExpirationReminders:
         return ExpirationReminders(campaign_id=campaign_id, **self.adapters())
+
+    def plan_expiration_emails(self, campaign_id: str = "campaign-plan-expiration") -> PlanExpirationEmails:
+        return PlanExpirationEmails(campaign_id=campaign_id, **self.adapters())
 
     def utilization(
         self, campaigns: Mapping[NotificationType, str] | None = None, portal: str = "https://portal.example.com"

@@ -21,6 +21,7 @@ from devstack.dataset import (
     INITECH,
     SHARED_ADMIN_LMS_USER_ID,
     STARK,
+    TYRELL,
     UMBRELLA,
     VANDELAY,
     WAYNE,
@@ -156,6 +157,24 @@ def test_sample_dataset_covers_the_cases(ds: Dataset) -> None:
     assert {lic.user_email for lic in new} == old_emails
     assert not {lic.uuid for lic in new} & {lic.uuid for lic in ds.licenses_of(old.uuid)}
     assert any("Acme Analytics" in line for line in ds.describe())
+
+
+def test_sample_dataset_covers_the_post_expiration_cases(ds: Dataset) -> None:
+    ago = {p.title: NOW - p.expiration_date for p in ds.plans.values() if p.expiration_date <= NOW}
+    week = timedelta(days=7)
+    assert timedelta(0) < ago["Tyrell Replicant Training"] <= timedelta(hours=1)  # due at once
+    assert ago["Globex University 2024"] < week  # inside
+    assert ago["Globex University 2023"] > week  # outside
+    assert ds.plan_by_title("Globex University Summer School").is_active is False
+    assert ago["Globex University Summer School"] < week  # in the window, but inactive
+    assert ago["Initech 2025 Onboarding"] < week  # Initech opted out
+    old, renewal = ds.plan_by_title("Tyrell 2025"), ds.plan_by_title("Tyrell 2026 - Renewal")
+    assert ds.renewals[old.uuid] == renewal.uuid
+    assert renewal.start_date == old.expiration_date
+    learners = {lic.user_email for lic in ds.licenses_of(old.uuid) if lic.status == "activated"}
+    moved = {lic.user_email for lic in ds.licenses_of(renewal.uuid) if lic.status in ("activated", "assigned")}
+    assert (len(learners), len(moved), len(learners - moved)) == (20, 15, 5)
+    assert ds.customer_by_slug(TYRELL).default_language == "de"
 
 
 # ------------------------------------------------------------------------------------------- OAuth2 / JWT
@@ -439,6 +458,21 @@ def test_renewal_is_visible_from_both_plans(lm: LicenseManagerStandIn, ds: Datas
     assert new["is_current"] is False
     # license-manager's prior_renewals lists the renewals that LED TO a plan: the old plan has none.
     assert old["prior_renewals"] == []
+
+
+def test_an_active_plan_that_expired_is_still_listed_with_its_renewal(
+    lm: LicenseManagerStandIn, ds: Dataset, auth: dict[str, str]
+) -> None:
+    """Contract 2.4: "active plans only" means is_active only; an active plan expired two days ago is listed."""
+    url = f"{lm.url}/api/v1/customer-agreement/"
+    [agreement] = get(url, auth, enterprise_customer_uuid=ds.customer_by_slug(TYRELL).uuid).json()["results"]
+    plans = {p["title"]: p for p in agreement["subscriptions"]}
+    old, renewal = plans["Tyrell 2025"], plans["Tyrell 2026 - Renewal"]
+    assert (old["is_current"], old["days_until_expiration"]) == (False, -2)
+    assert [r["prior_subscription_plan_id"] for r in renewal["prior_renewals"]] == [old["uuid"]]
+    assert renewal["is_current"] is True
+    globex = get(url, auth, enterprise_customer_uuid=ds.customer_by_slug(GLOBEX).uuid).json()["results"][0]
+    assert "Globex University Summer School" not in {p["title"] for p in globex["subscriptions"]}  # inactive
 
 
 # -------------------------------------------------------------------------------------- license-manager 2.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NOW, REMINDER_CAMPAIGN, Upstream, fully_allocated_enterprise
-from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, run
+from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, build_parser, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,33 @@ def test_no_valid_uuid_is_a_usage_error_and_sends_nothing(app_env, upstream: Ups
     assert (code, summary) == (EXIT_USAGE, None)
     assert "No valid enterprise customer UUIDs" in caplog.text
     assert upstream.braze.request_count() == 0
+
+
+def job_commands() -> list[str]:
+    """Every job subcommand (those taking an enterprise list and ``--as-of``), so a new job is covered too."""
+    (subparsers,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = [
+        name
+        for name, parser in subparsers.choices.items()
+        if {"--enterprise-customer-uuid", "--as-of"} <= set(parser._option_string_actions)
+    ]
+    assert {"expiration-reminders", "utilization"} <= set(commands)
+    return commands
+
+
+@pytest.mark.parametrize("command", job_commands())
+@pytest.mark.parametrize("given", ["", " ", ",", " , ,"])
+def test_an_empty_enterprise_list_is_a_usage_error_not_a_run_over_discovered_enterprises(
+    app_env, upstream: Upstream, caplog, command, given
+):
+    enterprise(upstream, "Due")  # discovery would find these (reminders, utilization): nothing may be sent
+    fully_allocated_enterprise(upstream)
+    code, summary = run([command, "--enterprise-customer-uuid", given, "--as-of", NOW.isoformat()])
+    assert (code, summary) == (EXIT_USAGE, None)
+    assert "Configuration error: No valid enterprise customer UUIDs provided" in caplog.text
+    assert "enterprise customer(s)" not in caplog.text  # no run started
+    assert upstream.braze.request_count() == 0
+    assert upstream.license_manager.request_count() == 0  # nothing discovered
 
 
 def test_missing_campaign_is_a_usage_error_naming_the_setting(app_env, upstream: Upstream, monkeypatch, caplog):

@@ -52,6 +52,20 @@ def test_a_given_list_still_limits_the_run(upstream: Upstream, services: Service
 
 
 @pytest.mark.parametrize("job", list(Job))
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [("", "is empty"), (" ,\t", "is empty"), ([], "is empty"), (["", " "], "is empty"), ("nope x", "invalid: nope, x")],
+)
+def test_a_given_list_without_a_valid_uuid_is_a_configuration_error_for_every_job(
+    upstream: Upstream, services: Services, job: Job, given, named
+):
+    upstream.dataset.add_plan(upstream.dataset.add_customer("Due").uuid, title="p", expires_in_days=10)
+    with pytest.raises(ConfigurationError, match=rf"^No valid enterprise customer UUIDs provided \(.*{named}"):
+        plan(services, job, given)
+    assert upstream.license_manager.request_count() == 0  # only None discovers
+
+
+@pytest.mark.parametrize("job", list(Job))
 def test_an_empty_feed_is_reported_as_the_permission_problem_it_likely_is(services: Services, job: Job):
     with pytest.raises(ConfigurationError, match="enterprise_openedx_operator"):
         plan(services, job)

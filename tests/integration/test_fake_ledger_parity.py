@@ -109,3 +109,62 @@ def test_the_fake_ledger_answers_and_records_as_the_real_one_does(ledger_engine)
     assert records(fake, keys) == records(real, keys)
     assert ("claim", "w", True) in real_answers  # the script reaches the interesting states at all
     assert any(step[0] == "mark" and step[2] is False for step in real_answers)
+
+
+IMPORT_FIELDS = (*FIELDS, "kind", "recorded_at", "enterprise_customer_uuid", "expires_at")
+
+
+def import_records(ledger: Any, keys: list[str]) -> dict[str, tuple | None]:
+    """Every attribute of each record (a claim's token only as "has one": the two ledgers draw them differently)."""
+    found = {key: ledger.get(key) for key in keys}
+    return {
+        key: None if r is None else (*(getattr(r, f) for f in IMPORT_FIELDS), r.claim_token is not None)
+        for key, r in found.items()
+    }
+
+
+def import_script(ledger: Any, clock: list[float]) -> list[Any]:
+    """The cutover's writes (``import_sent_many``) next to keys the protocol left sent, claimed and held."""
+    out: list[Any] = []
+    expires = NOW + timedelta(days=90)
+
+    def imported(key: str, **more: Any) -> dict[str, Any]:
+        return {"key": key, "kind": "expiration_reminder", "sent_at": NOW - timedelta(days=3, microseconds=5),
+                "run_id": "import-1", "dispatch_id": "license-manager", "enterprise_customer_uuid": "e",
+                "subject_uuid": f"s-{key}", "expires_at": expires + timedelta(microseconds=250), **more}  # fmt: skip
+
+    sent = ledger.claim("sent", kind="k", run_id="r1", expires_at=expires)
+    ledger.mark_sent(sent, as_of=NOW, run_id="r1", dispatch_id="d-r1")
+    ledger.claim("claimed", kind="k", run_id="r1", expires_at=expires)
+    held = ledger.claim("held", kind="k", run_id="r1", expires_at=expires)
+    ledger.hold(held, seconds=100, reason="rejected")
+    clock[0] += 5
+    batch = [imported(k) for k in ("sent", "new-1", "claimed", "held", "new-2")]
+    batch += [imported("new-1", sent_at=NOW), imported("bare", subject_uuid=None, expires_at=None)]
+    out.append(("import", ledger.import_sent_many(batch)))
+    out.append(("import again", ledger.import_sent_many([{**r, "run_id": "import-2"} for r in batch])))
+    out.append(("import nothing", ledger.import_sent_many([])))
+    out.append(("sent", ledger.sent(["new-1", "bare", "sent"]), "states", ledger.states(["new-1", "claimed", "held"])))
+    # an imported first-time key is never claimable; an imported recurring one once its last send is old enough
+    out.append(("claim", ledger.claim("new-2", kind="k", run_id="r2", expires_at=expires) is not None))
+    cutoff = NOW - timedelta(days=2)
+    out.append(("claim", ledger.claim("bare", kind="k", run_id="r2", expires_at=expires, resend_if_sent_before=cutoff)
+                is not None))  # fmt: skip
+    return out
+
+
+def test_the_fake_ledger_imports_sent_records_as_the_real_one_does(ledger_engine):
+    """On both engines (conftest.ledger_engine): moto and DynamoDB Local."""
+    real_clock, fake_clock = [START], [START]
+    real = Ledger(ledger_engine.table, lease_seconds=LEASE, wall_clock=lambda: real_clock[0])
+    fake = InMemoryLedger(lease_seconds=LEASE, wall_clock=lambda: fake_clock[0])
+
+    real_answers, fake_answers = import_script(real, real_clock), import_script(fake, fake_clock)
+
+    assert fake_answers == real_answers
+    assert real_answers[0] == ("import", [False, True, False, False, True, False, True])
+    assert real_answers[1] == ("import again", [False] * 7)
+    assert real_answers[-2:] == [("claim", False), ("claim", True)]
+    keys = ["sent", "claimed", "held", "new-1", "new-2", "bare"]
+    assert import_records(fake, keys) == import_records(real, keys)
+    assert real.get("new-1").sent_at == NOW - timedelta(days=3, microseconds=5)  # the first of the two rows

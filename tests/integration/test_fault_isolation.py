@@ -162,10 +162,13 @@ def test_non_fatal_errors_name_the_recipient_masked_and_are_recorded_as_sent(
     (notification,) = error_inbox()
     assert notification["license_uuids"] == [quiet.uuid]
     assert "unsubscribed" in notification["error"]
+    assert f"license uuid(s) {quiet.uuid}:" in notification["error"]  # findable from the text alone
     assert quiet.user_email not in json.dumps(notification)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "errors" in r.getMessage()]
     assert warnings
     assert all(quiet.user_email not in w for w in warnings)
+    assert any(f"{quiet.uuid}: recipients[" in w for w in warnings)
+    assert not any(other.uuid in w for w in warnings for other in licenses if other is not quiet)
 
 
 # -- the ledger could not record a send -------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from devstack.aws import StackResources
 from devstack.lambda_local import LocalContext, LocalEventSourceMapping, load_handler, sqs_event
 from pydantic import ValidationError
 
-from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from conftest import NOW, REMINDER_CAMPAIGN, Upstream, fully_allocated_enterprise
 from license_notifications import lambda_runtime
 from license_notifications.errors import ConfigurationError
+from license_notifications.events import Job
 
 
 @pytest.fixture
@@ -80,6 +81,24 @@ def test_dispatcher_without_a_valid_uuid_enqueues_nothing(handlers, aws_resource
     with pytest.raises(ConfigurationError, match="No valid enterprise customer UUIDs"):
         dispatcher.lambda_handler(schedule_event("nope"), LocalContext("dispatcher"))
     assert queued_bodies(sqs, aws_resources.work_queue_url) == []
+
+
+@pytest.mark.parametrize("job", [job.value for job in Job])
+@pytest.mark.parametrize("given", ["", "  ", ", ,", [], [""], [" , "]])
+def test_dispatcher_given_an_empty_enterprise_list_fails_announced_and_enqueues_nothing(
+    handlers, upstream, aws_resources, sqs, error_inbox, job, given
+):
+    dispatcher, _ = handlers
+    enterprises(upstream, 1)  # discovery would find it (a plan due for reminders)
+    fully_allocated_enterprise(upstream)  # and this one (utilization)
+    event = {"job": job, "enterprise_customer_uuids": given, "as_of": NOW.isoformat()}
+    with pytest.raises(ConfigurationError, match="No valid enterprise customer UUIDs provided"):
+        dispatcher.lambda_handler(event, LocalContext("dispatcher"))
+    assert queued_bodies(sqs, aws_resources.work_queue_url) == []
+    assert upstream.license_manager.request_count() == 0  # nothing discovered
+    (notification,) = error_inbox()
+    assert notification["job"] == job
+    assert "No valid enterprise customer UUIDs provided" in notification["error"]
 
 
 def test_dispatcher_without_campaign_setting_names_it(handlers, upstream, aws_resources, sqs, monkeypatch):

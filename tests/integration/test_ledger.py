@@ -434,6 +434,144 @@ def test_no_thread_is_started(ledger, monkeypatch):
     assert started == []
 
 
+# -- the cutover: import_sent_many ---------------------------------------------------------------------------------
+
+
+def imported(key: str, run: str = "import-sent:1", **more) -> dict:
+    return {"key": key, "kind": "expiration_reminder", "sent_at": NOW - WEEK, "run_id": run,
+            "dispatch_id": "license-manager", "enterprise_customer_uuid": "ent-1", "subject_uuid": key[-4:],
+            "expires_at": EXPIRES, **more}  # fmt: skip
+
+
+def test_importing_writes_sent_records_a_hundred_per_transaction(ledger):
+    batch = keys(150)
+    counts = requests_of(ledger)
+    assert ledger.import_sent_many([imported(k) for k in batch]) == [True] * 150
+    assert counts == {"TransactWriteItems": 2}
+    assert raw(ledger, batch[7]) == {
+        "pk": {"S": batch[7]},
+        "kind": {"S": "expiration_reminder"},
+        "state": {"S": SENT},
+        "sent_at": {"S": "2026-02-22T09:00:00.000000+0000"},
+        "recorded_at": {"S": "2026-03-01T09:00:00.250000+0000"},
+        "run_id": {"S": "import-sent:1"},
+        "dispatch_id": {"S": "license-manager"},
+        "enterprise_customer_uuid": {"S": "ent-1"},
+        "subject_uuid": {"S": "0007"},
+        "expires_at": {"N": str(int(EXPIRES.timestamp()))},
+    }
+    assert ledger.sent(batch) == dict.fromkeys(batch, NOW - WEEK)
+    assert all(c is None for c in ledger.claim_many([request(k) for k in batch[:10]]))  # never sent again
+
+
+def test_importing_never_changes_a_key_that_exists_in_any_state(ledger, other, clock):
+    batch = keys(20)
+    sent = other.claim(**request(batch[3], "run-2"))
+    other.mark_sent(sent, as_of=NOW, run_id="run-2", dispatch_id="d-2")
+    other.claim(**request(batch[5], "run-2"))
+    held = other.claim(**request(batch[8], "run-2"))
+    other.hold(held, seconds=60, reason="rejected")
+    clock.now += 3600  # the claim's lease and the hold ran out: they still exist, so they stay as they are
+    before = {k: raw(ledger, k) for k in (batch[3], batch[5], batch[8])}
+    counts = requests_of(ledger)
+    written = ledger.import_sent_many([imported(k) for k in batch])
+    # the transaction cancelled, a strongly consistent read of the batch, the 17 new keys in one more
+    assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}
+    assert [k for k, ok in zip(batch, written, strict=True) if not ok] == [batch[3], batch[5], batch[8]]
+    assert {k: raw(ledger, k) for k in before} == before
+    assert ledger.states(batch) == {**dict.fromkeys(batch, SENT), batch[5]: CLAIMED, batch[8]: REJECTED}
+
+
+def test_importing_again_writes_nothing_and_changes_nothing(ledger, clock):
+    batch = keys(30)
+    assert all(ledger.import_sent_many([imported(k) for k in batch]))
+    first = {k: raw(ledger, k) for k in batch}
+    clock.now += 60
+    again = [imported(k, "import-sent:2", sent_at=NOW) for k in batch]
+    assert ledger.import_sent_many(again) == [False] * 30
+    assert {k: raw(ledger, k) for k in batch} == first
+
+
+def test_a_key_twice_in_one_import_is_written_once_from_its_first_record(ledger):
+    written = ledger.import_sent_many([imported("k#1"), imported("k#2"), imported("k#1", sent_at=NOW)])
+    assert written == [True, True, False]
+    assert ledger.get("k#1").sent_at == NOW - WEEK
+
+
+def test_an_imported_record_may_have_no_expiry_and_no_subject(ledger):
+    assert ledger.import_sent_many([imported("k#1", expires_at=None, subject_uuid=None)]) == [True]
+    item = raw(ledger, "k#1")
+    assert "expires_at" not in item
+    assert "subject_uuid" not in item
+    record = ledger.get("k#1")
+    assert (record.state, record.sent_at, record.expires_at) == (SENT, NOW - WEEK, None)
+
+
+def test_an_imported_weekly_record_keeps_the_cadence_of_its_last_send(ledger):
+    ledger.import_sent_many([imported("weekly_digest#e#42", kind="periodic_informational", sent_at=NOW - WEEK)])
+    assert ledger.claim(**request("weekly_digest#e#42", resend_if_sent_before=NOW - WEEK)) is None
+    claim = ledger.claim(**request("weekly_digest#e#42", resend_if_sent_before=NOW - WEEK + timedelta(seconds=1)))
+    assert claim is not None
+    ledger.release(claim)  # the imported send comes back
+    assert ledger.sent(["weekly_digest#e#42"]) == {"weekly_digest#e#42": NOW - WEEK}
+
+
+def test_an_import_transaction_sent_again_after_a_lost_reply_counts_its_records_as_written(ledger):
+    repeats = {"left": 1}
+
+    def reply_lost(attempts, **kwargs):
+        if repeats["left"]:
+            repeats["left"] -= 1
+            return 0
+        return None
+
+    ledger.client.meta.events.register_first("needs-retry.dynamodb.TransactWriteItems", reply_lost)
+    assert ledger.import_sent_many([imported(k) for k in keys(5)]) == [True] * 5
+    assert repeats["left"] == 0
+
+
+def test_a_single_import_whose_reply_was_lost_counts_as_written(ledger):
+    repeats = {"left": 1}
+
+    def reply_lost(attempts, **kwargs):
+        if repeats["left"]:
+            repeats["left"] -= 1
+            return 0
+        return None
+
+    ledger.client.meta.events.register_first("needs-retry.dynamodb.PutItem", reply_lost)
+    counts = requests_of(ledger)
+    assert ledger.import_sent_many([imported("k#1")]) == [True]
+    assert repeats["left"] == 0
+    assert counts == {"PutItem": 2, "BatchGetItem": 1}  # sent twice (the repeat's condition fails), read back
+
+
+def test_a_racer_between_the_read_and_the_retry_leaves_the_import_to_key_by_key_puts(ledger, other):
+    batch = keys(6)
+    other.claim(**request(batch[0], "run-2"))
+    sneaked = {}
+
+    def racer(**kwargs):
+        if not sneaked:
+            sneaked["claim"] = other.claim(**request(batch[4], "run-3"))
+
+    ledger.client.meta.events.register("after-call.dynamodb.BatchGetItem", racer)
+    counts = requests_of(ledger)
+    written = ledger.import_sent_many([imported(k) for k in batch])
+    assert written == [False, True, True, True, False, True]
+    assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1, "PutItem": 5}
+    assert raw(ledger, batch[4])["claim_token"] == {"S": sneaked["claim"].token}
+
+
+def test_imported_records_read_as_the_pynamodb_model_reads_them(ledger, table):
+    ledger.import_sent_many([imported("expiration_reminder#l-1")])
+    record = old_model(table).get("expiration_reminder#l-1")
+    assert (record.state, record.sent_at, record.run_id, record.dispatch_id) == (
+        SENT, NOW - WEEK, "import-sent:1", "license-manager",
+    )  # fmt: skip
+    assert (record.enterprise_customer_uuid, record.expires_at, record.claim_token) == ("ent-1", EXPIRES, None)
+
+
 # -- stored attributes: what the pynamodb model wrote and read ----------------------------------------------------
 
 
@@ -574,4 +712,5 @@ def test_unknown_keys_and_empty_batches(ledger):
     assert ledger.states([]) == {}
     assert ledger.sent([]) == {}
     assert ledger.claim_many([]) == []
+    assert ledger.import_sent_many([]) == []
     assert ledger.mark_sent_many([], as_of=NOW, run_id="r", dispatch_id="d") == 0

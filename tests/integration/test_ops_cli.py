@@ -14,6 +14,7 @@ from conftest import (
     LIMITED_CAMPAIGN,
     NO_ALLOCATIONS_CAMPAIGN,
     NOW,
+    PLAN_EXPIRATION_CAMPAIGN,
     REMINDER_CAMPAIGN,
     WEEKLY_CAMPAIGN,
     Upstream,
@@ -22,7 +23,7 @@ from conftest import (
 from license_notifications.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Progress, run
 from license_notifications.events import Job, WorkMessage
 
-CAMPAIGNS = (REMINDER_CAMPAIGN, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, WEEKLY_CAMPAIGN)
+CAMPAIGNS = (REMINDER_CAMPAIGN, LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, WEEKLY_CAMPAIGN, PLAN_EXPIRATION_CAMPAIGN)
 
 
 def cli(*args: str) -> tuple[int, object, str]:
@@ -51,16 +52,16 @@ def test_check_passes_on_a_healthy_stack_and_sends_and_writes_nothing(app_env, u
     enterprise(upstream, "Alpha")
     code, checks, out = cli("check")
     assert code == EXIT_OK, out
-    assert [c.status for c in checks] == ["PASS"] * 9
+    assert [c.status for c in checks] == ["PASS"] * 10
     assert [c.name for c in checks][:4] == [
         "configuration",
         "OAuth token",
         "license-manager all-plans feed",
         "LMS enterprise-customer",
     ]
-    assert out.splitlines()[-1] == "9 checks: 0 failed"
-    assert all(line.startswith(("PASS", "9 checks")) for line in out.splitlines())
-    assert [r.method for r in upstream.braze.requests] == ["GET"] * 4  # campaign details only: nothing sent
+    assert out.splitlines()[-1] == "10 checks: 0 failed"
+    assert all(line.startswith(("PASS", "10 checks")) for line in out.splitlines())
+    assert [r.method for r in upstream.braze.requests] == ["GET"] * 5  # campaign details only: nothing sent
     table = boto3.client("dynamodb").scan(TableName=app_env["LEDGER_TABLE_NAME"])
     assert table["Count"] == 0  # nothing written
 
@@ -87,7 +88,7 @@ def test_check_warns_when_the_braze_key_cannot_read_campaign_details(app_env, up
     code, checks, _ = cli("check")
     assert code == EXIT_OK
     campaigns = [c for c in checks if c.name.startswith("Braze campaign")]
-    assert [c.status for c in campaigns] == ["WARN"] * 4
+    assert [c.status for c in campaigns] == ["WARN"] * 5
     assert all("campaigns.details" in c.reason for c in campaigns)
 
 
@@ -113,6 +114,19 @@ def test_check_names_every_missing_setting(app_env, monkeypatch):
     assert "LMS_URL" in only.reason
     assert "BRAZE_API_URL" in only.reason
     assert out.startswith("FAIL  configuration:")
+
+
+def test_check_checks_the_post_expiration_campaign(app_env, upstream, live_campaigns, monkeypatch):
+    enterprise(upstream, "Alpha")
+    upstream.braze.set_campaign(PLAN_EXPIRATION_CAMPAIGN, draft=True)
+    code, checks, _ = cli("check")
+    assert code == EXIT_FAILURES
+    check = {c.name: c for c in checks}["Braze campaign BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN"]
+    assert (check.status, PLAN_EXPIRATION_CAMPAIGN in check.reason, "a draft" in check.reason) == ("FAIL", True, True)
+    monkeypatch.delenv("BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN")  # the other jobs can still run
+    code, checks, _ = cli("check")
+    check = {c.name: c for c in checks}["Braze campaign BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN"]
+    assert (code, check.status, check.reason) == (EXIT_OK, "WARN", "not set: the job that needs it cannot run")
 
 
 # -- report ----------------------------------------------------------------------------------------------------
@@ -157,6 +171,26 @@ def test_report_answers_by_license_run_and_enterprise(app_env, upstream):
     assert rows == []
     _, rows, _ = cli("report", "--enterprise-customer-uuid", alpha.uuid, "--since", before)
     assert len(rows) == 3
+
+
+def test_report_shows_a_licenses_reminder_and_its_post_expiration_email(app_env, upstream):
+    alpha, licenses = enterprise(upstream, "Alpha", activated=2, expires_in_days=10)
+    code, reminders = run(["expiration-reminders", "--as-of", NOW.isoformat()])
+    assert (code, reminders.sent) == (EXIT_OK, 2)
+    after = (NOW + timedelta(days=10, hours=2)).isoformat()  # the plan expired 2 hours earlier
+    code, expired = run(["plan-expiration-emails", "--enterprise-customer-uuid", alpha.uuid, "--as-of", after])
+    assert (code, expired.sent) == (EXIT_OK, 2)
+
+    code, rows, out = cli("report", "--license-uuid", licenses[0].uuid)
+    assert code == EXIT_OK
+    assert [(r.key, r.license_uuid, r.state, r.run_id) for r in rows] == [
+        (f"expiration_reminder#{licenses[0].uuid}", licenses[0].uuid, "sent", reminders.run_id),
+        (f"plan_expiration_email#{licenses[0].uuid}", licenses[0].uuid, "sent", expired.run_id),
+    ]
+    assert out.splitlines()[-1] == "(2 record(s))"
+    _, rows, _ = cli("report", "--run-id", expired.run_id)
+    assert sorted(r.license_uuid for r in rows) == sorted(lic.uuid for lic in licenses)
+    assert all(r.admin_id is None and r.enterprise_customer_uuid == alpha.uuid for r in rows)
 
 
 def test_report_names_the_admin_of_utilization_records(app_env, upstream):

@@ -43,6 +43,7 @@ FUNCTION_ENV = {
     "LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN",
     "NO_ALLOCATIONS_REMAINING_CAMPAIGN",
     "WEEKLY_LICENSE_UTILIZATION_CAMPAIGN",
+    "BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN",
     "ENTERPRISE_ADMIN_PORTAL_BASE_URL",
     "LEDGER_TABLE_NAME",
     "WORK_QUEUE_URL",
@@ -65,10 +66,13 @@ PARAMETERS = {
     "LimitedAllocationsRemainingCampaign",
     "NoAllocationsRemainingCampaign",
     "WeeklyLicenseUtilizationCampaign",
+    "BrazeSubscriptionPlanExpirationCampaign",
     "EnterpriseAdminPortalBaseUrl",
     "EnterpriseCustomerUuids",
     "DaysBeforeExpiration",
     "ReminderScheduleExpression",
+    "DaysSinceExpiration",
+    "PlanExpirationScheduleExpression",
     "UtilizationScheduleExpression",
     "ScheduleState",
     "WorkerMaximumConcurrency",
@@ -93,6 +97,13 @@ SCHEDULE_KEYS = {
         "as_of",
     },
     "license_utilization": {"job", "enterprise_customer_uuids", "dry_run", "as_of"},
+    "subscription_plan_expiration_emails": {
+        "job",
+        "enterprise_customer_uuids",
+        "days_since_expiration",
+        "dry_run",
+        "as_of",
+    },
 }
 SAMPLE_UUIDS = "12345678-1234-1234-1234-123456789012,87654321-4321-4321-4321-210987654321"
 
@@ -323,6 +334,7 @@ def test_worker_gets_every_setting(template):
         assert int(env["POWERTOOLS_PARAMETERS_MAX_AGE"]) > 0
         # The dispatcher validates campaign ids before enqueueing.
         assert env["BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN"] == {"Ref": "BrazeLicenseExpirationReminderCampaign"}
+        assert env["BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN"] == {"Ref": "BrazeSubscriptionPlanExpirationCampaign"}
         # Secrets are passed by ARN only, never in clear.
         assert not {"OAUTH_CLIENT_SECRET", "BRAZE_API_KEY"} & set(env)
     env = functions(template)["WorkerFunction"]["Environment"]["Variables"]
@@ -341,6 +353,7 @@ def test_worker_gets_every_setting(template):
     [
         ("license_expiration_reminders", "ReminderScheduleExpression", "rate(1 hour)"),
         ("license_utilization", "UtilizationScheduleExpression", "cron(0 9 * * ? *)"),
+        ("subscription_plan_expiration_emails", "PlanExpirationScheduleExpression", "rate(1 hour)"),
     ],
 )
 def test_schedule_sends_the_documented_job_event(template, job, schedule_parameter, default_expression):
@@ -358,6 +371,9 @@ def test_schedule_sends_the_documented_job_event(template, job, schedule_paramet
     if job == "license_expiration_reminders":
         assert event["enterprise_customer_uuids"] == SAMPLE_UUIDS
         assert event["days_before_expiration"] == 30
+    elif job == "subscription_plan_expiration_emails":
+        assert event["enterprise_customer_uuids"] == SAMPLE_UUIDS
+        assert event["days_since_expiration"] == 7
     else:
         assert event["enterprise_customer_uuids"] is None
     assert props["ScheduleExpression"] == {"Ref": schedule_parameter}
@@ -386,6 +402,16 @@ def test_reminders_discover_their_enterprises_unless_a_list_limits_them(template
         assert event["enterprise_customer_uuids"] == (value or None)
 
 
+def test_post_expiration_emails_discover_their_enterprises_unless_a_list_limits_them(template):
+    for value in ("", SAMPLE_UUIDS, SAMPLE_UUIDS.replace(",", " ")):
+        event = schedule_event(template, "subscription_plan_expiration_emails", EnterpriseCustomerUuids=value)
+        assert event["enterprise_customer_uuids"] == (value or None)
+    event = schedule_event(template, "subscription_plan_expiration_emails", DaysSinceExpiration="14")
+    assert event["days_since_expiration"] == 14
+    spec = template["Parameters"]["DaysSinceExpiration"]
+    assert (spec["Type"], spec["Default"], spec["MinValue"]) == ("Number", 7, 1)
+
+
 def test_uuid_parameter_cannot_break_the_schedule_json(template):
     pattern = template["Parameters"]["EnterpriseCustomerUuids"]["AllowedPattern"]
     for bad in ('abc", "dry_run": true', "null", " ", "x\\y", "not-a-uuid", f"{SAMPLE_UUIDS},"):
@@ -398,6 +424,8 @@ def test_uuid_parameter_cannot_break_the_schedule_json(template):
         ("dispatcher-expiration-reminders-discover.json", False),
         ("dispatcher-utilization.json", False),
         ("dispatcher-expiration-reminders.json", True),  # EnterpriseCustomerUuids = the sample's list
+        ("dispatcher-plan-expiration-emails-discover.json", False),
+        ("dispatcher-plan-expiration-emails.json", True),
     ],
 )
 def test_events_samples_are_what_the_schedules_send(template, sample, limited):

@@ -272,7 +272,7 @@ def test_the_dispatcher_sends_only_to_the_work_queue_and_its_dead_letter_queue(t
 
 def test_schedules_may_only_invoke_the_dispatcher_and_use_their_dead_letter_queue(transformed):
     schedules = of_type(transformed, "AWS::Scheduler::Schedule")
-    assert len(schedules) == 2
+    assert len(schedules) == 3  # reminders, post-expiration emails, utilization
     for name, schedule in schedules.items():
         target = schedule["Properties"]["Target"]
         role_id = target["RoleArn"]["Fn::GetAtt"][0]

@@ -15,6 +15,7 @@ from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.dispatch import plan_run
+from license_notifications.jobs.enterprise_run import JobRun
 from license_notifications.jobs.expiration_reminders import RECORD_RETENTION
 from license_notifications.jobs.utilization import THRESHOLD_RETENTION, WEEKLY_RETENTION
 from license_notifications.rules.expiration import MAX_DAYS_BEFORE_EXPIRATION, expiration_window
@@ -259,3 +260,59 @@ def test_a_blank_run_id_is_refused_not_stored_as_an_empty_index_key():
         job=Job.EXPIRATION_REMINDERS, run_id=" r-1 ", enterprise_customer_uuid=UUID_A, as_of="2026-03-01T09:00:00Z"
     )
     assert message.run_id == "r-1"
+
+
+# -- the post-expiration emails' window, and which jobs are continued by page --------------------------------------
+
+
+@pytest.mark.parametrize("bad", [True, False, "7", 7.0, 0, 3651, None])
+@pytest.mark.parametrize("model", [DispatchRequest, WorkMessage])
+def test_days_since_expiration_must_be_an_integer_in_range(model, bad):
+    base = {**WORK, "as_of": "2026-03-01T09:00:00Z"} if model is WorkMessage else REQUEST
+    with pytest.raises(ValidationError, match="days_since_expiration"):
+        model.model_validate_json(json.dumps({**base, "days_since_expiration": bad}))
+    assert model.model_validate_json(json.dumps({**base, "days_since_expiration": 3})).days_since_expiration == 3
+    assert model.model_validate({**base}).days_since_expiration == 7  # license-manager's default
+
+
+def test_the_post_expiration_window_is_carried_from_the_request_to_every_message_and_run():
+    settings = load_settings({**BASE_ENV, "BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN": "campaign-2"})
+    request = DispatchRequest(
+        job=Job.PLAN_EXPIRATION_EMAILS, enterprise_customer_uuids=f"{UUID_A} {UUID_B}", days_since_expiration=3
+    )
+    result, messages = plan_run(request, settings, Services(settings).license_manager)
+    assert result.run_id.startswith("subscription_plan_expiration_emails:")
+    assert [m.days_since_expiration for m in messages] == [3, 3]
+    assert JobRun.from_message(messages[0]).days_since_expiration == 3
+    continued = messages[0].continuation(UUID_B, 5, None)
+    assert (continued.job, continued.days_since_expiration, continued.first_page) == (Job.PLAN_EXPIRATION_EMAILS, 3, 5)
+
+
+def test_the_post_expiration_campaign_is_required_for_that_job_only():
+    settings = load_settings(BASE_ENV)
+    request = DispatchRequest(job=Job.PLAN_EXPIRATION_EMAILS, enterprise_customer_uuids=UUID_A)
+    with pytest.raises(ConfigurationError, match="BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN"):
+        plan_run(request, settings, Services(settings).license_manager)
+    reminders = DispatchRequest(job=Job.EXPIRATION_REMINDERS, enterprise_customer_uuids=UUID_A)
+    assert plan_run(reminders, settings, Services(settings).license_manager)[1]  # planned without it
+
+
+@pytest.mark.parametrize(
+    ("job", "continued"),
+    [(Job.EXPIRATION_REMINDERS, True), (Job.PLAN_EXPIRATION_EMAILS, True), (Job.UTILIZATION, False)],
+)
+def test_only_the_learner_jobs_are_continued_by_plan_and_page(job, continued):
+    fields = {**WORK, "job": job.value, "as_of": "2026-03-01T09:00:00Z", "plan_uuid": UUID_B, "first_page": 5}
+    if continued:
+        assert WorkMessage.model_validate(fields).first_page == 5
+    else:
+        with pytest.raises(ValidationError, match="continued by plan and page"):
+            WorkMessage.model_validate(fields)
+
+
+def test_the_widest_post_expiration_window_stays_representable_at_the_lower_bound():
+    from license_notifications.rules.plan_expiration import MAX_DAYS_SINCE_EXPIRATION, expired_window
+
+    start, end = expired_window(AS_OF_MIN, MAX_DAYS_SINCE_EXPIRATION)
+    assert start < end == AS_OF_MIN
+    assert start > datetime.min.replace(tzinfo=UTC)

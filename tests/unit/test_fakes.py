@@ -175,3 +175,24 @@ def test_fake_lms_knows_its_customers_and_their_admins_only():
     assert admin.display_name == "Ada Admin"
     with pytest.raises(NotFoundError):
         lms.enterprise_customer("22222222-2222-2222-2222-222222222222")
+
+
+def test_fake_license_manager_serves_renewals_and_records_the_statuses_asked():
+    lm = FakeLicenseManager()
+    enterprise = "3f1e2d4c-1111-4a6b-8c9d-0123456789ab"
+    lm.add_agreement(enterprise)
+    old = lm.add_plan(enterprise, expires_in=timedelta(days=-2))
+    renewal = lm.add_plan(enterprise, expires_in=timedelta(days=363))
+    served = lm.add_renewal(old, renewal)
+    [entry] = served.prior_renewals
+    assert (entry.prior_subscription_plan_id, entry.renewed_subscription_plan_id) == (old.uuid, renewal.uuid)
+    agreement = lm.customer_agreement(enterprise)
+    assert {str(p.uuid): p.prior_renewals for p in agreement.subscriptions} == {
+        str(old.uuid): [],
+        str(renewal.uuid): [entry],
+    }
+    list(lm.license_pages(renewal.uuid, statuses=("activated", "assigned")))
+    assert lm.statuses_asked == [(str(renewal.uuid), ("activated", "assigned"))]
+    lm.fail_plans[str(old.uuid)] = ServerError("license-manager", "boom", status=503)
+    with pytest.raises(ServerError):
+        list(lm.license_pages(old.uuid))

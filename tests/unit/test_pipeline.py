@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -215,6 +216,48 @@ def test_non_fatal_errors_are_reported_naming_the_recipient_masked_and_everyone_
     assert "unsubscribed" in o.problems[0].error
     assert email(1) not in o.problems[0].error
     assert [p.state(i) for i in range(3)] == [SENT] * 3  # never sent twice
+
+
+def braze_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Braze accepted" in r.getMessage()
+    ]
+
+
+def test_the_non_fatal_error_warning_names_each_flagged_license_uuid_in_its_text_with_its_error(caplog):
+    p = Pipeline()
+    p.braze.minor_error(email(1), "email is unsubscribed")
+    p.braze.minor_error(email(3), "email bounced")
+    with caplog.at_level(logging.WARNING):
+        p.send(deliveries(4))
+
+    (line,) = braze_warnings(caplog)
+    (problem,) = p.outcome.problems
+    assert problem.subjects == ("license-01", "license-03")
+    for text in (line, problem.error):  # the log line and the error notification's text
+        assert "license uuid(s) license-01, license-03:" in text
+        assert "license-01: recipients[1] (l***@example.com): email is unsubscribed" in text
+        assert "license-03: recipients[3] (l***@example.com): email bounced" in text
+        assert sorted(set(re.findall(r"license-\d\d", text))) == ["license-01", "license-03"]  # only the flagged
+        assert email(1) not in text
+        assert email(3) not in text  # masked
+
+
+def test_non_fatal_errors_naming_no_recipient_name_every_license_uuid_of_the_request_in_the_text(caplog):
+    p = Pipeline()
+    p.braze.request_error("quota warning for owner@example.org")
+    with caplog.at_level(logging.WARNING):
+        p.send(deliveries(3))
+
+    (line,) = braze_warnings(caplog)
+    (problem,) = p.outcome.problems
+    assert problem.subjects == ("license-00", "license-01", "license-02")
+    assert p.outcome.warned == 3
+    for text in (line, problem.error):
+        assert "the errors name none of them" in text
+        assert "license uuid(s) license-00, license-01, license-02:" in text
+        assert "quota warning for o***@example.org" in text
+        assert "owner@example.org" not in text
 
 
 # -- what the ledger could not record ------------------------------------------------------------------------------

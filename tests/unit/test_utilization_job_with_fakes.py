@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import timedelta
 
@@ -299,3 +300,45 @@ def test_the_payload_carries_the_plan_on_top_and_the_admin_per_recipient():
     assert recipient.trigger_properties == {"user_name": "Ada Admin", "email": admin.email}
     entry = world.ledger.get(threshold_key(plan.uuid, enterprise, admin.id, LIMITED))
     assert entry.expires_at == plan.expiration_date + timedelta(days=90)
+
+
+# -- Braze accepted, with non-fatal errors -------------------------------------------------------------------------
+
+
+def admin_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Braze accepted" in r.getMessage()
+    ]
+
+
+def test_the_non_fatal_error_warning_names_the_flagged_admin_id_in_its_text(caplog):
+    world = FakeWorld()
+    enterprise, _, admins = setup(world, allocated=80, total=100, admins=3)
+    flagged = admins[1]
+    world.braze.minor_error(str(flagged.user_id), f"{flagged.email} is unsubscribed")
+    with caplog.at_level(logging.WARNING):
+        outcome = run(world, enterprise)
+
+    (line,) = admin_warnings(caplog)
+    (problem,) = outcome.problems
+    assert problem.subjects == (str(flagged.id),)
+    for text in (line, problem.error):  # the log line and the error notification's text
+        assert f"admin id(s) {flagged.id}: {flagged.id}: recipients[1] ({flagged.user_id}):" in text
+        assert flagged.email not in text  # masked
+    assert all(f"admin id(s) {a.id}" not in line and f"{a.id}: recipients" not in line for a in (admins[0], admins[2]))
+
+
+def test_non_fatal_errors_naming_no_admin_name_every_admin_id_of_the_request_in_the_text(caplog):
+    world = FakeWorld()
+    enterprise, _, admins = setup(world, allocated=80, total=100, admins=2)
+    world.braze.request_error("campaign is rate limited")
+    with caplog.at_level(logging.WARNING):
+        outcome = run(world, enterprise)
+
+    (line,) = admin_warnings(caplog)
+    (problem,) = outcome.problems
+    ids = [str(a.id) for a in admins]
+    assert sorted(problem.subjects) == sorted(ids)
+    for text in (line, problem.error):
+        assert "the errors name none of them" in text
+        assert f"admin id(s) {', '.join(problem.subjects)}: campaign is rate limited" in text

@@ -4,35 +4,46 @@ the operators' tools.
     license-notifications expiration-reminders [--enterprise-customer-uuid "uuid1,uuid2"] \\
         [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
     license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
+    license-notifications plan-expiration-emails [--enterprise-customer-uuid "uuid1,uuid2 uuid3"] \\
+        [--days-since-expiration 7] [--dry-run] [--as-of ...]
     license-notifications check
     license-notifications report (--license-uuid L | --run-id R | --enterprise-customer-uuid U
         [--since T] [--until T]) [--json]
     license-notifications redrive [--dry-run]
+    license-notifications import-sent --licenses FILE [--notifications FILE] [--dry-run]
 
 The jobs: the same planning as the dispatcher and the same per-enterprise logic as the worker; settings come
 from the environment (see README). Exit status: 0 all done; 1 something failed (the run still went through
 every enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth
 client, say) it stopped the run, after the summary of what was done up to then. ``check``: 0 when no check
-failed, 1 otherwise. ``report`` and ``redrive``: 0, or 2 for bad arguments or configuration.
+failed, 1 otherwise. ``report`` and ``redrive``: 0, or 2 for bad arguments or configuration. ``import-sent`` (the
+cutover, ``ops/import_sent.py``): 0 everything imported or already in the ledger, 1 unmappable rows (or the
+ledger failed part-way), 2 bad arguments, input or configuration (nothing written); it needs only
+``LEDGER_TABLE_NAME`` (and AWS credentials), not the jobs' settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from license_notifications.adapters.ledger import Ledger
 from license_notifications.clock import parse_as_of
 from license_notifications.config import load_settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage
-from license_notifications.jobs.dispatch import COMMANDS, plan_run
+from license_notifications.jobs.dispatch import COMMANDS, plan_run, window_of
 from license_notifications.jobs.work import process_work_message
+from license_notifications.observability import install_log_redaction
+from license_notifications.ops import import_sent
 from license_notifications.ops.check import FAIL, Check, run_checks
 from license_notifications.ops.redrive import RedriveResult, redrive
 from license_notifications.ops.report import LedgerReport, ReportRow
@@ -40,11 +51,17 @@ from license_notifications.ops.report import as_json as report_json
 from license_notifications.ops.report import as_table as report_table
 from license_notifications.outcome import RunSummary
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
+from license_notifications.rules.plan_expiration import DEFAULT_DAYS_SINCE_EXPIRATION
 from license_notifications.services import Services
 
 logger = logging.getLogger("license_notifications.cli")
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+JOB_COMMANDS = {
+    "expiration-reminders": Job.EXPIRATION_REMINDERS,
+    "utilization": Job.UTILIZATION,
+    "plan-expiration-emails": Job.PLAN_EXPIRATION_EMAILS,
+}
 
 
 def _as_of(value: str) -> datetime:
@@ -73,13 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="UUID(s) separated by commas or spaces; default: every enterprise with an auto-apply plan",
     )
-    for p in (rem, util):
+    expired = sub.add_parser(
+        "plan-expiration-emails",
+        help="tell learners their subscription plan has expired (license-manager's "
+        "send_subscription_plan_expiration_emails)",
+    )
+    expired.add_argument(
+        "--enterprise-customer-uuid",
+        default=None,
+        help='UUID(s) separated by commas or spaces ("uuid1,uuid2 uuid3"); default: every enterprise with an '
+        "active plan expired within the window",
+    )
+    expired.add_argument(
+        "--days-since-expiration",
+        type=int,
+        default=DEFAULT_DAYS_SINCE_EXPIRATION,
+        help=f"the window in days: plans expired less than this long ago (default {DEFAULT_DAYS_SINCE_EXPIRATION})",
+    )
+    for p in (rem, util, expired):
         p.add_argument("--dry-run", action="store_true", help="log what would be sent; send and record nothing")
         p.add_argument("--as-of", type=_as_of, default=None, help="evaluate as if the clock read this instant")
     sub.add_parser("check", help="preflight: configuration, OAuth, license-manager, LMS, Braze campaigns, ledger")
     report = sub.add_parser("report", help="what the ledger recorded: by license, run or enterprise")
     which = report.add_mutually_exclusive_group(required=True)
-    which.add_argument("--license-uuid", help="the reminder record of one license")
+    which.add_argument("--license-uuid", help="the reminder and post-expiration email records of one license")
     which.add_argument("--run-id", help="what one run sent")
     which.add_argument("--enterprise-customer-uuid", help="what an enterprise was sent (with --since / --until)")
     report.add_argument("--since", type=_as_of, default=None, help="with --enterprise-customer-uuid: sent at or after")
@@ -87,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     redrive = sub.add_parser("redrive", help="move the dead-letter queue's messages back to the work queue")
     redrive.add_argument("--dry-run", action="store_true", help="only count them")
+    cutover = sub.add_parser(
+        "import-sent", help="the cutover: write license-manager's sent state into the ledger (never overwrites)"
+    )
+    cutover.add_argument("--licenses", required=True, type=Path, help="the licenses export (CSV or mysql --batch TSV)")
+    cutover.add_argument("--notifications", type=Path, default=None, help="the subscriptions_notification export")
+    cutover.add_argument("--dry-run", action="store_true", help="check the files and count; write nothing")
     return parser
 
 
@@ -95,10 +135,13 @@ def run(
 ) -> tuple[int, Any]:
     """Parse and run one command; returns the exit status and what the command produced (a RunSummary for
     the jobs, the checks, the report rows or the redrive result)."""
+    install_log_redaction()  # no secret or JWT in any log record, whatever level the root logger is set to
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     if args.command == "check":
         return _check(services, out)
+    if args.command == "import-sent":  # needs the ledger table only, not the jobs' settings
+        return _import_sent(args, services, out)
     try:
         svc = services or Services(load_settings())
     except ConfigurationError as exc:
@@ -113,12 +156,12 @@ def run(
 
 def _request(args: argparse.Namespace) -> DispatchRequest | None:
     """The job command's arguments as the dispatcher's request, or None (logged) when they are invalid."""
-    job = Job.EXPIRATION_REMINDERS if args.command == "expiration-reminders" else Job.UTILIZATION
     try:
         return DispatchRequest(
-            job=job,
+            job=JOB_COMMANDS[args.command],
             enterprise_customer_uuids=args.enterprise_customer_uuid,
             days_before_expiration=getattr(args, "days_before_expiration", DEFAULT_DAYS_BEFORE_EXPIRATION),
+            days_since_expiration=getattr(args, "days_since_expiration", DEFAULT_DAYS_SINCE_EXPIRATION),
             dry_run=args.dry_run,
             as_of=args.as_of,
         )
@@ -142,9 +185,7 @@ def _run_job(args: argparse.Namespace, svc: Services) -> tuple[int, RunSummary |
         "Starting %s command for %d enterprise customer(s), %s, dry_run=%s",
         COMMANDS[job],
         len(messages),
-        f"days_before_expiration={request.days_before_expiration}"
-        if job is Job.EXPIRATION_REMINDERS
-        else f"as_of={result.as_of.isoformat()}",
+        f"as_of={result.as_of.isoformat()}" if job is Job.UTILIZATION else window_of(request),
         request.dry_run,
     )
     summary = RunSummary(job, result.run_id, invalid_uuids=result.invalid_enterprise_customer_uuids)
@@ -241,6 +282,32 @@ def _redrive(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int,
         file=out,
     )
     return EXIT_OK, result
+
+
+def _import_sent(
+    args: argparse.Namespace, services: Services | None, out: TextIO
+) -> tuple[int, import_sent.ImportResult | None]:
+    try:
+        plan = import_sent.read_files(args.licenses, args.notifications)
+    except import_sent.InputError as exc:
+        for line in exc.lines():
+            logger.error("Invalid input: %s", line)
+        logger.error("Nothing written: fix the file(s) and run it again")
+        return EXIT_USAGE, None
+    if services is not None:
+        ledger = services.ledger
+    else:
+        table = os.environ.get("LEDGER_TABLE_NAME", "").strip()
+        if not table:
+            logger.error("Configuration error: missing setting(s): LEDGER_TABLE_NAME")
+            return EXIT_USAGE, None
+        ledger = Ledger(table)
+    result = import_sent.import_sent(ledger, plan, run_id=import_sent.new_run_id(), dry_run=args.dry_run)
+    print(import_sent.render(result), file=out)
+    if result.configuration_error:
+        logger.error("Configuration error: %s", result.error)
+        return EXIT_USAGE, result
+    return (EXIT_FAILURES if result.error is not None or result.plan.unmappable else EXIT_OK), result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import Job
+from license_notifications.observability import register_secret
 
 
 def _http_url(value: str) -> str:
@@ -33,6 +34,7 @@ OptionalStr = Annotated[str | None, AfterValidator(lambda v: (v or "").strip() o
 # The settings each job cannot run without, by job name (checked before anything is enqueued or sent).
 JOB_SETTINGS: dict[Job, tuple[str, ...]] = {
     Job.EXPIRATION_REMINDERS: ("expiration_reminder_campaign",),
+    Job.PLAN_EXPIRATION_EMAILS: ("plan_expiration_campaign",),
     Job.UTILIZATION: (
         "limited_allocations_campaign",
         "no_allocations_campaign",
@@ -57,6 +59,7 @@ class Settings(BaseModel):
     braze_api_key: SecretStr | None = Field(default=None, alias="BRAZE_API_KEY")
     braze_api_key_secret_arn: OptionalStr = Field(default=None, alias="BRAZE_API_KEY_SECRET_ARN")
     expiration_reminder_campaign: OptionalStr = Field(default=None, alias="BRAZE_LICENSE_EXPIRATION_REMINDER_CAMPAIGN")
+    plan_expiration_campaign: OptionalStr = Field(default=None, alias="BRAZE_SUBSCRIPTION_PLAN_EXPIRATION_CAMPAIGN")
     limited_allocations_campaign: OptionalStr = Field(default=None, alias="LIMITED_ALLOCATIONS_REMAINING_CAMPAIGN")
     no_allocations_campaign: OptionalStr = Field(default=None, alias="NO_ALLOCATIONS_REMAINING_CAMPAIGN")
     weekly_utilization_campaign: OptionalStr = Field(default=None, alias="WEEKLY_LICENSE_UTILIZATION_CAMPAIGN")
@@ -134,9 +137,12 @@ class Settings(BaseModel):
 
 def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str, force_fetch: bool) -> str:
     """The secret in clear, or read from Secrets Manager through Powertools Parameters, which caches it for
-    ``POWERTOOLS_PARAMETERS_MAX_AGE`` seconds (``force_fetch`` skips the cache: after a rotation)."""
+    ``POWERTOOLS_PARAMETERS_MAX_AGE`` seconds (``force_fetch`` skips the cache: after a rotation). Either way it
+    is registered for redaction from the logs (observability.register_secret)."""
     if clear is not None:
-        return clear.get_secret_value()
+        value = clear.get_secret_value()
+        register_secret(value)
+        return value
     from aws_lambda_powertools.utilities import parameters
 
     try:
@@ -145,6 +151,7 @@ def _secret(clear: SecretStr | None, arn: str | None, arn_setting: str, force_fe
         raise ConfigurationError(f"{arn_setting}: cannot read secret {arn!r}: {exc}") from exc
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{arn_setting}: secret {arn!r} is empty")
+    register_secret(value.strip())
     return value.strip()
 
 

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from license_notifications.clock import check_as_of, parse_as_of
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION, MAX_DAYS_BEFORE_EXPIRATION
+from license_notifications.rules.plan_expiration import DEFAULT_DAYS_SINCE_EXPIRATION, MAX_DAYS_SINCE_EXPIRATION
 
 
 def _as_of(value: Any) -> datetime:
@@ -30,11 +31,17 @@ def _as_of(value: Any) -> datetime:
 AsOf = Annotated[AwareDatetime, BeforeValidator(_as_of)]
 # Strict: JSON ``true`` (or "30", 30.0) is not a number of days.
 DaysBeforeExpiration = Annotated[int, Field(strict=True, ge=1, le=MAX_DAYS_BEFORE_EXPIRATION)]
+DaysSinceExpiration = Annotated[int, Field(strict=True, ge=1, le=MAX_DAYS_SINCE_EXPIRATION)]
 
 
 class Job(StrEnum):
     EXPIRATION_REMINDERS = "license_expiration_reminders"
     UTILIZATION = "license_utilization"
+    PLAN_EXPIRATION_EMAILS = "subscription_plan_expiration_emails"
+
+
+# The learner jobs: one email per license, read in license pages, so a large enterprise is shared by page.
+CONTINUED_JOBS = frozenset({Job.EXPIRATION_REMINDERS, Job.PLAN_EXPIRATION_EMAILS})
 
 
 class DispatchRequest(BaseModel):
@@ -45,6 +52,7 @@ class DispatchRequest(BaseModel):
     job: Job
     enterprise_customer_uuids: str | list[str] | None = None
     days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
+    days_since_expiration: DaysSinceExpiration = DEFAULT_DAYS_SINCE_EXPIRATION  # the post-expiration emails' window
     dry_run: bool = False
     as_of: AsOf | None = None
 
@@ -59,9 +67,10 @@ class WorkMessage(BaseModel):
     enterprise_customer_uuid: UUID
     as_of: AsOf
     days_before_expiration: DaysBeforeExpiration = DEFAULT_DAYS_BEFORE_EXPIRATION
+    days_since_expiration: DaysSinceExpiration = DEFAULT_DAYS_SINCE_EXPIRATION
     dry_run: bool = False
     dispatched_at: datetime | None = None
-    # A continuation (expiration reminders): only this plan's license pages first_page..last_page (inclusive;
+    # A continuation (the learner jobs, CONTINUED_JOBS): only this plan's license pages first_page..last_page (inclusive;
     # no last_page: to the end). The worker that finds a large enterprise, or runs out of time, hands the rest
     # of the run on in such messages, with the same run id and as_of.
     plan_uuid: UUID | None = None
@@ -72,8 +81,10 @@ class WorkMessage(BaseModel):
     def _a_continuation_names_its_plan_and_pages(self) -> WorkMessage:
         if (self.plan_uuid is None) != (self.first_page is None):
             raise ValueError("plan_uuid and first_page go together (a continuation of one plan's pages)")
-        if self.plan_uuid is not None and self.job is not Job.EXPIRATION_REMINDERS:
-            raise ValueError("only expiration reminders are continued by plan and page")
+        if self.plan_uuid is not None and self.job not in CONTINUED_JOBS:
+            raise ValueError(
+                f"only {', '.join(sorted(CONTINUED_JOBS))} are continued by plan and page, not {self.job.value}"
+            )
         if self.last_page is not None and (self.first_page is None or self.last_page < self.first_page):
             raise ValueError("last_page needs a first_page no greater than it")
         return self

@@ -16,18 +16,25 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
-from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME
+from license_notifications.observability import METRICS_NAMESPACE, SERVICE_NAME, install_log_redaction
 
 if TYPE_CHECKING:
     from license_notifications.outcome import EnterpriseOutcome
     from license_notifications.services import Services
 
 # By job name (``Job``'s values): importing ``events`` here would bring pydantic into the worker's init.
-METRIC_PREFIX = {"license_expiration_reminders": "ExpirationReminders", "license_utilization": "UtilizationEmails"}
+METRIC_PREFIX = {
+    "license_expiration_reminders": "ExpirationReminders",
+    "license_utilization": "UtilizationEmails",
+    "subscription_plan_expiration_emails": "PlanExpirationEmails",
+}
 PACKAGE_LOGGER = "license_notifications"
 
 
 def powertools() -> tuple[Logger, Metrics]:
+    # Before anything logs: every record of the process (ours, botocore's, urllib3's), at any level, through
+    # any handler (Powertools' stdout, the Lambda runtime's on the root logger), without a secret or a JWT.
+    install_log_redaction()
     logger = Logger(service=SERVICE_NAME)
     logging.getLogger(PACKAGE_LOGGER)  # registered now, though its modules are imported later
     # Route the library's stdlib loggers (license_notifications.*, which propagate to the package's logger)

@@ -30,6 +30,16 @@ class LicenseCounts(_Upstream):
     allocated: int = 0
 
 
+class PriorRenewal(_Upstream):
+    """One entry of a plan's ``prior_renewals`` (contract 2.1): listed on the renewal plan,
+    ``prior_subscription_plan_id`` is the plan it renews, ``renewed_subscription_plan_id`` the renewal itself."""
+
+    prior_subscription_plan_id: UUID
+    renewed_subscription_plan_id: UUID
+    prior_subscription_plan_start_date: AwareDatetime | None = None
+    renewed_subscription_plan_start_date: AwareDatetime | None = None
+
+
 class SubscriptionPlan(_Upstream):
     """license-manager plan object (contract 2.1)."""
 
@@ -41,11 +51,17 @@ class SubscriptionPlan(_Upstream):
     is_active: bool
     should_auto_apply_licenses: bool = False
     licenses: LicenseCounts = Field(default_factory=LicenseCounts)
+    prior_renewals: list[PriorRenewal] = Field(default_factory=list)  # the renewals that led to this plan
 
     @field_validator("should_auto_apply_licenses", mode="before")
     @classmethod
     def _null_means_false(cls, value: object) -> object:
         return False if value is None else value
+
+    @field_validator("prior_renewals", mode="before")
+    @classmethod
+    def _null_means_none(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class CustomerAgreement(_Upstream):

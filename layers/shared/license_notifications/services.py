@@ -19,6 +19,8 @@ from license_notifications.config import Settings
 from license_notifications.events import Job
 from license_notifications.jobs.enterprise_run import EnterpriseJob
 from license_notifications.jobs.expiration_reminders import ExpirationReminders
+from license_notifications.jobs.license_emails import LicenseEmailJob
+from license_notifications.jobs.plan_expiration_emails import PlanExpirationEmails
 from license_notifications.jobs.utilization import UtilizationNotifications
 from license_notifications.observability import EmailRenderer
 from license_notifications.rules.utilization import NotificationType
@@ -85,16 +87,27 @@ class Services:
 
     def job_for(self, job: Job) -> EnterpriseJob:
         """The job a work message names, wired to the adapters (its settings checked first)."""
-        return self.expiration_reminders() if job is Job.EXPIRATION_REMINDERS else self.utilization()
+        jobs = {
+            Job.EXPIRATION_REMINDERS: self.expiration_reminders,
+            Job.UTILIZATION: self.utilization,
+            Job.PLAN_EXPIRATION_EMAILS: self.plan_expiration_emails,
+        }
+        return jobs[job]()
 
     def expiration_reminders(self) -> ExpirationReminders:
-        self.settings.require_job(Job.EXPIRATION_REMINDERS)
-        return ExpirationReminders(
+        return self._learner_job(ExpirationReminders, "expiration_reminder_campaign")
+
+    def plan_expiration_emails(self) -> PlanExpirationEmails:
+        return self._learner_job(PlanExpirationEmails, "plan_expiration_campaign")
+
+    def _learner_job[J: LicenseEmailJob](self, job_class: type[J], campaign_setting: str) -> J:
+        self.settings.require_job(job_class.name)
+        return job_class(
             license_manager=self.license_manager,
             lms=self.lms,
             braze=self.braze,
             ledger=self.ledger,
-            campaign_id=self.settings.expiration_reminder_campaign,
+            campaign_id=getattr(self.settings, campaign_setting),
             emails=self.emails,
         )
 

@@ -11,6 +11,9 @@ Protocol, for every notification key (e.g. ``expiration_reminder#<license uuid>`
    retries it, or ``hold`` when Braze refused the recipient: the key stays taken (state ``rejected``) until
    the hold runs out, then any run may claim it again.
 
+The cutover (``import_sent_many``, for ``license-notifications import-sent``) writes the sends license-manager
+made before this service as ``sent`` records, each with a conditional put that never touches an existing key.
+
 Leases use the wall clock, not ``as_of``: they measure how long a real worker may hold a key, which a
 preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 1200) exceeds the worker's (900 s)
 timeout, so a live worker never loses its claim mid-send. Records carry a TTL (``expires_at``).
@@ -167,7 +170,7 @@ class Claim:
     token: str
 
 
-Op = tuple[str, Any, Any]  # ("update" | "delete", actions or None, condition)
+Op = tuple[str, Any, Any]  # ("update", actions, condition) | ("delete", None, condition) | ("put", item, condition)
 DONE: Any = object()  # a re-plan's answer: the write is already in place (an earlier attempt of ours)
 
 
@@ -378,6 +381,44 @@ class Ledger:
             if not ok:
                 logger.warning("ledger claim already gone at hold", extra={"ledger_key": key})
 
+    # -- the cutover: sends made before this service (``import-sent``) ------------------------------------
+
+    def import_sent_many(self, records: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Write each record as ``sent`` unless its key already exists, in any state; returns, per record,
+        whether it was written (False: the key was there already, or named earlier in ``records``).
+
+        A record: ``key``, ``kind``, ``sent_at`` (when it was sent), ``run_id`` and ``dispatch_id`` (the audit
+        mark), and optionally ``enterprise_customer_uuid``, ``subject_uuid`` and ``expires_at`` (without it the
+        record never expires). ``recorded_at`` is the wall clock. No claim attributes: the record is what
+        :meth:`mark_sent` leaves, so the jobs and the report read it like any send.
+
+        One conditional put (``attribute_not_exists(pk)``) per key, 100 per ``TransactWriteItems``. A key that
+        exists cancels its transaction: the batch is read back and the rest written (see ``_settle``); a key
+        that holds exactly what this call put counts as written (an earlier attempt of ours whose reply was
+        lost). Nothing that exists is ever changed, so importing the same records again writes nothing."""
+        recorded_at = datetime.fromtimestamp(self._wall_clock(), UTC)
+        planned: dict[str, Op] = {}
+        for record in records:
+            if record["key"] not in planned:  # the first one counts
+                planned[record["key"]] = (
+                    "put",
+                    self._import_item(recorded_at, **record),
+                    self.model.pk.does_not_exist(),
+                )
+
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
+            op = planned[key]
+            if item is None:
+                return op
+            return DONE if item.serialize() == op[1].serialize() else None  # exactly ours: an earlier attempt
+
+        written: dict[str, bool] = {}
+        self._settle(dict(planned), replan, written, reread_single=True)
+        results = []
+        for record in records:
+            results.append(written.pop(record["key"], False))  # a repeated key: False after the first
+        return results
+
     # -- internals ---------------------------------------------------------------------------------------
 
     def _claim_op(
@@ -416,6 +457,23 @@ class Ledger:
             return True
         sent_at = item.sent_at
         return resend_before is not None and item.state == SENT and sent_at is not None and sent_at < resend_before
+
+    def _import_item(
+        self,
+        recorded_at: datetime,
+        *,
+        key: str,
+        kind: str,
+        sent_at: datetime,
+        run_id: str,
+        dispatch_id: str,
+        enterprise_customer_uuid: str | None = None,
+        subject_uuid: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> LedgerItem:
+        return self.model(key, kind=kind, state=SENT, sent_at=_utc(sent_at), recorded_at=recorded_at, run_id=run_id,
+                          dispatch_id=dispatch_id, enterprise_customer_uuid=enterprise_customer_uuid or None,
+                          subject_uuid=subject_uuid or None, expires_at=expires_at)  # fmt: skip
 
     def _release(self, claims: Sequence[Claim], *, quiet: bool) -> None:
         m = self.model
@@ -504,12 +562,14 @@ class Ledger:
 
     def _write_one(self, key: str, op: Op) -> bool:
         """One conditional write: True if applied, False if its condition does not hold."""
-        kind, actions, condition = op
-        item = self.model(key)
+        kind, what, condition = op
+        item = what if kind == "put" else self.model(key)
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
                 if kind == "update":
-                    item.update(actions, condition=condition)
+                    item.update(what, condition=condition)
+                elif kind == "put":
+                    item.save(condition=condition)
                 else:
                     item.delete(condition=condition)
             except PynamoDBException as exc:
@@ -527,9 +587,11 @@ class Ledger:
         """One transaction of ``ops``: True if applied, False if cancelled (nothing written)."""
         try:
             with TransactWrite(connection=self.model._get_connection().connection, client_request_token=token) as tx:
-                for key, (kind, actions, condition) in ops.items():
+                for key, (kind, what, condition) in ops.items():
                     if kind == "update":
-                        tx.update(self.model(key), actions, condition=condition)
+                        tx.update(self.model(key), what, condition=condition)
+                    elif kind == "put":
+                        tx.save(what, condition=condition)
                     else:
                         tx.delete(self.model(key), condition=condition)
         except PynamoDBException as exc:

@@ -16,14 +16,20 @@ from license_notifications.config import Settings
 from license_notifications.errors import ConfigurationError
 from license_notifications.events import DispatchRequest, Job, WorkMessage, parse_enterprise_uuids
 from license_notifications.jobs.expiration_reminders import COMMAND as REMINDERS_COMMAND
+from license_notifications.jobs.plan_expiration_emails import COMMAND as PLAN_EXPIRATION_COMMAND
 from license_notifications.jobs.utilization import COMMAND as UTILIZATION_COMMAND
 from license_notifications.models import SubscriptionPlan
 from license_notifications.rules.expiration import expires_in_window
+from license_notifications.rules.plan_expiration import DEFAULT_DAYS_SINCE_EXPIRATION, plan_expired_in_window
 from license_notifications.rules.utilization import auto_assign_plan
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = {Job.EXPIRATION_REMINDERS: REMINDERS_COMMAND, Job.UTILIZATION: UTILIZATION_COMMAND}
+COMMANDS = {
+    Job.EXPIRATION_REMINDERS: REMINDERS_COMMAND,
+    Job.UTILIZATION: UTILIZATION_COMMAND,
+    Job.PLAN_EXPIRATION_EMAILS: PLAN_EXPIRATION_COMMAND,
+}
 EMPTY_FEED = (
     "license-manager's all-plans feed is empty: the service account likely lacks the "
     "enterprise_openedx_operator:* role (license-manager answers an empty 200, not a 403, without it)"
@@ -31,16 +37,27 @@ EMPTY_FEED = (
 
 
 def discover_enterprises(
-    license_manager: LicenseManagerClient, job: Job, as_of: datetime, days_before_expiration: int
+    license_manager: LicenseManagerClient,
+    job: Job,
+    as_of: datetime,
+    days_before_expiration: int,
+    days_since_expiration: int = DEFAULT_DAYS_SINCE_EXPIRATION,
 ) -> list[str]:
     """The enterprises a run without an enterprise list covers, from license-manager's all-plans feed (one
     pass, page by page; needs the operator role): for reminders, those with an active plan expiring within
-    the window; for utilization, those with an active, current, auto-applying plan. An empty feed is a
-    ConfigurationError (missing permissions look like an empty feed), never a silent success."""
+    the window; for the post-expiration emails, those with an active plan expired within theirs; for
+    utilization, those with an active, current, auto-applying plan. An empty feed is a ConfigurationError
+    (missing permissions look like an empty feed), never a silent success."""
     if job is Job.EXPIRATION_REMINDERS:
 
         def wanted(plan: SubscriptionPlan) -> bool:
             return plan.is_active and expires_in_window(plan.expiration_date, as_of, days_before_expiration)
+    elif job is Job.PLAN_EXPIRATION_EMAILS:
+
+        def wanted(plan: SubscriptionPlan) -> bool:
+            return plan_expired_in_window(
+                is_active=plan.is_active, expiration_date=plan.expiration_date, now=as_of, days=days_since_expiration
+            )
     else:
 
         def wanted(plan: SubscriptionPlan) -> bool:
@@ -87,8 +104,9 @@ class DispatchResult:
 def plan_run(
     request: DispatchRequest, settings: Settings, license_manager: LicenseManagerClient
 ) -> tuple[DispatchResult, list[WorkMessage]]:
-    """Validate and build the run's messages. Raises ConfigurationError. The only I/O: a run without an
-    enterprise list discovers its enterprises in license-manager."""
+    """Validate and build the run's messages. Raises ConfigurationError (also for an enterprise list that is
+    given but holds no valid uuid, empty included). The only I/O: a run without an enterprise list
+    (``None``) discovers its enterprises in license-manager."""
     settings.require_job(request.job)
     as_of = resolve_as_of(request.as_of)
     valid, invalid = parse_enterprise_uuids(request.enterprise_customer_uuids)
@@ -97,12 +115,16 @@ def plan_run(
             "Ignoring invalid enterprise customer UUID(s): %s", ", ".join(invalid), extra={"invalid": invalid}
         )
     if not valid:
-        if request.enterprise_customer_uuids not in (None, "", []):
+        # Only an absent list (None) means "discover"; a list given but empty ("", [], separators only) or
+        # holding only invalid uuids is the spec's configuration error, whatever the job.
+        if request.enterprise_customer_uuids is not None:
             raise ConfigurationError(
                 "No valid enterprise customer UUIDs provided"
                 + (f" (invalid: {', '.join(invalid)})" if invalid else " (enterprise_customer_uuids is empty)")
             )
-        valid = discover_enterprises(license_manager, request.job, as_of, request.days_before_expiration)
+        valid = discover_enterprises(
+            license_manager, request.job, as_of, request.days_before_expiration, request.days_since_expiration
+        )
     result = DispatchResult(request.job, new_run_id(request.job.value, as_of), as_of, request.dry_run, valid, invalid)
     dispatched_at = utcnow()
     messages = [
@@ -112,12 +134,20 @@ def plan_run(
             enterprise_customer_uuid=uuid,
             as_of=as_of,
             days_before_expiration=request.days_before_expiration,
+            days_since_expiration=request.days_since_expiration,
             dry_run=request.dry_run,
             dispatched_at=dispatched_at,
         )
         for uuid in valid
     ]
     return result, messages
+
+
+def window_of(request: DispatchRequest) -> str:
+    """The run's window as the start log line names it."""
+    if request.job is Job.PLAN_EXPIRATION_EMAILS:
+        return f"days_since_expiration={request.days_since_expiration}"
+    return f"days_before_expiration={request.days_before_expiration}"
 
 
 def dispatch(
@@ -132,10 +162,10 @@ def dispatch(
     try:
         result, messages = plan_run(request, settings, license_manager)
         logger.info(
-            "Starting %s for %d enterprise customer(s), days_before_expiration=%s, dry_run=%s",
+            "Starting %s for %d enterprise customer(s), %s, dry_run=%s",
             COMMANDS[request.job],
             len(messages),
-            request.days_before_expiration,
+            window_of(request),
             request.dry_run,
             extra={"run_id": result.run_id, "as_of": result.as_of.isoformat(), "job": request.job.value},
         )

@@ -20,6 +20,7 @@ from license_notifications.events import Job, WorkMessage
 from license_notifications.observability import EmailRenderer, mask_emails
 from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.expiration import DEFAULT_DAYS_BEFORE_EXPIRATION
+from license_notifications.rules.plan_expiration import DEFAULT_DAYS_SINCE_EXPIRATION
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,15 @@ class JobRun:
     """One run of a job, as one enterprise sees it: ``as_of`` drives every rule and record (the run behaves
     as if the clock read that instant); ``deadline`` (monotonic seconds, from the Lambda's remaining time
     less ``Services.time_margin_seconds``) is when no new Braze request and no new page may start;
-    ``days_before_expiration`` is the reminders' window (utilization does not read it)."""
+    ``days_before_expiration`` is the reminders' window, ``days_since_expiration`` the post-expiration emails'
+    (each job reads its own)."""
 
     run_id: str
     as_of: datetime
     dry_run: bool = False
     deadline: float | None = None
     days_before_expiration: int = DEFAULT_DAYS_BEFORE_EXPIRATION
+    days_since_expiration: int = DEFAULT_DAYS_SINCE_EXPIRATION
     part: PagesPart | None = None  # a continuation: one plan's page range
     handoff: HandOff | None = None  # hands the rest of the run on (None: it is not handed on)
 
@@ -74,6 +77,7 @@ class JobRun:
             dry_run=message.dry_run,
             deadline=deadline,
             days_before_expiration=message.days_before_expiration,
+            days_since_expiration=message.days_since_expiration,
             part=part,
             handoff=handoff,
         )

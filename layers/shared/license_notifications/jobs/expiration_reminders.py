@@ -1,22 +1,25 @@
 """License expiration reminders for one enterprise (spec 003): fetch, decide, claim, alias, send, mark.
 
 Licenses are streamed one license-manager page (<= 500) at a time and sent in Braze batches of 50:
-one ``/users/alias/new`` and one ``/campaigns/trigger/send`` request per 50 reminders.
+one ``/users/alias/new`` and one ``/campaigns/trigger/send`` request per 50 reminders. The enterprise flow
+(agreement, opt-out, pages, batches, continuations) is ``jobs/license_emails.py``, shared with the
+post-expiration emails; this module says which plans and licenses are due and what a reminder carries.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
-from license_notifications.adapters.braze import MAX_RECIPIENTS_PER_REQUEST, Recipient, UserAlias, braze_datetime
-from license_notifications.adapters.license_manager import LicensePage
 from license_notifications.events import Job
-from license_notifications.jobs.enterprise_run import EnterpriseJob, JobRun, PagesPart, malformed_reporter
-from license_notifications.jobs.pipeline import BatchSender, Campaign, Delivery, OutOfTimeError
-from license_notifications.models import EnterpriseCustomer, License, SubscriptionPlan
+from license_notifications.jobs.enterprise_run import JobRun
+from license_notifications.jobs.license_emails import (
+    PAGES_PER_MESSAGE,
+    EnterpriseLicenses,
+    LicenseEmailJob,
+)
+from license_notifications.models import License, SubscriptionPlan
 from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.expiration import (
     ReminderDecision,
@@ -30,242 +33,50 @@ logger = logging.getLogger(__name__)
 COMMAND = "send_license_expiration_reminders"
 LEDGER_KIND = "expiration_reminder"
 RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
-PAGES_PER_MESSAGE = 4  # a large enterprise is shared in messages of this many license pages (2,000 licenses)
+__all__ = ["COMMAND", "LEDGER_KIND", "PAGES_PER_MESSAGE", "RECORD_RETENTION", "ExpirationReminders", "ledger_key"]
 
 
 def ledger_key(license_uuid: UUID | str) -> str:
     return f"{LEDGER_KIND}#{license_uuid}"
 
 
-class ExpirationReminders(EnterpriseJob):
+class ExpirationReminders(LicenseEmailJob):
     """The job, wired to its adapters. A dry run reads the ledger (to report only what is due) but writes nothing."""
 
     name = Job.EXPIRATION_REMINDERS
     logger = logger
 
-    def __init__(self, *, campaign_id: str, **adapters: Any):
-        super().__init__(**adapters)
-        self.campaign_id = campaign_id
-
     def describe(self, run: JobRun) -> str:
         return f"days_before_expiration={run.days_before_expiration}"
 
-    def process(self, enterprise_customer_uuid: str, run: JobRun, outcome: EnterpriseOutcome) -> None:
-        _EnterpriseReminders(self, enterprise_customer_uuid, run, outcome).process()
+    def enterprise_pass(self, enterprise_uuid: str, run: JobRun, outcome: EnterpriseOutcome) -> EnterpriseLicenses:
+        return _EnterpriseReminders(self, enterprise_uuid, run, outcome)
 
 
-class _EnterpriseReminders:
-    """One enterprise's pass; holds the lazily fetched enterprise customer."""
+class _EnterpriseReminders(EnterpriseLicenses):
+    """One enterprise's reminders: plans expiring in the window, activated licenses not yet reminded."""
 
-    def __init__(self, job: ExpirationReminders, enterprise_uuid: str, run: JobRun, outcome: EnterpriseOutcome):
-        self.job = job
-        self.enterprise_uuid = enterprise_uuid
-        self.run = run
-        self.outcome = outcome
-        self.where = {"enterprise_customer_uuid": enterprise_uuid}
-        self.sender = BatchSender(job, run, outcome, subject_kind="license")
-        self.campaign = Campaign(job.campaign_id)
-        self._customer: EnterpriseCustomer | None = None
+    ledger_key = staticmethod(ledger_key)
+    ledger_kind = LEDGER_KIND
+    record_retention = RECORD_RETENTION
+    email_name = "license expiration reminder"
+    expiry_verb = "expiring"
 
-    @property
-    def customer(self) -> EnterpriseCustomer:
-        if self._customer is None:
-            self._customer = self.job.lms.enterprise_customer(self.enterprise_uuid)
-        return self._customer
-
-    def process(self) -> None:
-        agreement = self.job.license_manager.customer_agreement(
-            self.enterprise_uuid, on_malformed=malformed_reporter(logger, self.outcome, "plan", "uuid")
-        )
-        if agreement is None:
-            # On the real license-manager a service account without the enterprise_openedx_operator:* role
-            # gets an empty 200, not a 403 (contract 2.4): never take "no agreement" for "nothing to do".
-            self.outcome.fail_enterprise(
-                f"license-manager returned no customer agreement for enterprise {self.enterprise_uuid}: the "
-                "service account likely lacks the enterprise_openedx_operator:* role (missing permissions answer "
-                "an empty 200), or the enterprise has no agreement"
-            )
-            return
-        if agreement.disable_expiration_notifications:
-            self.outcome.skipped[ReminderDecision.OPTED_OUT] += 1
-            logger.info(
-                "Skipping enterprise %s: its customer agreement disables expiration notifications",
-                self.enterprise_uuid,
-                extra={"enterprise_customer_uuid": self.enterprise_uuid, "skip_reason": "opted_out"},
-            )
-            return
-        plans = {
-            str(plan.uuid): plan
-            for plan in agreement.subscriptions
-            if plan.is_active
-            and expires_in_window(plan.expiration_date, self.run.as_of, self.run.days_before_expiration)
-        }
-        parts = [self.run.part] if self.run.part else [PagesPart(uuid) for uuid in plans]
-        _Pass(self, plans, parts).read_all()
-
-    def due_licenses(self, plan: SubscriptionPlan, page: list[License]) -> list[License]:
-        sent = self.job.ledger.sent(ledger_key(lic.uuid) for lic in page)
-        due = []
-        for lic in page:
-            decision = reminder_decision(
-                status=lic.status,
-                email=lic.user_email,
-                expiration_date=plan.expiration_date,
-                already_sent=ledger_key(lic.uuid) in sent,
-                opted_out=False,
-                now=self.run.as_of,
-                days_before_expiration=self.run.days_before_expiration,
-            )
-            if decision is ReminderDecision.DUE:
-                due.append(lic)
-            else:
-                self.outcome.skipped[decision] += 1
-        self.outcome.due += len(due)
-        return due
-
-    def delivery(self, plan: SubscriptionPlan, lic: License) -> Delivery:
-        email = lic.user_email or ""
-        customer = self.customer  # fetched once, before anything is claimed: an unknown enterprise holds nothing
-        return Delivery(
-            subject=str(lic.uuid),
-            claim={
-                "key": ledger_key(lic.uuid),
-                "kind": LEDGER_KIND,
-                "run_id": self.run.run_id,
-                "expires_at": plan.expiration_date + RECORD_RETENTION,
-                "enterprise_customer_uuid": self.enterprise_uuid,
-                "subject_uuid": str(lic.uuid),
-            },
-            alias=UserAlias(email),
-            recipient=Recipient(
-                user_alias=UserAlias(email),
-                attributes={"email": email, "enterprise_default_language": customer.default_language},
-                trigger_properties={
-                    "license_uuid": str(lic.uuid),
-                    "expiration_date": braze_datetime(plan.expiration_date),
-                    "days_until_expiration": days_until_expiration(plan.expiration_date, self.run.as_of),
-                    "subscription_plan_title": plan.title,
-                    "enterprise_customer_name": customer.name,
-                    "enterprise_customer_slug": customer.slug,
-                    "enterprise_sender_alias": customer.sender_alias_or_default,
-                    "enterprise_contact_email": customer.contact_email,
-                },
-            ),
-            description=(
-                f"license expiration reminder to {self.job.emails(email)} for license {lic.uuid} "
-                f"expiring on {plan.expiration_date.date().isoformat()}"
-            ),
-            log_extra={"license_uuid": str(lic.uuid)},
+    def in_window(self, plan: SubscriptionPlan) -> bool:
+        return plan.is_active and expires_in_window(
+            plan.expiration_date, self.run.as_of, self.run.days_before_expiration
         )
 
-
-class _Pass:
-    """Reads the parts' license pages in order and sends the due ones in Braze batches of 50. Due licenses wait
-    in ``pending`` until a batch is full, across pages and plans (recipients carry their own plan data), so an
-    enterprise costs 2 Braze requests per 50 reminders plus one final partial batch.
-
-    A large enterprise is shared: a whole-enterprise message whose plan has more than ``PAGES_PER_MESSAGE``
-    pages keeps the first ones and hands the rest on (``run.handoff``) as continuation messages of the same
-    run, which parallel workers take. And when the time runs out, the rest (from the oldest unsent page) is
-    handed on instead of failing; without ``handoff`` the run stops with OutOfTimeError (SQS redelivers it)."""
-
-    def __init__(self, reminders: _EnterpriseReminders, plans: dict[str, SubscriptionPlan], parts: list[PagesPart]):
-        self.r = reminders
-        self.run = reminders.run
-        self.plans = plans
-        self.parts = list(parts)
-        self.pending: list[tuple[PagesPart, int, Delivery]] = []  # (part, page number, delivery)
-
-    def read_all(self) -> None:
-        on_malformed = malformed_reporter(logger, self.r.outcome, "license", "uuid")
-        for index, part in enumerate(self.parts):
-            plan = self.plans.get(part.plan_uuid)
-            if plan is None:  # a continuation whose plan left the window (or the agreement) meanwhile
-                logger.info("Plan %s is no longer due: nothing to continue", part.plan_uuid, extra=self.r.where)
-                continue
-            if not self.read_part(part, plan, on_malformed, later=self.parts[index + 1 :]):
-                return  # handed on
-        try:
-            self.send_full_batches(final=True)
-        except OutOfTimeError:
-            if self.run.handoff is None:
-                raise
-            self.hand_on(None, None, [])
-
-    def read_part(self, part: PagesPart, plan: SubscriptionPlan, on_malformed: Any, later: list[PagesPart]) -> bool:
-        """Read one part's pages; False when the time ran out and the rest was handed on."""
-        pages = self.r.job.license_manager.license_pages(
-            plan.uuid, on_malformed=on_malformed, first_page=part.first_page, last_page=part.last_page
+    def decide(self, plan: SubscriptionPlan, lic: License, *, already_sent: bool) -> ReminderDecision:
+        return reminder_decision(
+            status=lic.status,
+            email=lic.user_email,
+            expiration_date=plan.expiration_date,
+            already_sent=already_sent,
+            opted_out=False,
+            now=self.run.as_of,
+            days_before_expiration=self.run.days_before_expiration,
         )
-        for page in pages:
-            part = self.split_if_large(part, page)
-            try:
-                self.read(part, plan, page)
-                if self.run.out_of_time():  # nothing is claimed for what waits in ``pending``
-                    raise OutOfTimeError("stopped between license pages: the invocation's time is nearly up")
-            except OutOfTimeError:
-                if self.run.handoff is None:
-                    raise
-                self.hand_on(part, page.number + 1, later)
-                return False
-            if part.last_page is not None and page.number >= part.last_page:
-                break  # the rest of the plan was handed on
-        return True
 
-    def read(self, part: PagesPart, plan: SubscriptionPlan, page: LicensePage) -> None:
-        due = self.r.due_licenses(plan, page)
-        logger.info(
-            "Found %d licenses to process for enterprise %s",
-            len(due),
-            self.r.enterprise_uuid,
-            extra={**self.r.where, "subscription_plan_uuid": str(plan.uuid), "page": page.number},
-        )
-        self.pending.extend((part, page.number, self.r.delivery(plan, lic)) for lic in due)
-        self.send_full_batches()
-
-    def send_full_batches(self, *, final: bool = False) -> None:
-        while len(self.pending) >= MAX_RECIPIENTS_PER_REQUEST or (final and self.pending):
-            batch = self.pending[:MAX_RECIPIENTS_PER_REQUEST]
-            self.r.sender.send(self.r.campaign, [delivery for _, _, delivery in batch])
-            del self.pending[:MAX_RECIPIENTS_PER_REQUEST]
-
-    def split_if_large(self, part: PagesPart, page: LicensePage) -> PagesPart:
-        """On a whole-enterprise message's first page of a plan: keep ``PAGES_PER_MESSAGE`` pages, hand the
-        rest on in parts of that many pages (the last one open-ended: the list may grow meanwhile)."""
-        whole = self.run.part is None and part.first_page == 1 and part.last_page is None and page.number == 1
-        if not (whole and self.run.handoff and page.num_pages and page.num_pages > PAGES_PER_MESSAGE):
-            return part
-        starts = range(PAGES_PER_MESSAGE + 1, page.num_pages + 1, PAGES_PER_MESSAGE)
-        rest = [PagesPart(part.plan_uuid, first, first + PAGES_PER_MESSAGE - 1) for first in starts]
-        rest[-1] = PagesPart(part.plan_uuid, rest[-1].first_page, None)
-        self.run.handoff(rest)
-        self.r.outcome.handed_on += len(rest)
-        logger.info(
-            "Plan %s has %d pages of licenses: handing pages %d..%d on in %d message(s)",
-            part.plan_uuid,
-            page.num_pages,
-            PAGES_PER_MESSAGE + 1,
-            page.num_pages,
-            len(rest),
-            extra=self.r.where,
-        )
-        return PagesPart(part.plan_uuid, 1, PAGES_PER_MESSAGE)
-
-    def hand_on(self, current: PagesPart | None, next_page: int | None, later: list[PagesPart]) -> None:
-        """Out of time: hand on every page not yet sent (from the oldest unsent due license on)."""
-        first_unsent: dict[str, PagesPart] = {}
-        for part, number, _ in self.pending:
-            first_unsent.setdefault(part.plan_uuid, PagesPart(part.plan_uuid, number, part.last_page))
-        unread = current is not None and next_page is not None and current.plan_uuid not in first_unsent
-        if unread and (current.last_page is None or next_page <= current.last_page):
-            first_unsent[current.plan_uuid] = PagesPart(current.plan_uuid, next_page, current.last_page)
-        rest = [*first_unsent.values(), *later]
-        if rest:
-            self.run.handoff(rest)  # type: ignore[misc]  # checked by the caller
-        self.r.outcome.handed_on += len(rest)
-        logger.warning(
-            "Out of time: handed the rest of enterprise %s on in %d message(s)",
-            self.r.enterprise_uuid,
-            len(rest),
-            extra={**self.r.where, "parts": [vars(p) for p in rest]},
-        )
+    def day_count(self, plan: SubscriptionPlan) -> dict[str, int]:
+        return {"days_until_expiration": days_until_expiration(plan.expiration_date, self.run.as_of)}

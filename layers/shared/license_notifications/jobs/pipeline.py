@@ -53,6 +53,7 @@ from license_notifications.outcome import EnterpriseOutcome
 
 REJECTED_HOLD = timedelta(hours=24)
 MAX_REJECTED_PER_BATCH = 5
+_SUBJECT_LABELS = {"license": "license uuid", "admin": "admin id"}  # how a log line names a Delivery's subject
 
 
 class OutOfTimeError(Exception):
@@ -332,10 +333,25 @@ class _Batch:
             return 0
 
     def _report_minor_errors(self, group: list[Taken], result: SendResult) -> None:
+        """Braze accepted the request but listed non-fatal errors: one warning line and one notification that
+        name the recipients concerned by license uuid / admin id in their text (what an operator looks up),
+        each with the error naming it; all of the request's recipients when the errors name none."""
+        texts = [e if isinstance(e, str) else repr(e) for e in result.errors]
         by_index = attribute_errors(result.errors, [d.recipient for d, _ in group])
-        named = [group[i][0].subject for i in sorted(by_index)] or [d.subject for d, _ in group]
-        errors = mask_emails("; ".join(str(e) for e in result.errors))[:1000]
-        which = "the recipients named" if by_index else "recipients of the request (the errors name none of them)"
+        label = _SUBJECT_LABELS.get(self.s.subject_kind, f"{self.s.subject_kind} id")
+        if by_index:
+            named = [group[i][0].subject for i in sorted(by_index)]
+            which = f"{len(named)} recipient(s), {label}(s) {', '.join(named)}"
+            attributed = set(by_index.values())
+            details = [f"{group[i][0].subject}: {by_index[i]}" for i in sorted(by_index)]
+            details += [text for text in texts if text not in attributed]  # entries naming nobody, kept
+        else:
+            named = [d.subject for d, _ in group]
+            which = (
+                f"the request's {len(named)} recipient(s) (the errors name none of them), {label}(s) {', '.join(named)}"
+            )
+            details = texts
+        errors = mask_emails("; ".join(details))[:1000]
         message = f"Braze accepted dispatch {result.dispatch_id} with errors for {which}: {errors}"
         self.s.logger.warning(message, extra={**self.s.where, f"{self.s.subject_kind}_ids": named})
         self.s.outcome.warn(message, subject_kind=self.s.subject_kind, subjects=named)

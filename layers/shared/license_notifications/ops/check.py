@@ -22,6 +22,7 @@ CAMPAIGN_SETTINGS = (
     "limited_allocations_campaign",
     "no_allocations_campaign",
     "weekly_utilization_campaign",
+    "plan_expiration_campaign",
 )
 
 

@@ -1,6 +1,7 @@
 """``license-notifications report``: did they get it? Answered from the ledger, which holds every send.
 
-- ``--license-uuid L``: the learner's reminder record, in whatever state (sent, claimed, rejected);
+- ``--license-uuid L``: the learner's records, the reminder and the post-expiration email, in whatever state
+  (sent, claimed, rejected);
 - ``--enterprise-customer-uuid U [--since T] [--until T]``: the enterprise's sends in time order (the
   ledger's ``by-enterprise`` index: enterprise, send time);
 - ``--run-id R``: what one run sent (the ``by-run`` index).
@@ -9,13 +10,17 @@ Reads only (GetItem / Query, never a Scan). One row per ledger record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from license_notifications.adapters.ledger import LedgerItem, ledger_model
+from license_notifications.jobs import expiration_reminders, plan_expiration_emails
 
 COLUMNS = ("key", "state", "sent_at", "run_id", "dispatch_id", "enterprise_customer_uuid", "license_uuid", "admin_id")
+# The records a license can have, in the order a learner gets them.
+LICENSE_RECORDS = (expiration_reminders, plan_expiration_emails)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class ReportRow:
 def _subject(key: str) -> tuple[str | None, str | None]:
     """(license uuid, admin id) named by a ledger key (see the jobs' key functions)."""
     parts = key.split("#")
-    if parts[0] == "expiration_reminder" and len(parts) == 2:
+    if parts[0] in {job.LEDGER_KIND for job in LICENSE_RECORDS} and len(parts) == 2:
         return parts[1], None
     if parts[0] == "utilization" and len(parts) == 5:
         return None, parts[3]
@@ -69,10 +74,12 @@ class LedgerReport:
         self.model = ledger_model(table_name, host=host)
 
     def license(self, license_uuid: str) -> list[ReportRow]:
-        try:
-            return [ReportRow.of(self.model.get(f"expiration_reminder#{license_uuid}"))]
-        except self.model.DoesNotExist:
-            return []
+        """Each record of the license (its reminder, then its post-expiration email), those that exist."""
+        rows = []
+        for job in LICENSE_RECORDS:
+            with contextlib.suppress(self.model.DoesNotExist):
+                rows.append(ReportRow.of(self.model.get(job.ledger_key(license_uuid))))
+        return rows
 
     def enterprise(self, enterprise_uuid: str, since: datetime | None, until: datetime | None) -> list[ReportRow]:
         sent_at = self.model.sent_at

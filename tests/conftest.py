@@ -116,10 +116,22 @@ def ledger_engine(
         _drop_tables(moto_stack.client("dynamodb"), tables.values())  # a client still on moto would fail
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint_url)
         engine = LedgerEngine("dynamodb-local", local.endpoint_url, local.client(), tables["LedgerTable"])
+        _stop_expiring(engine.client, tables.values())
     yield engine
     # gone afterwards: a session's engine would otherwise hold every test's tables (moto's first page of
     # ListTables holds 100, and tests/test_template.py reads only that page)
     _drop_tables(engine.client, tables.values())
+
+
+def _stop_expiring(dynamodb: Any, names: Iterable[str]) -> None:
+    """TTL off: the tests' records expire relative to their clock (conftest.NOW, 2026-03-01), long past on the real
+    one, and DynamoDB Local deletes expired items within seconds (moto never does), which would pull records from
+    under a test. test_ledger.py pins what each engine does with an expired record."""
+    for name in names:
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if ttl["TimeToLiveStatus"] == "ENABLED":
+            spec = {"Enabled": False, "AttributeName": ttl["AttributeName"]}
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=spec)
 
 
 def _drop_tables(dynamodb: Any, names: Iterable[str]) -> None:

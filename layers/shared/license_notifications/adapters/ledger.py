@@ -72,7 +72,6 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute,
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 logger = logging.getLogger(__name__)
@@ -170,8 +169,59 @@ class Claim:
     token: str
 
 
-Op = tuple[str, Any, Any]  # ("update", actions, condition) | ("delete", None, condition) | ("put", item, condition)
 DONE: Any = object()  # a re-plan's answer: the write is already in place (an earlier attempt of ours)
+_MARKER = f"\0{secrets.token_hex(8)}:"  # stands for a per-key value while pynamodb serialises a write once
+
+
+class _Write:
+    """One kind of conditional write (``update``, ``delete`` or ``put``) for many keys. ``build`` makes it from the
+    model's attributes for one key's values: (actions, condition) for an update, (None, condition) for a delete,
+    (the item's attributes, condition) for a put. ``slots``: the string values that differ from key to key; with
+    slots, pynamodb serialises the write once (a marker in each slot) and each key's transaction item is a copy
+    with its own key and values, instead of pynamodb serialising every key's actions and condition anew."""
+
+    def __init__(self, model: type[LedgerItem], kind: str, build: Callable[..., tuple[Any, Any]], *slots: str):
+        self.model, self.kind, self.build, self.slots = model, kind, build, slots
+        self._template: tuple[dict[str, Any], dict[str, str]] | None = None
+
+    def apply(self, key: str, values: Mapping[str, Any]) -> None:
+        """The write of one key on its own (UpdateItem, DeleteItem or PutItem)."""
+        what, condition = self.build(**values)
+        if self.kind == "update":
+            self.model(key).update(what, condition=condition)
+        elif self.kind == "delete":
+            self.model(key).delete(condition=condition)
+        else:
+            self.model(key, **what).save(condition=condition)
+
+    def request(self, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """One key's item of a TransactWriteItems request, as pynamodb's TransactWrite builds it."""
+        if not self.slots:
+            return self._serialise(key, values)
+        if self._template is None:
+            request = self._serialise(_MARKER, {slot: _MARKER + slot for slot in self.slots})
+            found = [(value["S"][len(_MARKER) :], name) for name, value in request["ExpressionAttributeValues"].items()
+                     if str(value.get("S", "")).startswith(_MARKER)]  # fmt: skip
+            slots = dict(found)
+            if len(found) != len(self.slots) or set(slots) != set(self.slots):
+                raise ValueError(f"each slot must be one value of the write: {self.slots}")
+            self._template = request, slots
+        request, slots = self._template
+        values_map = dict(request["ExpressionAttributeValues"])
+        for slot, name in slots.items():
+            values_map[name] = {"S": values[slot]}
+        return {**request, "Key": {LedgerItem.pk.attr_name: {"S": key}}, "ExpressionAttributeValues": values_map}
+
+    def _serialise(self, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        what, condition = self.build(**values)
+        if self.kind == "update":
+            return self.model(key).get_update_kwargs_from_instance(actions=what, condition=condition)
+        if self.kind == "delete":
+            return self.model(key).get_delete_kwargs_from_instance(condition=condition)
+        return self.model(key, **what).get_save_kwargs_from_instance(condition=condition)
+
+
+Op = tuple[_Write, Mapping[str, Any]]  # a write and one key's values
 
 
 def _utc(value: datetime) -> datetime:
@@ -197,8 +247,8 @@ def _botocore_error(exc: PynamoDBException) -> BaseException:
 def _token_for(nonce: str, ops: Mapping[str, Op]) -> str:
     """One client request token per set of writes: the same writes sent again carry the same token."""
     digest = hashlib.sha256(nonce.encode())
-    for key, (kind, _, _) in ops.items():
-        digest.update(f"\0{kind}\0{key}".encode())
+    for key, (write, _) in ops.items():
+        digest.update(f"\0{write.kind}\0{key}".encode())
     return digest.hexdigest()[:36]
 
 
@@ -293,10 +343,11 @@ class Ledger:
         """Claim each key (None where it is held elsewhere or already sent). If a write errors, every claim this
         call may have taken is given back before the error is raised."""
         now = self._wall_clock()
+        writes: dict[tuple[Any, ...], _Write] = {}  # one per kind of claim in the batch (usually one)
         planned: dict[str, tuple[Claim, Op, datetime | None]] = {}
         for request in requests:
             if request["key"] not in planned:  # a key twice in one batch: the first one claims it
-                planned[request["key"]] = self._claim_op(now, **request)
+                planned[request["key"]] = self._claim_op(now, writes, **request)
 
         def replan(key: str, item: LedgerItem | None) -> Op | None:
             claim, op, resend_before = planned[key]
@@ -327,8 +378,10 @@ class Ledger:
                    m.dispatch_id.set(dispatch_id), m.claim_token.remove(), m.lease_until.remove(),
                    m.claimed_by_run.remove()]  # fmt: skip
 
+        record = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
+
         def op(claim: Claim) -> Op:
-            return "update", actions, m.claim_token == claim.token
+            return record, {"token": claim.token}
 
         def replan(key: str, item: LedgerItem | None) -> Op | None:
             if item is None:
@@ -365,17 +418,18 @@ class Ledger:
         pending = {claim.key: claim for claim in claims}
         lease = int(self._wall_clock()) + seconds
         actions = [m.state.set(REJECTED), m.lease_until.set(lease), m.note.set(reason), m.claim_token.remove()]
+        held = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
 
         def replan(key: str, item: LedgerItem | None) -> Op | None:
             if item is not None and item.claim_token == pending[key].token:
-                return "update", actions, m.claim_token == pending[key].token
+                return held, {"token": pending[key].token}
             if item is not None and (item.claim_token, item.state, item.lease_until, item.note) == (
                 None, REJECTED, lease, reason):  # fmt: skip
                 return DONE  # an earlier attempt of ours wrote it
             return None
 
         done: dict[str, bool] = {}
-        ops = {key: ("update", actions, m.claim_token == claim.token) for key, claim in pending.items()}
+        ops: dict[str, Op] = {key: (held, {"token": claim.token}) for key, claim in pending.items()}
         self._settle(ops, replan, done, reread_single=False)
         for key, ok in done.items():
             if not ok:
@@ -397,20 +451,17 @@ class Ledger:
         that holds exactly what this call put counts as written (an earlier attempt of ours whose reply was
         lost). Nothing that exists is ever changed, so importing the same records again writes nothing."""
         recorded_at = datetime.fromtimestamp(self._wall_clock(), UTC)
+        put = _Write(self.model, "put", lambda **item: (item, self.model.pk.does_not_exist()))
         planned: dict[str, Op] = {}
         for record in records:
             if record["key"] not in planned:  # the first one counts
-                planned[record["key"]] = (
-                    "put",
-                    self._import_item(recorded_at, **record),
-                    self.model.pk.does_not_exist(),
-                )
+                planned[record["key"]] = put, self._import_item(recorded_at, **record)
 
         def replan(key: str, item: LedgerItem | None) -> Op | None:
-            op = planned[key]
             if item is None:
-                return op
-            return DONE if item.serialize() == op[1].serialize() else None  # exactly ours: an earlier attempt
+                return planned[key]
+            ours = self.model(key, **planned[key][1])
+            return DONE if item.serialize() == ours.serialize() else None  # exactly ours: an earlier attempt
 
         written: dict[str, bool] = {}
         self._settle(dict(planned), replan, written, reread_single=True)
@@ -424,6 +475,7 @@ class Ledger:
     def _claim_op(
         self,
         now: float,
+        writes: dict[tuple[Any, ...], _Write],
         *,
         key: str,
         kind: str,
@@ -433,20 +485,37 @@ class Ledger:
         subject_uuid: str | None = None,
         resend_if_sent_before: datetime | None = None,
     ) -> tuple[Claim, Op, datetime | None]:
-        m = self.model
         token = f"{run_id}:{secrets.token_hex(8)}"
-        actions = [m.kind.set(kind), m.state.set(CLAIMED), m.claim_token.set(token),
-                   m.lease_until.set(int(now) + self.lease_seconds), m.claimed_by_run.set(run_id),
-                   m.expires_at.set(expires_at), m.note.remove()]  # fmt: skip
-        if enterprise_customer_uuid:
-            actions.append(m.enterprise_customer_uuid.set(enterprise_customer_uuid))
-        if subject_uuid:
-            actions.append(m.subject_uuid.set(subject_uuid))
-        condition = m.pk.does_not_exist() | (m.state.is_in(CLAIMED, REJECTED) & (m.lease_until < now))
         resend_before = _utc(resend_if_sent_before) if resend_if_sent_before is not None else None
+        values = {"token": token}
+        if enterprise_customer_uuid:
+            values["enterprise"] = enterprise_customer_uuid
+        if subject_uuid:
+            values["subject"] = subject_uuid
+        shape = (kind, run_id, expires_at, resend_before, *values)
+        if shape not in writes:
+            writes[shape] = self._claim_write(now, kind, run_id, expires_at, resend_before, *values)
+        return Claim(key, token), (writes[shape], values), resend_before
+
+    def _claim_write(
+        self, now: float, kind: str, run_id: str, expires_at: datetime, resend_before: datetime | None, *slots: str
+    ) -> _Write:
+        m = self.model
+        shared = [m.kind.set(kind), m.state.set(CLAIMED), m.lease_until.set(int(now) + self.lease_seconds),
+                  m.claimed_by_run.set(run_id), m.expires_at.set(expires_at), m.note.remove()]  # fmt: skip
+        condition = m.pk.does_not_exist() | (m.state.is_in(CLAIMED, REJECTED) & (m.lease_until < now))
         if resend_before is not None:
             condition |= (m.state == SENT) & (m.sent_at < resend_before)
-        return Claim(key, token), ("update", actions, condition), resend_before
+
+        def build(token: str, enterprise: str | None = None, subject: str | None = None) -> tuple[Any, Any]:
+            actions = [*shared, m.claim_token.set(token)]
+            if enterprise:
+                actions.append(m.enterprise_customer_uuid.set(enterprise))
+            if subject:
+                actions.append(m.subject_uuid.set(subject))
+            return actions, condition
+
+        return _Write(m, "update", build, *slots)
 
     @staticmethod
     def _claimable(item: LedgerItem | None, now: float, resend_before: datetime | None) -> bool:
@@ -470,29 +539,30 @@ class Ledger:
         enterprise_customer_uuid: str | None = None,
         subject_uuid: str | None = None,
         expires_at: datetime | None = None,
-    ) -> LedgerItem:
-        return self.model(key, kind=kind, state=SENT, sent_at=_utc(sent_at), recorded_at=recorded_at, run_id=run_id,
-                          dispatch_id=dispatch_id, enterprise_customer_uuid=enterprise_customer_uuid or None,
-                          subject_uuid=subject_uuid or None, expires_at=expires_at)  # fmt: skip
+    ) -> dict[str, Any]:
+        return {"kind": kind, "state": SENT, "sent_at": _utc(sent_at), "recorded_at": recorded_at, "run_id": run_id,
+                "dispatch_id": dispatch_id, "enterprise_customer_uuid": enterprise_customer_uuid or None,
+                "subject_uuid": subject_uuid or None, "expires_at": expires_at}  # fmt: skip
 
     def _release(self, claims: Sequence[Claim], *, quiet: bool) -> None:
         m = self.model
         pending = {claim.key: claim for claim in claims}
-        restore = [m.state.set(SENT), m.claim_token.remove(), m.lease_until.remove(), m.claimed_by_run.remove()]
-
-        def delete(claim: Claim) -> Op:
-            return "delete", None, (m.claim_token == claim.token) & m.sent_at.does_not_exist()
+        actions = [m.state.set(SENT), m.claim_token.remove(), m.lease_until.remove(), m.claimed_by_run.remove()]
+        restore = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
+        delete = _Write(
+            m, "delete", lambda token: (None, (m.claim_token == token) & m.sent_at.does_not_exist()), "token"
+        )
 
         def replan(key: str, item: LedgerItem | None) -> Op | None:
-            claim = pending[key]
-            if item is None or item.claim_token != claim.token:
+            token = pending[key].token
+            if item is None or item.claim_token != token:
                 return None
-            if item.sent_at is not None:  # a recurring record: its previous send comes back
-                return "update", restore, m.claim_token == claim.token
-            return delete(claim)
+            # a recurring record gets its previous send back
+            return (restore if item.sent_at is not None else delete), {"token": token}
 
         done: dict[str, bool] = {}
-        self._settle({key: delete(claim) for key, claim in pending.items()}, replan, done, reread_single=True)
+        ops: dict[str, Op] = {key: (delete, {"token": claim.token}) for key, claim in pending.items()}
+        self._settle(ops, replan, done, reread_single=True)
         for key, ok in done.items():
             if not ok and not quiet:
                 logger.warning("ledger claim already gone at release", extra={"ledger_key": key})
@@ -562,16 +632,10 @@ class Ledger:
 
     def _write_one(self, key: str, op: Op) -> bool:
         """One conditional write: True if applied, False if its condition does not hold."""
-        kind, what, condition = op
-        item = what if kind == "put" else self.model(key)
+        write, values = op
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                if kind == "update":
-                    item.update(what, condition=condition)
-                elif kind == "put":
-                    item.save(condition=condition)
-                else:
-                    item.delete(condition=condition)
+                write.apply(key, values)
             except PynamoDBException as exc:
                 code = exc.cause_response_code
                 if code == "ConditionalCheckFailedException":
@@ -585,15 +649,14 @@ class Ledger:
 
     def _transact(self, ops: dict[str, Op], token: str | None) -> bool:
         """One transaction of ``ops``: True if applied, False if cancelled (nothing written)."""
+        items: dict[str, list[dict[str, Any]]] = {"update": [], "delete": [], "put": []}
+        for key, (write, values) in ops.items():
+            items[write.kind].append(write.request(key, values))
         try:
-            with TransactWrite(connection=self.model._get_connection().connection, client_request_token=token) as tx:
-                for key, (kind, what, condition) in ops.items():
-                    if kind == "update":
-                        tx.update(self.model(key), what, condition=condition)
-                    elif kind == "put":
-                        tx.save(what, condition=condition)
-                    else:
-                        tx.delete(self.model(key), condition=condition)
+            self.model._get_connection().connection.transact_write_items(
+                condition_check_items=(), delete_items=items["delete"], put_items=items["put"],
+                update_items=items["update"], client_request_token=token,
+            )  # fmt: skip
         except PynamoDBException as exc:
             if exc.cause_response_code == "TransactionCanceledException":
                 return False

@@ -16,7 +16,13 @@ from typing import Any
 
 import boto3
 import pytest
-from devstack.aws import MotoStack, StackResources, create_resources_from_template, create_tables_from_template
+from devstack.aws import (
+    MotoStack,
+    StackResources,
+    create_resources_from_template,
+    create_tables_from_template,
+    load_template,
+)
 from devstack.dataset import Dataset
 from devstack.dynamodb_local import DynamoDBLocal
 from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn
@@ -111,27 +117,29 @@ def ledger_engine(
         tables = aws_resources.tables
     else:
         local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
-        tables = create_tables_from_template(local.endpoint_url, suffix=aws_resources.suffix)
+        tables = create_tables_from_template(local.endpoint_url, without_ttl(), suffix=aws_resources.suffix)
         assert tables == aws_resources.tables  # the same names the functions' environment holds
         _drop_tables(moto_stack.client("dynamodb"), tables.values())  # a client still on moto would fail
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint_url)
         engine = LedgerEngine("dynamodb-local", local.endpoint_url, local.client(), tables["LedgerTable"])
-        _stop_expiring(engine.client, tables.values())
     yield engine
     # gone afterwards: a session's engine would otherwise hold every test's tables (moto's first page of
     # ListTables holds 100, and tests/test_template.py reads only that page)
     _drop_tables(engine.client, tables.values())
 
 
-def _stop_expiring(dynamodb: Any, names: Iterable[str]) -> None:
-    """TTL off: the tests' records expire relative to their clock (conftest.NOW, 2026-03-01), long past on the real
-    one, and DynamoDB Local deletes expired items within seconds (moto never does), which would pull records from
-    under a test. test_ledger.py pins what each engine does with an expired record."""
-    for name in names:
-        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if ttl["TimeToLiveStatus"] == "ENABLED":
-            spec = {"Enabled": False, "AttributeName": ttl["AttributeName"]}
-            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=spec)
+def without_ttl() -> dict[str, Any]:
+    """template.yaml without the tables' TTL. The tests' clock (``NOW``, 2026-03-01) lies before the wall clock,
+    so every record they write has expired by DynamoDB's TTL (``expires_at``, epoch seconds, wall clock), and
+    DynamoDB Local deletes expired items, at times within the test (moto never does; AWS within days): with
+    TTL on, test_ledger's import tests on DynamoDB Local failed 4 runs of 5 (20 of 150 records gone a moment
+    after they were written); a plain table of the same engine deleted a long-expired item within about a
+    second. Without TTL, 0 failures in 8 runs. test_ledger.py pins what each engine does with expired records."""
+    template = load_template()
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            resource.get("Properties", {}).pop("TimeToLiveSpecification", None)
+    return template
 
 
 def _drop_tables(dynamodb: Any, names: Iterable[str]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from devstack.standins.base import Reply
 from devstack.standins.license_manager import LicenseManagerStandIn
 
-from conftest import NOW, REMINDER_CAMPAIGN, Upstream
+from conftest import NOW, PLAN_EXPIRATION_CAMPAIGN, REMINDER_CAMPAIGN, Upstream
 from fakes import CountdownRun
 from license_notifications.adapters.ledger import REJECTED, Ledger
 from license_notifications.config import load_settings
@@ -271,6 +271,44 @@ def test_a_malformed_plan_never_hides_the_others(upstream: Upstream, services: S
     assert outcome.sent == 2
     assert (outcome.malformed, outcome.failures[0].subjects) == (1, (broken.uuid,))
     assert reminded(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
+def test_an_unreadable_plan_that_may_renew_an_expired_one_holds_its_post_expiration_emails(
+    upstream: Upstream, services: Services
+):
+    customer = upstream.dataset.add_customer("Tyrell")
+    expired = upstream.dataset.add_plan(customer.uuid, title="Tyrell 2025", expires_in_days=-2)
+    learners = upstream.dataset.add_licenses(expired.uuid, "activated", 3, "tyrell{n:03d}@example.com")
+    renewal = upstream.dataset.add_plan(customer.uuid, title="Tyrell 2026", expires_in_days=363)
+    upstream.dataset.add_renewal(expired.uuid, renewal.uuid)
+    upstream.dataset.add_licenses(renewal.uuid, "activated", 3, "tyrell{n:03d}@example.com")
+    path = "/api/v1/customer-agreement"
+    page = upstream.license_manager.list_customer_agreements
+
+    def respond(request):  # the renewal, which names the expired plan in prior_renewals, does not parse
+        reply = page(request)
+        for sub in reply.body["results"][0]["subscriptions"]:
+            if sub["uuid"] == renewal.uuid:
+                sub["expiration_date"] = "not a date"
+        return reply
+
+    def emailed() -> Counter[str]:
+        return Counter(props["license_uuid"] for _, props in upstream.braze.sent_to(PLAN_EXPIRATION_CAMPAIGN))
+
+    job = services.plan_expiration_emails()
+    upstream.license_manager.respond_next(path, respond)
+    outcome = job.run_enterprise(customer.uuid, JobRun(run_id="run-1", as_of=NOW, days_since_expiration=7))
+    assert outcome.error is None
+    assert (outcome.sent, outcome.skipped["renewal_unknown"]) == (0, 3)
+    assert (outcome.malformed, outcome.failures[0].subjects) == (1, (renewal.uuid,))
+    assert emailed() == Counter()
+
+    # once the renewal reads again, its learners are known to continue: still nobody is told
+    outcome = job.run_enterprise(customer.uuid, JobRun(run_id="run-2", as_of=NOW, days_since_expiration=7))
+    assert outcome.ok
+    assert (outcome.sent, outcome.skipped["renewed"]) == (0, 3)
+    assert emailed() == Counter()
+    assert len(learners) == 3
 
 
 # -- the time margin ------------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ from uuid import UUID
 import boto3
 import pytest
 
-from conftest import LIMITED_CAMPAIGN, NO_ALLOCATIONS_CAMPAIGN, NOW, REMINDER_CAMPAIGN, WEEKLY_CAMPAIGN, Upstream
+from conftest import (
+    LIMITED_CAMPAIGN,
+    NO_ALLOCATIONS_CAMPAIGN,
+    NOW,
+    PLAN_EXPIRATION_CAMPAIGN,
+    REMINDER_CAMPAIGN,
+    WEEKLY_CAMPAIGN,
+    Upstream,
+)
 from license_notifications.adapters.ledger import CLAIMED, REJECTED, SENT, Ledger
 from license_notifications.cli import EXIT_OK, EXIT_USAGE, run
 from license_notifications.jobs import expiration_reminders, plan_expiration_emails
@@ -23,6 +31,7 @@ from license_notifications.jobs.utilization import THRESHOLD_RETENTION, threshol
 from license_notifications.rules.utilization import NotificationType
 
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 LICENSE_HEADER = ("uuid", "enterprise_customer_uuid", "subscription_plan_uuid", "plan_expiration_date",
                   "expiration_reminder_sent_date", "subscription_plan_expiration_email_sent_date")  # fmt: skip
 NOTIFICATION_HEADER = ("enterprise_customer_uuid", "enterprise_customer_user_uuid", "subscripton_plan_id",
@@ -220,6 +229,40 @@ def test_after_the_import_the_reminders_go_only_to_licenses_license_manager_neve
         assert (record.run_id, record.dispatch_id, record.sent_at) == (imported.run_id, "license-manager", sent_at)
 
     code, again = run(["expiration-reminders", "--as-of", (NOW + DAY).isoformat()])
+    assert (code, again.sent) == (EXIT_OK, 0)
+
+
+def test_after_the_import_the_post_expiration_emails_go_only_to_licenses_license_manager_never_told(
+    app_env, upstream, tmp_path
+):
+    customer = upstream.dataset.add_customer("Globex")
+    plan = upstream.dataset.add_plan(customer.uuid, title="Globex plan", expires_in_days=-2)
+    licenses = upstream.dataset.add_licenses(plan.uuid, "activated", 5, "globex{n:03d}@example.com")
+    export = write_tsv(tmp_path / "licenses.tsv", LICENSE_HEADER, [
+        # license-manager told these two after the plan expired (and reminded the first one before)
+        (licenses[0].uuid, customer.uuid, plan.uuid, plan.expiration_date, NOW - 20 * DAY, NOW - DAY),
+        (licenses[1].uuid, customer.uuid, plan.uuid, plan.expiration_date, None, NOW - 2 * HOUR),
+        # only reminded: the reminder does not stand for the post-expiration email
+        (licenses[2].uuid, customer.uuid, plan.uuid, plan.expiration_date, NOW - 25 * DAY, None),
+    ])  # fmt: skip
+    code, imported, _ = cli("import-sent", "--licenses", str(export))
+    assert code == EXIT_OK
+
+    code, preview = run(["plan-expiration-emails", "--dry-run", "--as-of", NOW.isoformat()])
+    assert code == EXIT_OK
+    assert sum(o.would_send for o in preview.outcomes) == 3
+    assert upstream.braze.sent_to(PLAN_EXPIRATION_CAMPAIGN) == []
+
+    code, summary = run(["plan-expiration-emails", "--as-of", NOW.isoformat()])
+    assert (code, summary.sent) == (EXIT_OK, 3)
+    told = Counter(props["license_uuid"] for _, props in upstream.braze.sent_to(PLAN_EXPIRATION_CAMPAIGN))
+    assert told == Counter({lic.uuid: 1 for lic in licenses[2:]})
+    ledger = Ledger(app_env["LEDGER_TABLE_NAME"])
+    for lic, sent_at in ((licenses[0], NOW - DAY), (licenses[1], NOW - 2 * HOUR)):
+        record = ledger.get(plan_expiration_emails.ledger_key(lic.uuid))
+        assert (record.run_id, record.dispatch_id, record.sent_at) == (imported.run_id, "license-manager", sent_at)
+
+    code, again = run(["plan-expiration-emails", "--as-of", (NOW + HOUR).isoformat()])
     assert (code, again.sent) == (EXIT_OK, 0)
 
 

@@ -206,7 +206,7 @@ def test_what_each_engine_does_with_a_client_request_token(ledger_engine, table)
 def test_what_each_engine_does_with_expired_records(ledger_engine, ledger, table):
     """DynamoDB deletes records some time after their ``expires_at`` (the table's TTL attribute). DynamoDB Local
     deletes expired records within seconds (not always all of them); moto never deletes them.
-    (conftest turns TTL off on DynamoDB Local's tables: the tests' records expire relative to conftest.NOW, long
+    (conftest creates DynamoDB Local's tables without TTL: the tests' records expire relative to conftest.NOW, long
     past on the real clock.)"""
     dynamodb = ledger_engine.client
     if dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"] != "ENABLED":

@@ -256,7 +256,7 @@ def test_ledger_indexes_answer_reports_without_a_scan(template):
             assert index["Projection"] == {"ProjectionType": "ALL"}
             assert "ProvisionedThroughput" not in index  # on demand, like the table
     # CloudFormation adds one global secondary index per stack update: LedgerRunIndex=DISABLED is the
-    # intermediate step from a ledger without indexes (README, Deploy).
+    # intermediate step from a ledger without indexes (docs/operations.md, "Upgrading a stack whose ledger has no indexes yet").
     disabled = ledger_table(template, LedgerRunIndex="DISABLED").get("GlobalSecondaryIndexes", [])
     assert len(disabled) == 1
     assert len(indexes) - len(disabled) == 1

@@ -316,3 +316,15 @@ def test_the_widest_post_expiration_window_stays_representable_at_the_lower_boun
     start, end = expired_window(AS_OF_MIN, MAX_DAYS_SINCE_EXPIRATION)
     assert start < end == AS_OF_MIN
     assert start > datetime.min.replace(tzinfo=UTC)
+
+
+def test_a_post_expiration_record_outlives_every_run_that_could_still_find_its_license_due():
+    """DynamoDB deletes a record once its TTL passed; a license whose record is gone while it is still due would be
+    emailed again. It is due until its plan expired days_since_expiration ago (at most the widest window)."""
+    from license_notifications.jobs.plan_expiration_emails import RECORD_RETENTION
+    from license_notifications.rules.plan_expiration import MAX_DAYS_SINCE_EXPIRATION, expired_in_window
+
+    expiry = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    last_due = expiry + timedelta(days=MAX_DAYS_SINCE_EXPIRATION) - timedelta(microseconds=1)
+    assert expired_in_window(expiry, last_due, MAX_DAYS_SINCE_EXPIRATION)
+    assert expiry + RECORD_RETENTION >= last_due + timedelta(days=90)

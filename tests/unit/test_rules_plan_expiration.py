@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from license_notifications.rules.plan_expiration import (
+    MAX_DAYS_SINCE_EXPIRATION,
     PlanExpirationDecision,
     calendar_days_since_expiration,
     continues_under_renewal,
@@ -139,6 +140,11 @@ def test_renewed_is_decided_last_so_the_renewal_is_looked_up_only_for_licenses_o
         {"email": ""},
     ):
         assert decide(**reason) is decide(**reason, continues_under_renewal=True), reason
+        assert decide(**reason) is decide(**reason, continues_under_renewal=None), reason
+
+
+def test_a_license_otherwise_due_waits_while_its_renewal_cannot_be_known():
+    assert decide(continues_under_renewal=None) is PlanExpirationDecision.RENEWAL_UNKNOWN
 
 
 def test_naive_datetimes_are_refused():
@@ -246,7 +252,7 @@ instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100,
 offsets = st.timedeltas(min_value=timedelta(days=-400), max_value=timedelta(days=400))
 
 
-@given(now=instants, offset=offsets, days=st.integers(min_value=1, max_value=3650))
+@given(now=instants, offset=offsets, days=st.integers(min_value=1, max_value=MAX_DAYS_SINCE_EXPIRATION))
 def test_window_is_exactly_now_minus_n_exclusive_to_now_inclusive(now, offset, days):
     assert expired_in_window(now - offset, now, days) == (timedelta(0) <= offset < timedelta(days=days))
 

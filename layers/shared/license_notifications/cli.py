@@ -1,25 +1,17 @@
-"""``license-notifications``: run a job inline (no queue), like license-manager's management commands, and
-the operators' tools.
+"""license-notifications: run a job inline (no queue), like license-manager's management commands, or an ops tool.
 
-    license-notifications expiration-reminders [--enterprise-customer-uuid "uuid1,uuid2"] \\
-        [--days-before-expiration 30] [--dry-run] [--as-of 2026-03-01T09:00:00Z]
-    license-notifications utilization [--enterprise-customer-uuid "uuid1 uuid2"] [--dry-run] [--as-of ...]
-    license-notifications plan-expiration-emails [--enterprise-customer-uuid "uuid1,uuid2 uuid3"] \\
-        [--days-since-expiration 7] [--dry-run] [--as-of ...]
-    license-notifications check
-    license-notifications report (--license-uuid L | --run-id R | --enterprise-customer-uuid U
-        [--since T] [--until T]) [--json]
-    license-notifications redrive [--dry-run]
-    license-notifications import-sent --licenses FILE [--notifications FILE] [--dry-run]
+Why a command beside the Lambdas: an operator needs the jobs' exact behaviour where there is no queue (a
+preview with ``--dry-run``, a backfill with ``--as-of``, a run by hand during an incident), so a job plans its
+run as the dispatcher does and processes each enterprise, continuations included, as the worker does, in one
+process, reading the same settings. The operators' tools (``check``, ``report``, ``redrive``) and the cutover's
+``import-sent`` (``ops/import_sent.py``) share it, so one installed command covers operations; ``import-sent``
+writes only the ledger, so it needs only ``LEDGER_TABLE_NAME`` (and AWS credentials), not the jobs' settings.
 
-The jobs: the same planning as the dispatcher and the same per-enterprise logic as the worker; settings come
-from the environment (see README). Exit status: 0 all done; 1 something failed (the run still went through
-every enterprise); 2 bad input or configuration: caught before anything was sent, or (a rejected OAuth
-client, say) it stopped the run, after the summary of what was done up to then. ``check``: 0 when no check
-failed, 1 otherwise. ``report`` and ``redrive``: 0, or 2 for bad arguments or configuration. ``import-sent`` (the
-cutover, ``ops/import_sent.py``): 0 everything imported or already in the ledger, 1 unmappable rows (or the
-ledger failed part-way), 2 bad arguments, input or configuration (nothing written); it needs only
-``LEDGER_TABLE_NAME`` (and AWS credentials), not the jobs' settings.
+The exit status separates a run that could not go ahead or was stopped by a systemic error (2: bad arguments
+or configuration, found before anything was sent; a rejected OAuth client) from one that went through every
+enterprise with failures (1).
+
+Commands, options and exit statuses: docs/operations.md#the-cli; settings: docs/operations.md#configuration.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one configuration model: every setting the service reads, validated once at start.
 
-Settings come from environment variables (named in the issue and in the README's table). A missing or
+Settings come from environment variables (each listed in docs/operations.md#configuration). A missing or
 malformed setting raises :class:`ConfigurationError` whose message names the variable, before any work
 starts. Secrets are given either in clear (local runs: ``OAUTH_CLIENT_SECRET``, ``BRAZE_API_KEY``) or as a
 Secrets Manager ARN (Lambda: ``*_ARN``), resolved through Powertools Parameters (cached, ``max_age``).

@@ -66,6 +66,7 @@ class EnterpriseLicenses:
         self.sender = BatchSender(job, run, outcome, subject_kind="license")
         self.campaign = Campaign(job.campaign_id)
         self.agreement: CustomerAgreement | None = None
+        self.unreadable_plans = 0  # plans of the agreement that did not parse (reported, counted as malformed)
         self._customer: EnterpriseCustomer | None = None
 
     # -- what a job decides --------------------------------------------------------------------------------------
@@ -140,9 +141,11 @@ class EnterpriseLicenses:
         return self._customer
 
     def process(self) -> None:
+        malformed_before = self.outcome.malformed
         agreement = self.job.license_manager.customer_agreement(
             self.enterprise_uuid, on_malformed=malformed_reporter(self.logger, self.outcome, "plan", "uuid")
         )
+        self.unreadable_plans = self.outcome.malformed - malformed_before
         if agreement is None:
             # On the real license-manager a service account without the enterprise_openedx_operator:* role
             # gets an empty 200, not a 403 (contract 2.4): never take "no agreement" for "nothing to do".

@@ -3,7 +3,10 @@ one email per activated license after its subscription plan expired.
 
 The ledger identity of the email lives here, so that the job and the cutover (``import-sent``) name the
 same record: one ``plan_expiration_email#<license uuid>`` record per license, kept until the plan expired
-``RECORD_RETENTION`` ago.
+``RECORD_RETENTION`` ago. A license stays due until its plan expired ``days_since_expiration`` ago, so the record
+must outlive the widest window a run may use (DynamoDB deletes a record once its TTL passed, and a deleted
+record is an email sent again): the retention is that window plus 90 days, whatever window the run used, so
+the records ``import-sent`` writes (which know no window) are kept as long.
 
 The job, for one enterprise: the agreement's active plans that expired inside the window
 ``(as_of - days_since_expiration, as_of]`` (``rules/plan_expiration.py``), their activated licenses one page at
@@ -27,6 +30,7 @@ from license_notifications.models import License, SubscriptionPlan
 from license_notifications.outcome import EnterpriseOutcome
 from license_notifications.rules.plan_expiration import (
     CONTINUING_STATUSES,
+    MAX_DAYS_SINCE_EXPIRATION,
     PlanExpirationDecision,
     calendar_days_since_expiration,
     continues_under_renewal,
@@ -40,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND = "send_subscription_plan_expiration_emails"
 LEDGER_KIND = "plan_expiration_email"
-RECORD_RETENTION = timedelta(days=90)  # ledger records live until the plan expired this long ago
+RECORD_RETENTION = timedelta(days=MAX_DAYS_SINCE_EXPIRATION + 90)  # outlives the widest window (see above)
 
 
 def ledger_key(license_uuid: UUID | str) -> str:
@@ -70,8 +74,10 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
     lower-cased emails per renewal plan for this message: memory grows with the renewal's size, about 0.12 KiB
     a license (100,000 licenses with 40-character emails: 12 MiB, measured with tracemalloc), and only while the
     enterprise is processed. A renewal that
-    cannot be read fails the enterprise (nothing was claimed for its plan yet; SQS delivers it again): no
-    learner is told their plan expired because a renewal could not be checked."""
+    cannot be read fails the enterprise (nothing was claimed for its plan yet; SQS delivers it again), and a
+    plan of the agreement that does not parse may be a renewal, so while one does, every license otherwise due
+    waits (``renewal_unknown``; the malformed plan is reported): no learner is told their plan expired because
+    a renewal could not be checked."""
 
     ledger_key = staticmethod(ledger_key)
     ledger_kind = LEDGER_KIND
@@ -93,7 +99,7 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
         )
 
     def decide(self, plan: SubscriptionPlan, lic: License, *, already_sent: bool) -> PlanExpirationDecision:
-        def decision(continues: bool) -> PlanExpirationDecision:
+        def decision(continues: bool | None) -> PlanExpirationDecision:
             return plan_expiration_decision(
                 status=lic.status,
                 email=lic.user_email,
@@ -107,6 +113,8 @@ class _EnterprisePlanExpiration(EnterpriseLicenses):
             )
 
         first = decision(False)  # the renewal is decided last: looked up only for a license otherwise due
+        if first is PlanExpirationDecision.DUE and self.unreadable_plans:
+            return decision(None)  # an unreadable plan of the agreement may renew this one
         renewals = self.renewals(plan) if first is PlanExpirationDecision.DUE else []
         if not renewals:
             return first

@@ -1,7 +1,7 @@
 """``license-notifications import-sent``: license-manager's own sent state into the ledger, once, at the cutover,
 so the first runs of this service send only what license-manager never sent (issue 13, contract 2.5).
 
-Two exports of license-manager's database (see the README's cutover runbook for the queries):
+Two exports of license-manager's database (the queries: docs/operations.md#cutover-from-license-manager):
 
 - ``--licenses``: one row per license with ``expiration_reminder_sent_date`` and/or
   ``subscription_plan_expiration_email_sent_date``. Each date becomes the ``sent`` record of that license's

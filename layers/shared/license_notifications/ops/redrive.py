@@ -1,5 +1,6 @@
-"""``license-notifications redrive``: move the work queue's dead letters back to it, after fixing what made
-them fail (see the README's runbook). SQS ``StartMessageMoveTask`` does the move; ``--dry-run`` only counts.
+"""``license-notifications redrive``: move the work queue's dead letters back to it, once what made them fail
+is fixed; a redrive never sends twice, as the sends already recorded are skipped. SQS ``StartMessageMoveTask``
+does the move. When to use it: docs/operations.md#redrive-dead-letters-back-to-the-queue.
 
 The dead-letter queue is the work queue's own (its ``RedrivePolicy``), so the command needs only
 ``WORK_QUEUE_URL``. An SQS endpoint that is not AWS's own (``AWS_ENDPOINT_URL``: moto, the local stack, which

@@ -1,11 +1,10 @@
 """``license-notifications report``: did they get it? Answered from the ledger, which holds every send.
 
-- ``--license-uuid L``: the learner's records, the reminder and the post-expiration email, in whatever state
-  (sent, claimed, rejected);
-- ``--enterprise-customer-uuid U [--since T] [--until T]``: the enterprise's sends in time order (the
-  ledger's ``by-enterprise`` index: enterprise, send time);
-- ``--run-id R``: what one run sent (the ``by-run`` index).
-Reads only (GetItem / Query, never a Scan). One row per ledger record.
+A license's records are read by key (its reminder and its post-expiration email, in whatever state); an
+enterprise's and a run's sends through the ledger's ``by-enterprise`` (enterprise, send time) and ``by-run``
+indexes, which hold a record once it is marked sent. Reads only (GetItem / Query, never a Scan: the table
+holds every send of every enterprise). One row per ledger record. Options and output:
+docs/operations.md#report-did-they-get-it.
 """
 
 from __future__ import annotations

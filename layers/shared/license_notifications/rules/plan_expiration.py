@@ -11,7 +11,9 @@ A license is due iff
 - the enterprise has not opted out (customer agreement ``disable_expiration_notifications``);
 - the learner does not continue under a renewal: a plan is renewed when another plan of the agreement lists
   it in ``prior_renewals``, and a learner continues when their email holds an ``activated`` or ``assigned``
-  license in such a renewal (see ``renewals_of``). They are skipped with the reason ``renewed``.
+  license in such a renewal (see ``renewals_of``). They are skipped with the reason ``renewed``. When that
+  cannot be known (a plan of the agreement did not parse, so it may be a renewal), the license waits with the
+  reason ``renewal_unknown``: a "your plan expired" email cannot be taken back, a late one can still be sent.
 
 What license-manager does differently (contract 2.5): its window is the last N full UTC days,
 ``[today 00:00 - N days, today 00:00)``, so an expiry of today waits until tomorrow; and it ignores
@@ -29,7 +31,7 @@ from typing import Protocol
 from uuid import UUID
 
 DEFAULT_DAYS_SINCE_EXPIRATION = 7
-MAX_DAYS_SINCE_EXPIRATION = 3650
+MAX_DAYS_SINCE_EXPIRATION = 365  # the template's DaysSinceExpiration bound too; the ledger's retention covers it
 CONTINUING_STATUSES = ("activated", "assigned")  # a renewal license with one of these continues the access
 
 
@@ -44,6 +46,7 @@ class PlanExpirationDecision(StrEnum):
     OPTED_OUT = "opted_out"
     NO_EMAIL = "no_email"
     RENEWED = "renewed"
+    RENEWAL_UNKNOWN = "renewal_unknown"
 
 
 def _require_aware(value: datetime, name: str) -> None:
@@ -86,13 +89,13 @@ def plan_expiration_decision(
     expiration_date: datetime,
     already_sent: bool,
     opted_out: bool,
-    continues_under_renewal: bool,
+    continues_under_renewal: bool | None,
     now: datetime,
     days_since_expiration: int,
 ) -> PlanExpirationDecision:
     """Decide one license. The result is DUE iff every rule holds; the order only picks the reason reported.
     ``continues_under_renewal`` is looked at last, so a caller may look the renewal up only for a license that
-    is due otherwise (deciding once with False, and again if that says DUE)."""
+    is due otherwise (deciding once with False, and again if that says DUE); None means it cannot be known."""
     if opted_out:
         return PlanExpirationDecision.OPTED_OUT
     if status != "activated":
@@ -105,6 +108,8 @@ def plan_expiration_decision(
         return PlanExpirationDecision.ALREADY_SENT
     if not (email or "").strip():
         return PlanExpirationDecision.NO_EMAIL
+    if continues_under_renewal is None:
+        return PlanExpirationDecision.RENEWAL_UNKNOWN
     if continues_under_renewal:
         return PlanExpirationDecision.RENEWED
     return PlanExpirationDecision.DUE

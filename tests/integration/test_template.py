@@ -570,6 +570,9 @@ def test_layer_requirements_are_exactly_the_packages_runtime_dependencies():
     project = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert layer == project
     assert all("==" in pin for pin in layer)
+    # and the dev lock (make lock) resolved the same versions: the tests run on what the layer ships
+    locked = {line.split("#")[0].strip() for line in (ROOT / "requirements/dev.lock").read_text().splitlines()}
+    assert {re.sub(r"\[.*\]", "", pin) for pin in project} <= locked  # extras are not in the lock's names
 
 
 # --------------------------------------------------------------------------------------------- dashboard

@@ -20,10 +20,13 @@ timeout, so a live worker never loses its claim mid-send. Records carry a TTL (`
 
 The table is the pynamodb model :class:`LedgerItem` (its attributes, TTL and the ``by-enterprise`` and
 ``by-run`` indexes ``report`` queries; ``tests/integration/test_template.py`` keeps it equal to
-``template.yaml``). Each :class:`Ledger` binds a subclass of it to its table, with its own connection.
+``template.yaml``). Each :class:`Ledger` binds a subclass of it to its table, with its own connection (pynamodb
+builds its botocore client from the model's ``Meta``: no parameter validation, 2 s connect / 5 s read timeouts,
+3 attempts, the bounds ``MARK_WORST_CASE_SECONDS`` counts on).
 
-Cost (issue 8). A batch of up to 100 keys is written with one pynamodb ``TransactWrite`` of per-key conditional
-updates and deletes (conditions built from the model's attributes), and read with ``batch_get``:
+Cost (issue 8). A batch of up to 100 keys is written with one ``TransactWriteItems`` of per-key conditional
+updates, deletes or puts, their actions and conditions built from the model's attributes (``_Write``), and read
+with ``batch_get``:
 
 - steady state, per 50 reminders: the claim transaction, the record transaction, and ``sent()``, which reads
   100 keys per BatchGetItem (0.5 a batch when the job reads a page of 500); the utilization job adds the
@@ -35,7 +38,7 @@ updates and deletes (conditions built from the model's attributes), and read wit
   condition, so the read-back only chooses which writes to try: a stale read costs requests, never a
   duplicate. A write an earlier attempt of ours already made counts as made. The same for records
   (conditioned on the claim token), releases (a first-time claim is deleted, a recurring one gets its
-  previous send back) and holds;
+  previous send back), holds and imports (a put that never touches an existing key);
 - a transaction sent again carries the client request token of its first sending (botocore's own retries
   reuse it; a record retried after an error reuses the token of the same writes): DynamoDB (and DynamoDB
   Local) answers the repeat as it answered the first without writing again; moto ignores the token and
@@ -43,12 +46,26 @@ updates and deletes (conditions built from the model's attributes), and read wit
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
+Client CPU. pynamodb's ``TransactWrite`` serialises every item's actions and condition anew (expression
+objects, name and value placeholders): 0.54-0.76 ms per reminder against moto, about 0.2 ms more than the
+botocore ledger it replaced (the same gap with HTTP stubbed). The 50 claims or records of a batch are one
+write with different keys and tokens, so ``_Write`` has pynamodb serialise each write once per batch, with a
+marker in each per-key value, and gives each key a copy with its own key and values (a unit test checks every
+item against pynamodb's own serialisation of that key's write); the items go through pynamodb's
+``Connection.transact_write_items``, the call ``TransactWrite`` ends in. Measured with ``python -m
+perf.ledger_cost --reminders 1000 5000 --baseline 8dd86ee`` (the botocore ledger, 3 runs) and ``--baseline
+8b614c8`` (this ledger on ``TransactWrite``, 2 runs), moto in another process, this project's shared 2-core
+machine: 2.5 requests per 50 reminders (4.5 with a tenth of each batch held elsewhere) for all three; client
+CPU per reminder 0.245-0.338 ms here, 0.239-0.333 ms for the botocore ledger and 0.536-0.668 ms on
+``TransactWrite`` in the same runs (with a tenth held elsewhere: 0.397-0.561, 0.394-0.453, 0.807-0.952 ms).
+
 Alternatives weighed: a lease per (run, enterprise, job) plus unconditional ``BatchWriteItem`` records would
 be as cheap in requests, but a racing run would skip or wait for a whole enterprise instead of only the keys
 it loses, a crashed worker would block the whole enterprise until its lease ran out, and recurring keys would
 need a read before an unconditional write. PartiQL ``BatchExecuteStatement`` takes 25 statements a request
-(4.5 requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem``
-permissions; DynamoDB bills a transactional write two write units per item instead of one.
+(4.5 requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` (and
+``PutItem`` for imports) permissions; DynamoDB bills a transactional write two write units per item instead of
+one, so the ledger's write units per reminder double (4 instead of 2) while its requests fall 40-fold.
 
 Stored formats are pynamodb's and have not changed since the first ledger: ``sent_at`` and ``recorded_at`` as
 ``2026-03-01T09:00:00.000000+0000`` (sorts by time in the ``by-enterprise`` index), ``lease_until`` and

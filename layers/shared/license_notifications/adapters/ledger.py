@@ -47,11 +47,11 @@ with ``batch_get``:
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
 Client CPU. pynamodb's ``TransactWrite`` serialises every item's actions and condition anew (expression
-objects, name and value placeholders): about 0.2 ms per reminder more than the botocore ledger it replaced
-(the same gap with HTTP stubbed). The 50 claims or records of a batch are one
-write with different keys and tokens, so ``_Write`` has pynamodb serialise each write once per batch, with a
-marker in each per-key value, and gives each key a copy with its own key and values (a unit test checks every
-item against pynamodb's own serialisation of that key's write); the items go through pynamodb's
+objects, name and value placeholders): 0.2-0.3 ms per reminder more than the botocore ledger it replaced
+(about 0.2 ms with HTTP stubbed). The 50 claims or records of a batch are one write with different keys and
+tokens, so ``_Write`` has pynamodb serialise each write once per batch, with a marker in each per-key value,
+and gives each key a copy with its own key and values (a unit test checks every item against pynamodb's own
+serialisation of that key's write); the items go through pynamodb's
 ``Connection.transact_write_items``, the call ``TransactWrite`` ends in. Measured with ``python -m
 perf.ledger_cost --reminders 1000 5000 --baseline 8dd86ee`` (the botocore ledger) and ``--baseline 8b614c8``
 (this ledger on ``TransactWrite``), 2 runs each, DynamoDB Local in another process, this project's shared

@@ -124,10 +124,6 @@ def ledger_engine(
         local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
         tables = create_tables_from_template(local.endpoint_url, without_ttl(), suffix=aws_resources.suffix)
         assert tables == aws_resources.tables  # the same names the functions' environment holds
-        for name in tables.values():  # see the section's comment: the tests' clock is not the wall clock
-            local.client().update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"}
-            )
         _drop_tables(moto_stack.client("dynamodb"), tables.values())  # a client still on moto would fail
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint_url)
         engine = LedgerEngine("dynamodb-local", local.endpoint_url, local.client(), tables["LedgerTable"])

@@ -87,11 +87,8 @@ def aws_resources(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> Sta
 #                   under the same names and AWS_ENDPOINT_URL_DYNAMODB sends every DynamoDB client of the test
 #                   (the ledger, pynamodb, report) there, while SQS, SNS and Secrets Manager stay on moto.
 #                   A test that needs an engine's own behaviour asks ``ledger_engine.name``.
-#                   TTL is off on DynamoDB Local's copy: the tests' clock is NOW (2026-03-01), so every record's
-#                   ``expires_at`` (90 days after its plan, 60 after a digest) is in the wall clock's past, and
-#                   DynamoDB Local deletes expired items as it goes, often within a second (AWS within days; moto
-#                   never): the race tests then saw records vanish and sent twice (about 1 run in 3). The demo and
-#                   the soak run on the wall clock with TTL on, as deployed.
+#                   Its tables have no TTL (``without_ttl``); the demo, the soak and the benchmark run on the
+#                   wall clock with the template's TTL on, as deployed.
 # =====================================================================================================
 
 
@@ -124,10 +121,6 @@ def ledger_engine(
         local: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
         tables = create_tables_from_template(local.endpoint_url, without_ttl(), suffix=aws_resources.suffix)
         assert tables == aws_resources.tables  # the same names the functions' environment holds
-        for name in tables.values():  # see the section's comment: the tests' clock is not the wall clock
-            local.client().update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"}
-            )
         _drop_tables(moto_stack.client("dynamodb"), tables.values())  # a client still on moto would fail
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint_url)
         engine = LedgerEngine("dynamodb-local", local.endpoint_url, local.client(), tables["LedgerTable"])

@@ -497,7 +497,8 @@ def print_throughput(t: dict[str, Any]) -> None:
         state = "complete" if row["complete"] else f"INCOMPLETE: {m['failed_enterprises']} enterprise(s) failed"
         say(f"   {MOTO_LABEL}: {m['seconds']:.1f} s, sent {m['sent']:,} of {t['reminders']:,}, {state}; "
             f"{m['dynamodb_requests']:,} DynamoDB requests; moto's CPU {m['engine_cpu']:.1f} s "
-            f"({m['vs_license_manager']:.1f}x license-manager's pattern); beside it DynamoDB Local: "
+            f"({m['vs_license_manager']:.1f}x license-manager's pattern{', not comparable: incomplete' if not row['complete'] else ''}); "
+            "beside it DynamoDB Local: "
             f"{m['dynamodb_local_seconds']:.1f} s, its CPU {m['dynamodb_local_engine_cpu']:.1f} s")  # fmt: skip
         for failure in row["failures"][:3]:
             say(f"      failure: {failure[:150]}")

@@ -159,12 +159,12 @@ class Group:
     licenses: int
 
 
-def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
+def _stand_ins_main(conn: Any, groups: list[Group], now: datetime) -> None:
     try:
         from devstack.dataset import Dataset
         from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn, Reply
 
-        dataset = Dataset(now=NOW)
+        dataset = Dataset(now=now)
         uuids: dict[str, list[str]] = {}
         for group in groups:
             for i in range(group.enterprises):
@@ -173,7 +173,7 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
                 dataset.add_licenses(plan.uuid, "activated", group.licenses)
                 uuids.setdefault(group.name, []).append(customer.uuid)
         lms = LmsStandIn(dataset).start()
-        lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW)
+        lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: now)
         _remember_plan_licenses(lm)
         lm.start()
         braze = BrazeStandIn(BRAZE_KEY).start()
@@ -280,7 +280,7 @@ class StandIns(_Child):
     """The stand-ins' child process: ``hello`` has their URLs and ``enterprises`` by group name."""
 
     def __init__(self, groups: Iterable[Group]) -> None:
-        super().__init__(_stand_ins_main, list(groups))
+        super().__init__(_stand_ins_main, list(groups), NOW)  # this process's NOW: the child's import may be later
 
     def enterprises(self, group: str) -> list[str]:
         return list(self.hello["enterprises"].get(group, []))

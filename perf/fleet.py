@@ -159,12 +159,12 @@ class Group:
     licenses: int
 
 
-def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
+def _stand_ins_main(conn: Any, groups: list[Group], now: datetime) -> None:
     try:
         from devstack.dataset import Dataset
         from devstack.standins import BrazeStandIn, LicenseManagerStandIn, LmsStandIn, Reply
 
-        dataset = Dataset(now=NOW)
+        dataset = Dataset(now=now)
         uuids: dict[str, list[str]] = {}
         for group in groups:
             for i in range(group.enterprises):
@@ -173,7 +173,7 @@ def _stand_ins_main(conn: Any, groups: list[Group]) -> None:
                 dataset.add_licenses(plan.uuid, "activated", group.licenses)
                 uuids.setdefault(group.name, []).append(customer.uuid)
         lms = LmsStandIn(dataset).start()
-        lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: NOW)
+        lm = LicenseManagerStandIn(dataset, lms.registry, clock=lambda: now)
         _remember_plan_licenses(lm)
         lm.start()
         braze = BrazeStandIn(BRAZE_KEY).start()
@@ -280,7 +280,7 @@ class StandIns(_Child):
     """The stand-ins' child process: ``hello`` has their URLs and ``enterprises`` by group name."""
 
     def __init__(self, groups: Iterable[Group]) -> None:
-        super().__init__(_stand_ins_main, list(groups))
+        super().__init__(_stand_ins_main, list(groups), NOW)  # this process's NOW: the child's import may be later
 
     def enterprises(self, group: str) -> list[str]:
         return list(self.hello["enterprises"].get(group, []))
@@ -314,25 +314,37 @@ class StandIns(_Child):
 # -- moto
 def _moto_main(conn: Any) -> None:
     try:
-        from devstack.aws import MotoStack
+        from devstack.aws import MotoStack, create_resources_from_template, load_template
 
         moto = MotoStack().start()
+        template = load_template()
+        ledger_only = {**template, "Resources": {"LedgerTable": template["Resources"]["LedgerTable"]}}
     except Exception as exc:
         conn.send(exc)
         return
+
+    def table() -> str:
+        return create_resources_from_template(moto.endpoint_url, ledger_only, suffix=None).ledger_table_name
+
     conn.send({"env": moto.env()})
     try:
-        _serve_commands(conn, {"cpu": time.process_time})
+        _serve_commands(conn, {"cpu": time.process_time, "table": table})
     finally:
         moto.stop()
 
 
 class Moto(_Child):
-    """moto's child process: ``env`` points boto3 / botocore at it."""
+    """moto's child process: ``env`` points boto3 / botocore at it (every service, DynamoDB included);
+    ``table()`` makes an empty ledger table from the template there (the fleet's previous engine, ``--moto``)."""
+
+    name = "moto"
 
     def __init__(self) -> None:
         super().__init__(_moto_main)
         self.env: dict[str, str] = self.hello["env"]
+
+    def table(self) -> str:
+        return self.ask("table")
 
     def cpu(self) -> float:
         return self.ask("cpu")
@@ -357,6 +369,19 @@ class Calibration:
     client_cpu_seconds: float  # median of this process's CPU per request (excluded above)
     rounds: int
 
+    @classmethod
+    def mean(cls, *calibrations: Calibration) -> Calibration:
+        """The mean of several (e.g. one before a run and one after it: the engine's speed drifts with the
+        machine's load)."""
+        n = len(calibrations)
+        return cls(
+            claim_seconds=sum(c.claim_seconds for c in calibrations) / n,
+            record_seconds=sum(c.record_seconds for c in calibrations) / n,
+            read_seconds=sum(c.read_seconds for c in calibrations) / n,
+            client_cpu_seconds=sum(c.client_cpu_seconds for c in calibrations) / n,
+            rounds=sum(c.rounds for c in calibrations),
+        )
+
     @property
     def transaction_seconds(self) -> float:
         """A transaction of the fleet's: as many claims as records, all of 50 keys."""
@@ -373,6 +398,8 @@ class LedgerEngine:
     """DynamoDB Local in a child process: ``env`` sends this process's DynamoDB clients (and nothing else) to it;
     ``table()`` makes an empty ledger table from the template (one per run: every run sends to the same
     licenses); ``cpu()`` is the java process's CPU seconds so far."""
+
+    name = "DynamoDB Local"
 
     def __init__(self, local: Any = None) -> None:
         """``local``: a running :class:`devstack.dynamodb_local.DynamoDBLocal` to use (left running on close);
@@ -514,7 +541,7 @@ def run_fleet(
     concurrency: int,
     run_id: str,
     ledger_factory: Any = None,
-    engine: LedgerEngine | None = None,
+    engine: LedgerEngine | Moto | None = None,
 ) -> FleetResult:
     """Every enterprise through the real job, ``concurrency`` workers taking them from one queue.
 

@@ -87,11 +87,8 @@ def aws_resources(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> Sta
 #                   under the same names and AWS_ENDPOINT_URL_DYNAMODB sends every DynamoDB client of the test
 #                   (the ledger, pynamodb, report) there, while SQS, SNS and Secrets Manager stay on moto.
 #                   A test that needs an engine's own behaviour asks ``ledger_engine.name``.
-#                   TTL is off on DynamoDB Local's copy: the tests' clock is NOW (2026-03-01), so every record's
-#                   ``expires_at`` (90 days after its plan, 60 after a digest) is in the wall clock's past, and
-#                   DynamoDB Local deletes expired items as it goes, often within a second (AWS within days; moto
-#                   never): the race tests then saw records vanish and sent twice (about 1 run in 3). The demo and
-#                   the soak run on the wall clock with TTL on, as deployed.
+#                   Its tables have no TTL (``without_ttl``); the demo, the soak and the benchmark run on the
+#                   wall clock with the template's TTL on, as deployed.
 # =====================================================================================================
 
 

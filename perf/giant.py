@@ -208,11 +208,18 @@ def simulate(
     lock = threading.Lock()
     counts: Counter[str] = Counter()
     longest = [0.0]
-    busy = [0]
     errors: list[str] = []
 
     def queue_empty(sqs: Any) -> bool:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        """No message waiting, delayed or in flight. A worker sends a message's continuations before it deletes
+        the message, and a received message counts as in flight until then, so an empty queue means the run is
+        over. (Counting workers busy in ``receive_message`` instead never ends when moto is slow: some worker is
+        always inside a receive.)"""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         attributes = sqs.get_queue_attributes(QueueUrl=queues.work_queue_url, AttributeNames=names)["Attributes"]
         return all(attributes[name] == "0" for name in names)
 
@@ -248,24 +255,16 @@ def simulate(
 
     def worker(services: Services, sqs: Any) -> None:
         while True:
-            with lock:
-                busy[0] += 1
-            try:
-                reply = sqs.receive_message(
-                    QueueUrl=queues.work_queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0
-                )
-                messages = reply.get("Messages", [])
-                if messages:
-                    invoke(services, sqs, messages)
-                    continue
-            finally:
-                with lock:
-                    busy[0] -= 1
-            with lock:
-                idle_everywhere = busy[0] == 0
-            if idle_everywhere and queue_empty(sqs):
+            reply = sqs.receive_message(
+                QueueUrl=queues.work_queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0
+            )
+            messages = reply.get("Messages", [])
+            if messages:
+                invoke(services, sqs, messages)
+            elif queue_empty(sqs):
                 return
-            time.sleep(0.005)
+            else:
+                time.sleep(0.005)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=pair, name=f"giant-worker-{i}") for i, pair in enumerate(fleet)]

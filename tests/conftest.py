@@ -136,7 +136,7 @@ def without_ttl() -> dict[str, Any]:
     DynamoDB Local deletes expired items, at times within the test (moto never does; AWS within days): with
     TTL on, test_ledger's import tests on DynamoDB Local failed 4 runs of 5 (20 of 150 records gone a moment
     after they were written); a plain table of the same engine deleted a long-expired item within about a
-    second. Without TTL, 0 failures in 8 runs."""
+    second. Without TTL, 0 failures in 8 runs. test_ledger.py pins what each engine does with expired records."""
     template = load_template()
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::DynamoDB::Table":

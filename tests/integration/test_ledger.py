@@ -4,6 +4,7 @@ after a cancelled one), and records that read the same as the pynamodb model's."
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -202,6 +203,26 @@ def test_what_each_engine_does_with_a_client_request_token(ledger_engine, table)
     assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "token#1"}})["Item"]["state"] == {"S": CLAIMED}
 
 
+def test_what_each_engine_does_with_expired_records(ledger_engine, ledger, table):
+    """DynamoDB deletes records some time after their ``expires_at`` (the table's TTL attribute). DynamoDB Local
+    deletes expired records within seconds (not always all of them); moto never deletes them.
+    (conftest creates DynamoDB Local's tables without TTL: the tests' records expire relative to conftest.NOW, long
+    past on the real clock.)"""
+    dynamodb = ledger_engine.client
+    if dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"] != "ENABLED":
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+    expired = datetime.now(UTC) - timedelta(hours=1)
+    assert all(ledger.import_sent_many([imported(k, expires_at=expired) for k in keys(30)]))
+    assert ledger.import_sent_many([imported("live#1", expires_at=datetime.now(UTC) + timedelta(days=1))]) == [True]
+    deadline = time.monotonic() + (30 if ledger_engine.name == "dynamodb-local" else 2)
+    while len(ledger.states(keys(30))) == 30 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert (len(ledger.states(keys(30))) == 30) is (ledger_engine.name == "moto")
+    assert ledger.states(["live#1"]) == {"live#1": SENT}
+
+
 def test_a_hold_transaction_sent_again_after_a_lost_reply_is_not_reported_as_lost(ledger, caplog):
     claims = ledger.claim_many([request(k) for k in keys(3)])
     repeats = {"left": 1}
@@ -372,7 +393,7 @@ def test_a_lost_claim_is_not_recorded_and_the_others_are(ledger, table, caplog):
     assert "ledger claim lost before mark_sent" in caplog.text
 
 
-def test_a_record_whose_reply_was_lost_is_retried_and_counted_once(ledger):
+def test_a_record_whose_reply_was_lost_is_retried_and_counted_once(ledger, ledger_engine):
     claims = ledger.claim_many([request(k) for k in keys(10)])
     lost = {"left": 1}
 
@@ -384,8 +405,10 @@ def test_a_record_whose_reply_was_lost_is_retried_and_counted_once(ledger):
     ledger.client.meta.events.register("after-call.dynamodb.TransactWriteItems", reply_lost)
     counts = requests_of(ledger)
     assert ledger.mark_sent_many(claims, as_of=NOW, run_id="run-1", dispatch_id="d-1") == 10
-    # written, retried (cancelled: the records are no longer claims), read back: they are ours
-    assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}
+    if ledger_engine.name == "moto":  # written, retried (cancelled: no longer claims), read back: they are ours
+        assert counts == {"TransactWriteItems": 2, "BatchGetItem": 1}
+    else:  # the retry carries the first one's client request token: DynamoDB answers it as it answered the first
+        assert counts == {"TransactWriteItems": 2}
     assert ledger.states(keys(10)) == dict.fromkeys(keys(10), SENT)
 
 
@@ -654,6 +677,55 @@ def test_records_written_by_the_pynamodb_model_read_and_work_as_before(ledger, t
     again = model.get("weekly_digest#e#1")  # and the pynamodb model reads what this ledger wrote
     assert (again.state, again.sent_at, again.dispatch_id, again.claim_token) == (SENT, NOW, "d-1", None)
     assert again.expires_at == EXPIRES
+
+
+# Records exactly as the botocore ledger (main at a73c2ec, before the pynamodb model came back) stored them.
+LEASE_UNTIL = str(int(T0) + LEASE)  # "1772356800"
+EXPIRES_EPOCH = str(int(EXPIRES.timestamp()))  # "1780995600"
+BOTOCORE_LEDGER_ITEMS = {
+    "claimed": {"pk": {"S": "expiration_reminder#lic-1"}, "kind": {"S": "expiration_reminder"},
+                "state": {"S": CLAIMED}, "claim_token": {"S": "run-0:0123456789abcdef"},
+                "lease_until": {"N": LEASE_UNTIL}, "claimed_by_run": {"S": "run-0"}, "expires_at": {"N": EXPIRES_EPOCH},
+                "enterprise_customer_uuid": {"S": "ent-1"}, "subject_uuid": {"S": "lic-1"}},
+    "sent": {"pk": {"S": "expiration_reminder#lic-2"}, "kind": {"S": "expiration_reminder"}, "state": {"S": SENT},
+             "sent_at": {"S": "2026-03-01T09:00:00.000000+0000"}, "recorded_at": {"S": "2026-03-01T09:00:00.250000+0000"},
+             "run_id": {"S": "run-0"}, "dispatch_id": {"S": "d-0"}, "expires_at": {"N": EXPIRES_EPOCH},
+             "enterprise_customer_uuid": {"S": "ent-1"}, "subject_uuid": {"S": "lic-2"}},
+    "held": {"pk": {"S": "weekly_digest#ent-1#7"}, "kind": {"S": "periodic_informational"}, "state": {"S": REJECTED},
+             "lease_until": {"N": LEASE_UNTIL}, "note": {"S": "rejected"}, "expires_at": {"N": EXPIRES_EPOCH},
+             "sent_at": {"S": "2026-02-22T09:00:00.000000+0000"}, "recorded_at": {"S": "2026-02-22T09:00:01.000000+0000"},
+             "run_id": {"S": "run-w"}, "dispatch_id": {"S": "d-w"}},
+}  # fmt: skip
+
+
+def test_records_stored_by_the_botocore_ledger_read_and_work_the_same(ledger, table, clock):
+    for item in BOTOCORE_LEDGER_ITEMS.values():
+        ledger.client.put_item(TableName=table, Item=item)
+    claimed, sent, held = (BOTOCORE_LEDGER_ITEMS[k]["pk"]["S"] for k in ("claimed", "sent", "held"))
+    record = ledger.get(sent)
+    assert (record.state, record.sent_at, record.recorded_at, record.run_id, record.dispatch_id, record.expires_at) == (
+        SENT, NOW, NOW + timedelta(seconds=0.25), "run-0", "d-0", EXPIRES)  # fmt: skip
+    assert ledger.get(claimed).lease_until == int(T0) + LEASE
+    assert ledger.get(held).note == "rejected"
+    assert ledger.sent([claimed, sent, held]) == {sent: NOW, held: NOW - WEEK}
+    assert ledger.states([claimed, sent, held]) == {claimed: CLAIMED, sent: SENT, held: REJECTED}
+    assert (
+        ledger.claim_many([request(k, "run-1", resend_if_sent_before=NOW) for k in (claimed, sent, held)]) == [None] * 3
+    )
+    clock.now = T0 + LEASE + 1  # the claim's and the hold's leases ran out
+    again = ledger.claim_many([request(k, "run-1", resend_if_sent_before=NOW) for k in (claimed, sent, held)])
+    assert [c is not None for c in again] == [True, False, True]
+
+
+def test_records_are_stored_exactly_as_the_botocore_ledger_stored_them(ledger, table):
+    claim = ledger.claim(**request("expiration_reminder#lic-1", "run-0", enterprise_customer_uuid="ent-1",
+                                   subject_uuid="lic-1"))  # fmt: skip
+    expected = {**BOTOCORE_LEDGER_ITEMS["claimed"], "claim_token": {"S": claim.token}}
+    assert raw(ledger, "expiration_reminder#lic-1") == expected
+    second = ledger.claim(**request("expiration_reminder#lic-2", "run-0", enterprise_customer_uuid="ent-1",
+                                    subject_uuid="lic-2"))  # fmt: skip
+    assert ledger.mark_sent(second, as_of=NOW, run_id="run-0", dispatch_id="d-0")
+    assert raw(ledger, "expiration_reminder#lic-2") == BOTOCORE_LEDGER_ITEMS["sent"]
 
 
 def test_unknown_keys_and_empty_batches(ledger):

@@ -261,6 +261,39 @@ def test_ledger_indexes_answer_reports_without_a_scan(template):
     assert parameter_default(template, {"Ref": "LedgerRunIndex"}) == "ENABLED"
 
 
+def test_the_ledger_model_is_the_template_table(template):
+    """adapters.ledger.LedgerItem (pynamodb) and template.yaml's LedgerTable describe one table: key schema,
+    attribute types, indexes (keys, projections), TTL; and each index key has the model attribute's type."""
+    from license_notifications.adapters.ledger import LedgerItem
+
+    props = ledger_table(template)  # LedgerRunIndex=ENABLED, the default: both indexes
+    schema = LedgerItem._get_schema()
+
+    def keys(key_schema: list[dict[str, str]]) -> set[tuple[str, str]]:
+        return {(k["AttributeName"], k["KeyType"]) for k in key_schema}
+
+    def types(definitions: list[dict[str, str]]) -> dict[str, str]:
+        return {d["AttributeName"]: d["AttributeType"] for d in definitions}
+
+    assert keys(schema["key_schema"]) == keys(props["KeySchema"])
+    assert types(schema["attribute_definitions"]) == types(props["AttributeDefinitions"])
+    model_indexes = {
+        i["index_name"]: (keys(i["key_schema"]), i["projection"]) for i in schema["global_secondary_indexes"]
+    }
+    template_indexes = {
+        i["IndexName"]: (keys(i["KeySchema"]), i["Projection"]) for i in props["GlobalSecondaryIndexes"]
+    }
+    assert model_indexes == template_indexes
+    assert schema["local_secondary_indexes"] == []
+    assert "LocalSecondaryIndexes" not in props
+    assert LedgerItem._ttl_attribute().attr_name == props["TimeToLiveSpecification"]["AttributeName"]
+    assert props["TimeToLiveSpecification"]["Enabled"] is True
+    model_attributes = LedgerItem.get_attributes()
+    for index in (LedgerItem.by_enterprise, LedgerItem.by_run):
+        for name, attribute in index.Meta.attributes.items():
+            assert type(attribute) is type(model_attributes[name]), (index.Meta.index_name, name)
+
+
 # --------------------------------------------------------------------------------------------- functions
 
 
@@ -535,6 +568,9 @@ def test_layer_requirements_are_exactly_the_packages_runtime_dependencies():
     project = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert layer == project
     assert all("==" in pin for pin in layer)
+    # and the dev lock (make lock) resolved the same versions: the tests run on what the layer ships
+    locked = {line.split("#")[0].strip() for line in (ROOT / "requirements/dev.lock").read_text().splitlines()}
+    assert {re.sub(r"\[.*\]", "", pin) for pin in project} <= locked  # extras are not in the lock's names
 
 
 # --------------------------------------------------------------------------------------------- dashboard

@@ -242,7 +242,6 @@ def _check(services: Services | None, out: TextIO) -> tuple[int, list[Check]]:
 
 
 def _report(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int, list[ReportRow] | None]:
-    import boto3
 
     if (args.since or args.until) and not args.enterprise_customer_uuid:
         logger.error("Invalid arguments: --since / --until go with --enterprise-customer-uuid")
@@ -250,7 +249,7 @@ def _report(args: argparse.Namespace, svc: Services, out: TextIO) -> tuple[int, 
     if not svc.settings.ledger_table_name:
         logger.error("Configuration error: missing setting(s): LEDGER_TABLE_NAME")
         return EXIT_USAGE, None
-    ledger = LedgerReport(boto3.client("dynamodb"), svc.settings.ledger_table_name)
+    ledger = LedgerReport(svc.settings.ledger_table_name)
     if args.license_uuid:
         rows = ledger.license(args.license_uuid)
     elif args.run_id:

@@ -18,65 +18,78 @@ Leases use the wall clock, not ``as_of``: they measure how long a real worker ma
 preview or backfill clock must not stretch. ``CLAIM_LEASE_SECONDS`` (default 1200) exceeds the worker's (900 s)
 timeout, so a live worker never loses its claim mid-send. Records carry a TTL (``expires_at``).
 
-Cost (issue 8). A batch of up to 50 keys is written with one ``TransactWriteItems`` of per-key conditional
-writes (the same conditions as single writes), through one low-level botocore client per ledger (no pynamodb,
-no thread pool):
+The table is the pynamodb model :class:`LedgerItem` (its attributes, TTL and the ``by-enterprise`` and
+``by-run`` indexes ``report`` queries; ``tests/integration/test_template.py`` keeps it equal to
+``template.yaml``). Each :class:`Ledger` binds a subclass of it to its table, with its own connection (pynamodb
+builds its botocore client from the model's ``Meta``: no parameter validation, 2 s connect / 5 s read timeouts,
+3 attempts, the bounds ``MARK_WORST_CASE_SECONDS`` counts on).
+
+Cost (issue 8). A batch of up to 100 keys is written with one ``TransactWriteItems`` of per-key conditional
+updates, deletes or puts, their actions and conditions built from the model's attributes (``_Write``), and read
+with ``batch_get``:
 
 - steady state, per 50 reminders: the claim transaction, the record transaction, and ``sent()``, which reads
   100 keys per BatchGetItem (0.5 a batch when the job reads a page of 500); the utilization job adds the
   strongly consistent ``states()`` read of its 75 % / 100 % check;
 - a transaction is all or nothing, so one key held elsewhere cancels it. Then a strongly consistent
-  BatchGetItem of the batch shows where each key stands (not the cancellation reasons: moto does not keep
-  their order), the keys whose write still applies are written in one more transaction, and if that is
-  cancelled too (a racing writer), key by key. Every write keeps its own condition, so the read-back only
-  chooses which writes to try: a stale read costs requests, never a duplicate. A write an earlier attempt of
-  ours already made counts as made (botocore sends a transaction again when its reply is lost: DynamoDB
-  answers the repeat like the first, by its client request token; moto cancels it). The same for records
+  ``batch_get`` of the batch shows where each key stands (not the cancellation reasons: their order does not
+  follow the calls in pynamodb and moto), the keys whose write still applies are written in one more
+  transaction, and if that is cancelled too (a racing writer), key by key. Every write keeps its own
+  condition, so the read-back only chooses which writes to try: a stale read costs requests, never a
+  duplicate. A write an earlier attempt of ours already made counts as made. The same for records
   (conditioned on the claim token), releases (a first-time claim is deleted, a recurring one gets its
-  previous send back) and holds;
+  previous send back), holds and imports (a put that never touches an existing key);
+- a transaction sent again carries the client request token of its first sending (botocore's own retries
+  reuse it; a record retried after an error reuses the token of the same writes): DynamoDB (and DynamoDB
+  Local) answers the repeat as it answered the first without writing again; moto ignores the token and
+  cancels the repeat, and the read-back above finds the writes ours;
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
-Measured with ``python -m perf.ledger_cost --reminders 1000 5000 --baseline ef6ad8e`` (moto in another
-process, this project's 2-core machine, one run): the previous ledger (pynamodb, one conditional UpdateItem
-per key to claim and another to record, a new 8-thread pool per batch call) made 100.5 requests per 50
-reminders and spent 4.4-4.7 ms of client CPU per reminder; this one makes 2.5 (4.5 with a tenth of each
-batch held elsewhere) and spends 0.24-0.26 ms (0.37 ms contended), about 18x less. Batching does most of it:
-the same two transactions built with pynamodb's ``TransactWrite`` spent 0.36 ms per reminder for claim +
-record (a throwaway script, not kept), against about 0.22 ms here.
+Client CPU. pynamodb's ``TransactWrite`` serialises every item's actions and condition anew (expression
+objects, name and value placeholders): 0.2-0.3 ms per reminder more than the botocore ledger it replaced
+(about 0.2 ms with HTTP stubbed). The 50 claims or records of a batch are one write with different keys and
+tokens, so ``_Write`` has pynamodb serialise each write once per batch, with a marker in each per-key value,
+and gives each key a copy with its own key and values (a unit test checks every item against pynamodb's own
+serialisation of that key's write); the items go through pynamodb's
+``Connection.transact_write_items``, the call ``TransactWrite`` ends in. Measured with ``python -m
+perf.ledger_cost --reminders 1000 5000 --baseline 8dd86ee`` (the botocore ledger) and ``--baseline 8b614c8``
+(this ledger on ``TransactWrite``), 2 runs each, DynamoDB Local in another process, this project's shared
+2-core machine: 2.5 requests per 50 reminders (4.5 with a tenth of each batch held elsewhere) for all three;
+client CPU per reminder 0.223-0.354 ms here, 0.232-0.245 ms for the botocore ledger and 0.425-0.512 ms on
+``TransactWrite`` in the same runs (with a tenth held elsewhere: 0.366-0.410, 0.371-0.427, 0.698-0.740 ms).
+The same command at 8ff2e3d, when it ran on moto (5 runs): 0.245-0.338, 0.239-0.333 and 0.536-0.668 ms.
 
 Alternatives weighed: a lease per (run, enterprise, job) plus unconditional ``BatchWriteItem`` records would
 be as cheap in requests, but a racing run would skip or wait for a whole enterprise instead of only the keys
-it loses, a crashed worker would block the whole enterprise until its lease ran out, recurring keys would need
-a read before an unconditional write (safe only under that lease), and it needs ``dynamodb:BatchWriteItem``.
-PartiQL ``BatchExecuteStatement`` decides each statement on its own but takes 25 statements a request (4.5
-requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` permissions.
-Their price: DynamoDB bills a transactional write two write units per item instead of one, so the ledger's
-write units per reminder double (4 instead of 2) while its requests fall 40-fold.
+it loses, a crashed worker would block the whole enterprise until its lease ran out, and recurring keys would
+need a read before an unconditional write. PartiQL ``BatchExecuteStatement`` takes 25 statements a request
+(4.5 requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` (and
+``PutItem`` for imports) permissions; DynamoDB bills a transactional write two write units per item instead of
+one, so the ledger's write units per reminder double (4 instead of 2) while its requests fall 40-fold.
 
-Stored attributes and formats are pynamodb's (records written by the previous ledger read the same, and the
-indexes on ``enterprise_customer_uuid`` + ``sent_at`` and ``run_id`` see the same values): ``sent_at`` and
-``recorded_at`` as ``2026-03-01T09:00:00.000000+0000``, ``lease_until`` and ``expires_at`` as epoch seconds.
+Stored formats are pynamodb's and have not changed since the first ledger: ``sent_at`` and ``recorded_at`` as
+``2026-03-01T09:00:00.000000+0000`` (sorts by time in the ``by-enterprise`` index), ``lease_until`` and
+``expires_at`` as epoch seconds.
 """
 
 from __future__ import annotations
 
-import calendar
-import json
+import hashlib
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 logger = logging.getLogger(__name__)
@@ -97,10 +110,8 @@ MARK_WORST_CASE_SECONDS = MARK_BUDGET_SECONDS + (DYNAMODB_MAX_RETRY_ATTEMPTS + 1
 )
 TRANSACTION_MAX_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
 BATCH_GET_MAX_KEYS = 100  # DynamoDB's limit per BatchGetItem
-BATCH_GET_ATTEMPTS = 8  # requests for one chunk while DynamoDB returns UnprocessedKeys
 CONFLICT_ATTEMPTS = 3  # a single write meeting another writer's transaction in flight
 
-_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # pynamodb's UTCDateTimeAttribute
 _monotonic = time.monotonic  # the record budget's clock
 _NOT_RETRIED = {"ValidationException", "ResourceNotFoundException", "AccessDeniedException"}
 
@@ -109,76 +120,65 @@ class LedgerBudgetExceededError(TimeoutError):
     """Recording a batch ran out of ``MARK_BUDGET_SECONDS`` before every record was written."""
 
 
-# -- attribute formats (pynamodb's, so records written before and after read alike) --------------------------
+class ByEnterprise(GlobalSecondaryIndex["LedgerItem"]):
+    """An enterprise's sends, in time order (sparse: records with ``sent_at``)."""
+
+    class Meta:
+        index_name = "by-enterprise"
+        projection = AllProjection()
+
+    enterprise_customer_uuid = UnicodeAttribute(hash_key=True)
+    sent_at = UTCDateTimeAttribute(range_key=True)
 
 
-def format_datetime(value: datetime) -> str:
-    """pynamodb's UTCDateTimeAttribute: ``2026-03-01T09:00:00.000000+0000`` (naive values are taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime(_DATETIME_FORMAT).zfill(31)
+class ByRun(GlobalSecondaryIndex["LedgerItem"]):
+    """What one run sent (sparse: records with ``run_id``)."""
+
+    class Meta:
+        index_name = "by-run"
+        projection = AllProjection()
+
+    run_id = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
 
 
-def parse_datetime(text: str) -> datetime:
-    """Reads :func:`format_datetime`'s strings (and pre-1000 years written unpadded by older pynamodb)."""
-    text = text.zfill(31)
-    if len(text) != 31 or text[10] != "T" or text[26:] != "+0000":
-        raise ValueError(f"not a ledger datetime: {text!r}")
-    return datetime.fromisoformat(text)
+class LedgerItem(Model):
+    """One ledger record (also what :meth:`Ledger.get` returns)."""
+
+    class Meta:
+        table_name = os.environ.get("LEDGER_TABLE_NAME", "LedgerTable")  # Ledger binds its own table
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        connect_timeout_seconds = DYNAMODB_CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = DYNAMODB_READ_TIMEOUT_SECONDS
+        max_retry_attempts = DYNAMODB_MAX_RETRY_ATTEMPTS
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(null=True)
+    state = UnicodeAttribute(null=True)
+    claim_token = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)  # wall-clock epoch seconds
+    claimed_by_run = UnicodeAttribute(null=True)
+    sent_at = UTCDateTimeAttribute(null=True)  # the run's as_of
+    recorded_at = UTCDateTimeAttribute(null=True)  # wall clock of the write, for audit
+    run_id = UnicodeAttribute(null=True)
+    dispatch_id = UnicodeAttribute(null=True)
+    enterprise_customer_uuid = UnicodeAttribute(null=True)
+    subject_uuid = UnicodeAttribute(null=True)  # license uuid, plan uuid, ...
+    note = UnicodeAttribute(null=True)  # why a key is held (``rejected``)
+    expires_at = TTLAttribute(null=True)
+    by_enterprise = ByEnterprise()
+    by_run = ByRun()
 
 
-def format_epoch(value: datetime) -> str:
-    """pynamodb's TTLAttribute: whole epoch seconds (the value must be timezone-aware)."""
-    if value.tzinfo is None:
-        raise ValueError("datetime must be timezone-aware")
-    return str(calendar.timegm(value.utctimetuple()))
+LedgerRecord = LedgerItem  # the name the jobs and fakes know
 
 
-@dataclass(frozen=True)
-class LedgerRecord:
-    """One record as stored (what :meth:`Ledger.get` returns)."""
-
-    pk: str
-    kind: str | None = None
-    state: str | None = None
-    claim_token: str | None = None
-    lease_until: float | None = None  # wall-clock epoch seconds
-    claimed_by_run: str | None = None
-    sent_at: datetime | None = None  # the run's as_of
-    recorded_at: datetime | None = None  # wall clock of the write, for audit
-    run_id: str | None = None
-    dispatch_id: str | None = None
-    enterprise_customer_uuid: str | None = None
-    subject_uuid: str | None = None  # license uuid, plan uuid, ...
-    note: str | None = None  # why a key is held (``rejected``)
-    expires_at: datetime | None = None
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Mapping[str, str]]) -> LedgerRecord:
-        def text(name: str) -> str | None:
-            return item[name]["S"] if name in item else None
-
-        def when(name: str) -> datetime | None:
-            return parse_datetime(item[name]["S"]) if name in item else None
-
-        return cls(
-            pk=item["pk"]["S"],
-            kind=text("kind"),
-            state=text("state"),
-            claim_token=text("claim_token"),
-            lease_until=json.loads(item["lease_until"]["N"]) if "lease_until" in item else None,
-            claimed_by_run=text("claimed_by_run"),
-            sent_at=when("sent_at"),
-            recorded_at=when("recorded_at"),
-            run_id=text("run_id"),
-            dispatch_id=text("dispatch_id"),
-            enterprise_customer_uuid=text("enterprise_customer_uuid"),
-            subject_uuid=text("subject_uuid"),
-            note=text("note"),
-            expires_at=datetime.fromtimestamp(json.loads(item["expires_at"]["N"]), UTC)
-            if "expires_at" in item
-            else None,
-        )
+def ledger_model(table_name: str, *, host: str | None = None) -> type[LedgerItem]:
+    """:class:`LedgerItem` bound to ``table_name`` with a connection of its own (endpoint from ``host`` or the
+    environment: ``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL``)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    meta = type("Meta", (LedgerItem.Meta,), {"table_name": table_name, "region": region, "host": host})
+    return type("BoundLedgerItem", (LedgerItem,), {"Meta": meta, "__module__": __name__})
 
 
 @dataclass(frozen=True)
@@ -187,70 +187,67 @@ class Claim:
     token: str
 
 
-# -- the writes -------------------------------------------------------------------------------------------------
-
-Op = tuple[str, dict[str, Any]]  # ("Update" | "Delete" | "Put", the request's parameters)
-Item = dict[str, dict[str, Any]]  # a record as DynamoDB returns it
 DONE: Any = object()  # a re-plan's answer: the write is already in place (an earlier attempt of ours)
+_MARKER = f"\0{secrets.token_hex(8)}:"  # stands for a per-key value while pynamodb serialises a write once
 
 
-def _value(text: str) -> dict[str, str]:
-    return {"S": text}
+class _Write:
+    """One kind of conditional write (``update``, ``delete`` or ``put``) for many keys. ``build`` makes it from the
+    model's attributes for one key's values: (actions, condition) for an update, (None, condition) for a delete,
+    (the item's attributes, condition) for a put. ``slots``: the string values that differ from key to key; with
+    slots, pynamodb serialises the write once (a marker in each slot) and each key's transaction item is a copy
+    with its own key and values, instead of pynamodb serialising every key's actions and condition anew."""
+
+    def __init__(self, model: type[LedgerItem], kind: str, build: Callable[..., tuple[Any, Any]], *slots: str):
+        self.model, self.kind, self.build, self.slots = model, kind, build, slots
+        self._template: tuple[dict[str, Any], dict[str, str]] | None = None
+
+    def apply(self, key: str, values: Mapping[str, Any]) -> None:
+        """The write of one key on its own (UpdateItem, DeleteItem or PutItem)."""
+        what, condition = self.build(**values)
+        if self.kind == "update":
+            self.model(key).update(what, condition=condition)
+        elif self.kind == "delete":
+            self.model(key).delete(condition=condition)
+        else:
+            self.model(key, **what).save(condition=condition)
+
+    def request(self, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """One key's item of a TransactWriteItems request, as pynamodb's TransactWrite builds it."""
+        if not self.slots:
+            return self._serialise(key, values)
+        if self._template is None:
+            request = self._serialise(_MARKER, {slot: _MARKER + slot for slot in self.slots})
+            found = [(value["S"][len(_MARKER) :], name) for name, value in request["ExpressionAttributeValues"].items()
+                     if str(value.get("S", "")).startswith(_MARKER)]  # fmt: skip
+            slots = dict(found)
+            if len(found) != len(self.slots) or set(slots) != set(self.slots):
+                raise ValueError(f"each slot must be one value of the write: {self.slots}")
+            self._template = request, slots
+        request, slots = self._template
+        values_map = dict(request["ExpressionAttributeValues"])
+        for slot, name in slots.items():
+            values_map[name] = {"S": values[slot]}
+        return {**request, "Key": {LedgerItem.pk.attr_name: {"S": key}}, "ExpressionAttributeValues": values_map}
+
+    def _serialise(self, key: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        what, condition = self.build(**values)
+        if self.kind == "update":
+            return self.model(key).get_update_kwargs_from_instance(actions=what, condition=condition)
+        if self.kind == "delete":
+            return self.model(key).get_delete_kwargs_from_instance(condition=condition)
+        return self.model(key, **what).get_save_kwargs_from_instance(condition=condition)
 
 
-def _names(*names: str) -> dict[str, str]:
-    return {f"#{name}": name for name in names}
+Op = tuple[_Write, Mapping[str, Any]]  # a write and one key's values
 
 
-@cache
-def _claim_expressions(enterprise: bool, subject: bool, recurring: bool) -> tuple[str, str, dict[str, str]]:
-    sets = ["#kind = :kind", "#state = :claimed", "#claim_token = :token", "#lease_until = :lease",
-            "#claimed_by_run = :run", "#expires_at = :expires"]  # fmt: skip
-    names = ["kind", "state", "claim_token", "lease_until", "claimed_by_run", "expires_at", "note", "pk"]
-    if enterprise:
-        sets.append("#enterprise_customer_uuid = :enterprise")
-        names.append("enterprise_customer_uuid")
-    if subject:
-        sets.append("#subject_uuid = :subject")
-        names.append("subject_uuid")
-    condition = "attribute_not_exists(#pk) OR (#state IN (:claimed, :rejected) AND #lease_until < :now)"
-    if recurring:
-        condition += " OR (#state = :sent AND #sent_at < :resend)"
-        names.append("sent_at")
-    return f"SET {', '.join(sets)} REMOVE #note", condition, _names(*names)
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-_MARK_UPDATE = (
-    "SET #state = :sent, #sent_at = :as_of, #recorded_at = :recorded, #run_id = :run, #dispatch_id = :dispatch"
-    " REMOVE #claim_token, #lease_until, #claimed_by_run"
-)
-_MARK_NAMES = _names("state", "sent_at", "recorded_at", "run_id", "dispatch_id", "claim_token", "lease_until",
-                     "claimed_by_run")  # fmt: skip
-_RELEASE_DELETE_NAMES = _names("claim_token", "sent_at")
-_RESTORE_UPDATE = "SET #state = :sent REMOVE #claim_token, #lease_until, #claimed_by_run"
-_RESTORE_NAMES = _names("state", "claim_token", "lease_until", "claimed_by_run")
-_HOLD_UPDATE = "SET #state = :rejected, #lease_until = :lease, #note = :note REMOVE #claim_token"
-_HOLD_NAMES = _names("state", "lease_until", "note", "claim_token")
-
-
-def _claimable(item: Item | None, now: float, resend_before: str | None) -> bool:
-    """The claim condition, evaluated on a record read back (after a cancelled transaction)."""
-    if item is None:
-        return True
-    state = item.get("state", {}).get("S")
-    lease = item.get("lease_until", {}).get("N")
-    if state in (CLAIMED, REJECTED) and lease is not None and float(lease) < now:
-        return True
-    sent_at = item.get("sent_at", {}).get("S")
-    return resend_before is not None and state == SENT and sent_at is not None and sent_at < resend_before
-
-
-def _token(item: Item | None) -> str | None:
-    return item.get("claim_token", {}).get("S") if item else None
-
-
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
+def _code(exc: BaseException) -> str:
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -260,26 +257,17 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, BotoCoreError)
 
 
-_client_lock = threading.Lock()
+def _botocore_error(exc: PynamoDBException) -> BaseException:
+    """The botocore error pynamodb wrapped (callers see DynamoDB's errors as botocore raises them)."""
+    return exc.cause if isinstance(exc.cause, ClientError | BotoCoreError) else exc
 
 
-@cache
-def _botocore_session() -> Any:
-    return botocore.session.get_session()
-
-
-def dynamodb_client() -> Any:
-    """A low-level DynamoDB client with bounded timeouts and retries (region and endpoint from the environment:
-    ``AWS_REGION``, ``AWS_ENDPOINT_URL``). Thread-safe once created; creating one is not, hence the lock."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(
-        connect_timeout=DYNAMODB_CONNECT_TIMEOUT_SECONDS,
-        read_timeout=DYNAMODB_READ_TIMEOUT_SECONDS,
-        retries={"total_max_attempts": 1 + DYNAMODB_MAX_RETRY_ATTEMPTS, "mode": "standard"},
-        parameter_validation=False,  # the requests are built here, from fixed shapes
-    )
-    with _client_lock:
-        return _botocore_session().create_client("dynamodb", region_name=region, config=config)
+def _token_for(nonce: str, ops: Mapping[str, Op]) -> str:
+    """One client request token per set of writes: the same writes sent again carry the same token."""
+    digest = hashlib.sha256(nonce.encode())
+    for key, (write, _) in ops.items():
+        digest.update(f"\0{write.kind}\0{key}".encode())
+    return digest.hexdigest()[:36]
 
 
 class Ledger:
@@ -290,13 +278,18 @@ class Ledger:
         lease_seconds: int = 1200,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        client: Any = None,
+        host: str | None = None,
     ):
         self.table_name = table_name
-        self.client = client if client is not None else dynamodb_client()
+        self.model = ledger_model(table_name, host=host)
         self.lease_seconds = lease_seconds
         self._wall_clock = wall_clock
         self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        """The botocore DynamoDB client this ledger's requests go through (pynamodb's, created on first use)."""
+        return self.model._get_connection().connection.client
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -305,45 +298,35 @@ class Ledger:
         (BatchGetItem, 100 keys a call)."""
         items = self._batch_get(keys, consistent=False, attributes=("pk", "sent_at"))
         # a re-claimed recurring record keeps its last send
-        return {i["pk"]["S"]: parse_datetime(i["sent_at"]["S"]) for i in items.values() if "sent_at" in i}
+        return {key: item.sent_at for key, item in items.items() if item.sent_at is not None}
 
     def states(self, keys: Iterable[str]) -> dict[str, str]:
         """``claimed``, ``sent`` or ``rejected`` for each key that has a record (strongly consistent reads)."""
         items = self._batch_get(keys, consistent=True, attributes=("pk", "state"))
-        return {key: item["state"]["S"] for key, item in items.items()}
+        return {key: item.state for key, item in items.items()}
 
-    def get(self, key: str) -> LedgerRecord | None:
-        item = self.client.get_item(TableName=self.table_name, Key={"pk": _value(key)}, ConsistentRead=True)
-        return LedgerRecord.from_item(item["Item"]) if "Item" in item else None
+    def get(self, key: str) -> LedgerItem | None:
+        try:
+            return self.model.get(key, consistent_read=True)
+        except self.model.DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise _botocore_error(exc) from exc
 
     def _batch_get(
-        self,
-        keys: Iterable[str],
-        *,
-        consistent: bool,
-        attributes: Sequence[str] | None = None,
-        deadline: float | None = None,
-    ) -> dict[str, Item]:
+        self, keys: Iterable[str], *, consistent: bool, attributes: Sequence[str] | None = None
+    ) -> dict[str, LedgerItem]:
         unique = list(dict.fromkeys(keys))
-        found: dict[str, Item] = {}
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            request: dict[str, Any] = {"Keys": [{"pk": _value(k)} for k in unique[start : start + BATCH_GET_MAX_KEYS]]}
-            request["ConsistentRead"] = consistent
-            if attributes:
-                request["ProjectionExpression"] = ", ".join(f"#{a}" for a in attributes)
-                request["ExpressionAttributeNames"] = _names(*attributes)
-            pending = {self.table_name: request}
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                self._check(deadline)
-                response = self.client.batch_get_item(RequestItems=pending)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[item["pk"]["S"]] = item
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                self._sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RuntimeError(f"DynamoDB left keys unread after {BATCH_GET_ATTEMPTS} BatchGetItem requests")
+        found: dict[str, LedgerItem] = {}
+        try:
+            for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+                chunk = unique[start : start + BATCH_GET_MAX_KEYS]
+                for item in self.model.batch_get(
+                    chunk, consistent_read=consistent, attributes_to_get=attributes and list(attributes)
+                ):
+                    found[item.pk] = item
+        except PynamoDBException as exc:
+            raise _botocore_error(exc) from exc
         return found
 
     # -- the protocol, one key ---------------------------------------------------------------------------
@@ -378,16 +361,17 @@ class Ledger:
         """Claim each key (None where it is held elsewhere or already sent). If a write errors, every claim this
         call may have taken is given back before the error is raised."""
         now = self._wall_clock()
-        planned: dict[str, tuple[Claim, Op, str | None]] = {}
+        writes: dict[tuple[Any, ...], _Write] = {}  # one per kind of claim in the batch (usually one)
+        planned: dict[str, tuple[Claim, Op, datetime | None]] = {}
         for request in requests:
             if request["key"] not in planned:  # a key twice in one batch: the first one claims it
-                planned[request["key"]] = self._claim_op(now, **request)
+                planned[request["key"]] = self._claim_op(now, writes, **request)
 
-        def replan(key: str, item: Item | None) -> Op | None:
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
             claim, op, resend_before = planned[key]
-            if _token(item) == claim.token:
-                return DONE  # an earlier attempt of ours took it (its reply was lost, botocore sent it again)
-            return op if _claimable(item, now, resend_before) else None
+            if item is not None and item.claim_token == claim.token:
+                return DONE  # an earlier attempt of ours took it (its reply was lost)
+            return op if self._claimable(item, now, resend_before) else None
 
         taken: dict[str, bool] = {}
         try:
@@ -395,36 +379,38 @@ class Ledger:
         except BaseException:
             self._give_back([claim for claim, _, _ in planned.values()])
             raise
-        claims: list[Claim | None] = []
-        for request in requests:
-            key = request["key"]
-            claims.append(planned[key][0] if taken.pop(key, False) else None)
-        return claims
+        return [planned[r["key"]][0] if taken.pop(r["key"], False) else None for r in requests]
 
     def mark_sent_many(self, claims: Sequence[Claim], *, as_of: datetime, run_id: str, dispatch_id: str) -> int:
         """Record each claim's send; returns how many are recorded (a lost claim is logged and not counted).
 
         Braze has already accepted these sends: errors are retried on top of botocore's own retries, within
         ``MARK_BUDGET_SECONDS``, since an unrecorded claim becomes claimable again once its lease runs out."""
+        m = self.model
         pending = {claim.key: claim for claim in claims}
-        sent_at = format_datetime(as_of)
-        done: dict[str, bool] = {}
+        as_of = _utc(as_of)
+        recorded_at = datetime.fromtimestamp(self._wall_clock(), UTC)  # one value: a resent transaction is equal
         deadline = _monotonic() + MARK_BUDGET_SECONDS
-        ours = {"state": _value(SENT), "sent_at": _value(sent_at), "run_id": _value(run_id),
-                "dispatch_id": _value(dispatch_id)}  # fmt: skip
+        done: dict[str, bool] = {}
+        actions = [m.state.set(SENT), m.sent_at.set(as_of), m.recorded_at.set(recorded_at), m.run_id.set(run_id),
+                   m.dispatch_id.set(dispatch_id), m.claim_token.remove(), m.lease_until.remove(),
+                   m.claimed_by_run.remove()]  # fmt: skip
+
+        record = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
 
         def op(claim: Claim) -> Op:
-            values = {":sent": _value(SENT), ":as_of": _value(sent_at), ":recorded": _value(recorded_at),
-                      ":run": _value(run_id), ":dispatch": _value(dispatch_id), ":token": _value(claim.token)}  # fmt: skip
-            return "Update", self._params(claim.key, _MARK_UPDATE, "#claim_token = :token", _MARK_NAMES, values)
+            return record, {"token": claim.token}
 
-        def replan(key: str, item: Item | None) -> Op | None:
-            if _token(item) == pending[key].token:
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
+            if item is None:
+                return None
+            if item.claim_token == pending[key].token:
                 return op(pending[key])
-            if item and all(item.get(name) == value for name, value in ours.items()):
+            if (item.state, item.sent_at, item.run_id, item.dispatch_id) == (SENT, as_of, run_id, dispatch_id):
                 return DONE  # an earlier attempt of ours wrote it (its reply was lost)
             return None
 
+        nonce = secrets.token_hex(8)
         for attempt in Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(MARK_ATTEMPTS) | stop_after_delay(MARK_BUDGET_SECONDS),
@@ -433,9 +419,8 @@ class Ledger:
             reraise=True,
         ):
             with attempt:
-                recorded_at = format_datetime(datetime.fromtimestamp(self._wall_clock(), UTC))
                 left = {key: op(claim) for key, claim in pending.items() if key not in done}
-                self._settle(left, replan, done, reread_single=True, deadline=deadline)
+                self._settle(left, replan, done, reread_single=True, deadline=deadline, nonce=nonce)
         for key, ok in done.items():
             if not ok:
                 logger.error("ledger claim lost before mark_sent", extra={"ledger_key": key})
@@ -447,25 +432,23 @@ class Ledger:
 
     def hold_many(self, claims: Sequence[Claim], *, seconds: int, reason: str) -> None:
         """Hold each key back (see :meth:`hold`)."""
+        m = self.model
         pending = {claim.key: claim for claim in claims}
-        lease = str(int(self._wall_clock()) + seconds)
+        lease = int(self._wall_clock()) + seconds
+        actions = [m.state.set(REJECTED), m.lease_until.set(lease), m.note.set(reason), m.claim_token.remove()]
+        held = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
 
-        def op(claim: Claim) -> Op:
-            values = {":rejected": _value(REJECTED), ":lease": {"N": lease}, ":note": _value(reason),
-                      ":token": _value(claim.token)}  # fmt: skip
-            return "Update", self._params(claim.key, _HOLD_UPDATE, "#claim_token = :token", _HOLD_NAMES, values)
-
-        held = {"state": _value(REJECTED), "lease_until": {"N": lease}, "note": _value(reason)}
-
-        def replan(key: str, item: Item | None) -> Op | None:
-            if _token(item) == pending[key].token:
-                return op(pending[key])
-            if item and "claim_token" not in item and all(item.get(n) == v for n, v in held.items()):
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
+            if item is not None and item.claim_token == pending[key].token:
+                return held, {"token": pending[key].token}
+            if item is not None and (item.claim_token, item.state, item.lease_until, item.note) == (
+                None, REJECTED, lease, reason):  # fmt: skip
                 return DONE  # an earlier attempt of ours wrote it
             return None
 
         done: dict[str, bool] = {}
-        self._settle({key: op(claim) for key, claim in pending.items()}, replan, done, reread_single=False)
+        ops: dict[str, Op] = {key: (held, {"token": claim.token}) for key, claim in pending.items()}
+        self._settle(ops, replan, done, reread_single=False)
         for key, ok in done.items():
             if not ok:
                 logger.warning("ledger claim already gone at hold", extra={"ledger_key": key})
@@ -485,16 +468,18 @@ class Ledger:
         exists cancels its transaction: the batch is read back and the rest written (see ``_settle``); a key
         that holds exactly what this call put counts as written (an earlier attempt of ours whose reply was
         lost). Nothing that exists is ever changed, so importing the same records again writes nothing."""
-        recorded_at = format_datetime(datetime.fromtimestamp(self._wall_clock(), UTC))
+        recorded_at = datetime.fromtimestamp(self._wall_clock(), UTC)
+        put = _Write(self.model, "put", lambda **item: (item, self.model.pk.does_not_exist()))
         planned: dict[str, Op] = {}
         for record in records:
-            planned.setdefault(record["key"], self._import_op(recorded_at, **record))  # the first one counts
+            if record["key"] not in planned:  # the first one counts
+                planned[record["key"]] = put, self._import_item(recorded_at, **record)
 
-        def replan(key: str, item: Item | None) -> Op | None:
-            op = planned[key]
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
             if item is None:
-                return op
-            return DONE if item == op[1]["Item"] else None
+                return planned[key]
+            ours = self.model(key, **planned[key][1])
+            return DONE if item.serialize() == ours.serialize() else None  # exactly ours: an earlier attempt
 
         written: dict[str, bool] = {}
         self._settle(dict(planned), replan, written, reread_single=True)
@@ -508,6 +493,7 @@ class Ledger:
     def _claim_op(
         self,
         now: float,
+        writes: dict[tuple[Any, ...], _Write],
         *,
         key: str,
         kind: str,
@@ -516,34 +502,52 @@ class Ledger:
         enterprise_customer_uuid: str | None = None,
         subject_uuid: str | None = None,
         resend_if_sent_before: datetime | None = None,
-    ) -> tuple[Claim, Op, str | None]:
+    ) -> tuple[Claim, Op, datetime | None]:
         token = f"{run_id}:{secrets.token_hex(8)}"
-        resend_before = format_datetime(resend_if_sent_before) if resend_if_sent_before is not None else None
-        update, condition, names = _claim_expressions(
-            bool(enterprise_customer_uuid), bool(subject_uuid), resend_before is not None
-        )
-        values = {
-            ":kind": _value(kind),
-            ":claimed": _value(CLAIMED),
-            ":rejected": _value(REJECTED),
-            ":token": _value(token),
-            ":lease": {"N": str(int(now) + self.lease_seconds)},
-            ":run": _value(run_id),
-            ":expires": {"N": format_epoch(expires_at)},
-            ":now": {"N": json.dumps(now)},
-        }
+        resend_before = _utc(resend_if_sent_before) if resend_if_sent_before is not None else None
+        values = {"token": token}
         if enterprise_customer_uuid:
-            values[":enterprise"] = _value(enterprise_customer_uuid)
+            values["enterprise"] = enterprise_customer_uuid
         if subject_uuid:
-            values[":subject"] = _value(subject_uuid)
-        if resend_before is not None:
-            values[":sent"] = _value(SENT)
-            values[":resend"] = _value(resend_before)
-        return Claim(key, token), ("Update", self._params(key, update, condition, names, values)), resend_before
+            values["subject"] = subject_uuid
+        shape = (kind, run_id, expires_at, resend_before, *values)
+        if shape not in writes:
+            writes[shape] = self._claim_write(now, kind, run_id, expires_at, resend_before, *values)
+        return Claim(key, token), (writes[shape], values), resend_before
 
-    def _import_op(
+    def _claim_write(
+        self, now: float, kind: str, run_id: str, expires_at: datetime, resend_before: datetime | None, *slots: str
+    ) -> _Write:
+        m = self.model
+        shared = [m.kind.set(kind), m.state.set(CLAIMED), m.lease_until.set(int(now) + self.lease_seconds),
+                  m.claimed_by_run.set(run_id), m.expires_at.set(expires_at), m.note.remove()]  # fmt: skip
+        condition = m.pk.does_not_exist() | (m.state.is_in(CLAIMED, REJECTED) & (m.lease_until < now))
+        if resend_before is not None:
+            condition |= (m.state == SENT) & (m.sent_at < resend_before)
+
+        def build(token: str, enterprise: str | None = None, subject: str | None = None) -> tuple[Any, Any]:
+            actions = [*shared, m.claim_token.set(token)]
+            if enterprise:
+                actions.append(m.enterprise_customer_uuid.set(enterprise))
+            if subject:
+                actions.append(m.subject_uuid.set(subject))
+            return actions, condition
+
+        return _Write(m, "update", build, *slots)
+
+    @staticmethod
+    def _claimable(item: LedgerItem | None, now: float, resend_before: datetime | None) -> bool:
+        """The claim condition, evaluated on a record read back (after a cancelled transaction)."""
+        if item is None:
+            return True
+        if item.state in (CLAIMED, REJECTED) and item.lease_until is not None and item.lease_until < now:
+            return True
+        sent_at = item.sent_at
+        return resend_before is not None and item.state == SENT and sent_at is not None and sent_at < resend_before
+
+    def _import_item(
         self,
-        recorded_at: str,
+        recorded_at: datetime,
         *,
         key: str,
         kind: str,
@@ -553,54 +557,30 @@ class Ledger:
         enterprise_customer_uuid: str | None = None,
         subject_uuid: str | None = None,
         expires_at: datetime | None = None,
-    ) -> Op:
-        item: Item = {
-            "pk": _value(key),
-            "kind": _value(kind),
-            "state": _value(SENT),
-            "sent_at": _value(format_datetime(sent_at)),
-            "recorded_at": _value(recorded_at),
-            "run_id": _value(run_id),
-            "dispatch_id": _value(dispatch_id),
-        }
-        if enterprise_customer_uuid:
-            item["enterprise_customer_uuid"] = _value(enterprise_customer_uuid)
-        if subject_uuid:
-            item["subject_uuid"] = _value(subject_uuid)
-        if expires_at is not None:
-            item["expires_at"] = {"N": format_epoch(expires_at)}
-        params = {
-            "TableName": self.table_name,
-            "Item": item,
-            "ConditionExpression": "attribute_not_exists(#pk)",
-            "ExpressionAttributeNames": _names("pk"),
-        }
-        return "Put", params
+    ) -> dict[str, Any]:
+        return {"kind": kind, "state": SENT, "sent_at": _utc(sent_at), "recorded_at": recorded_at, "run_id": run_id,
+                "dispatch_id": dispatch_id, "enterprise_customer_uuid": enterprise_customer_uuid or None,
+                "subject_uuid": subject_uuid or None, "expires_at": expires_at}  # fmt: skip
 
     def _release(self, claims: Sequence[Claim], *, quiet: bool) -> None:
+        m = self.model
         pending = {claim.key: claim for claim in claims}
+        actions = [m.state.set(SENT), m.claim_token.remove(), m.lease_until.remove(), m.claimed_by_run.remove()]
+        restore = _Write(m, "update", lambda token: (actions, m.claim_token == token), "token")
+        delete = _Write(
+            m, "delete", lambda token: (None, (m.claim_token == token) & m.sent_at.does_not_exist()), "token"
+        )
 
-        def delete(claim: Claim) -> Op:
-            params = {
-                "TableName": self.table_name,
-                "Key": {"pk": _value(claim.key)},
-                "ConditionExpression": "#claim_token = :token AND attribute_not_exists(#sent_at)",
-                "ExpressionAttributeNames": _RELEASE_DELETE_NAMES,
-                "ExpressionAttributeValues": {":token": _value(claim.token)},
-            }
-            return "Delete", params
-
-        def replan(key: str, item: Item | None) -> Op | None:
-            claim = pending[key]
-            if _token(item) != claim.token:
+        def replan(key: str, item: LedgerItem | None) -> Op | None:
+            token = pending[key].token
+            if item is None or item.claim_token != token:
                 return None
-            if item is not None and "sent_at" in item:  # a recurring record: its previous send comes back
-                values = {":sent": _value(SENT), ":token": _value(claim.token)}
-                return "Update", self._params(key, _RESTORE_UPDATE, "#claim_token = :token", _RESTORE_NAMES, values)
-            return delete(claim)
+            # a recurring record gets its previous send back
+            return (restore if item.sent_at is not None else delete), {"token": token}
 
         done: dict[str, bool] = {}
-        self._settle({key: delete(claim) for key, claim in pending.items()}, replan, done, reread_single=True)
+        ops: dict[str, Op] = {key: (delete, {"token": claim.token}) for key, claim in pending.items()}
+        self._settle(ops, replan, done, reread_single=True)
         for key, ok in done.items():
             if not ok and not quiet:
                 logger.warning("ledger claim already gone at release", extra={"ledger_key": key})
@@ -612,26 +592,15 @@ class Ledger:
         except Exception:  # their leases let a later run take them
             logger.exception("could not give back the claims of a failed claim batch")
 
-    def _params(
-        self, key: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            "TableName": self.table_name,
-            "Key": {"pk": _value(key)},
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
     def _settle(
         self,
         ops: dict[str, Op],
-        replan: Callable[[str, Item | None], Op | None],
+        replan: Callable[[str, LedgerItem | None], Op | None],
         done: dict[str, bool],
         *,
         reread_single: bool,
         deadline: float | None = None,
+        nonce: str | None = None,
     ) -> None:
         """Apply each key's conditional write; ``done[key]`` becomes True where it is applied (or ``replan``
         finds it already in place), False where its condition does not hold. Filled as writes complete, so a
@@ -640,78 +609,76 @@ class Ledger:
         One transaction per 100 keys. If it is cancelled, or a single write's condition fails and
         ``reread_single``, each key is read back (strongly consistent) and ``replan`` says what to write now
         (an op), that nothing applies (None) or that it is already done (DONE); what still applies is written
-        in one more transaction, then, if that is cancelled too, key by key."""
+        in one more transaction, then, if that is cancelled too, key by key. ``nonce``: the first transaction
+        of the same keys carries the same client request token on every call that passes the same nonce."""
         keys = list(ops)
         for start in range(0, len(keys), TRANSACTION_MAX_ITEMS):
             chunk = {key: ops[key] for key in keys[start : start + TRANSACTION_MAX_ITEMS]}
-            self._settle_chunk(chunk, replan, done, reread_single, deadline)
-
-    def _settle_chunk(
-        self,
-        ops: dict[str, Op],
-        replan: Callable[[str, Item | None], Op | None],
-        done: dict[str, bool],
-        reread_single: bool,
-        deadline: float | None,
-    ) -> None:
-        if not ops or self._first_try(ops, done, reread_single, deadline):
-            return
-        items = self._batch_get(ops, consistent=True, deadline=deadline)
-        left: dict[str, Op] = {}
-        for key in ops:
-            plan = replan(key, items.get(key))
-            if plan is None or plan is DONE:
-                done[key] = plan is DONE
-            else:
-                left[key] = plan
-        if len(left) > 1 and self._first_try(left, done, False, deadline):
-            return
-        for key, op in left.items():  # each key decided by its own condition
+            if not chunk or self._first_try(chunk, done, reread_single, deadline, nonce):
+                continue
             self._check(deadline)
-            done[key] = self._write_one(op)
+            items = self._batch_get(chunk, consistent=True)
+            left: dict[str, Op] = {}
+            for key in chunk:
+                plan = replan(key, items.get(key))
+                if plan is None or plan is DONE:
+                    done[key] = plan is DONE
+                else:
+                    left[key] = plan
+            if len(left) > 1 and self._first_try(left, done, False, deadline, None):
+                continue
+            for key, op in left.items():  # each key decided by its own condition
+                self._check(deadline)
+                done[key] = self._write_one(key, op)
 
     def _first_try(
-        self, ops: dict[str, Op], done: dict[str, bool], reread_single: bool, deadline: float | None
+        self, ops: dict[str, Op], done: dict[str, bool], reread_single: bool, deadline: float | None, nonce: str | None
     ) -> bool:
         """One write for ``ops`` (a transaction, or the single write): True when that settled them all."""
         self._check(deadline)
         if len(ops) > 1:
-            applied = self._transact(ops)
+            applied = self._transact(ops, _token_for(nonce, ops) if nonce else None)
             if applied:
                 done.update(dict.fromkeys(ops, True))
             return applied
         ((key, op),) = ops.items()
-        applied = self._write_one(op)
+        applied = self._write_one(key, op)
         if applied or not reread_single:
             done[key] = applied
             return True
         return False
 
-    def _write_one(self, op: Op) -> bool:
+    def _write_one(self, key: str, op: Op) -> bool:
         """One conditional write: True if applied, False if its condition does not hold."""
-        kind, params = op
-        call = {"Update": self.client.update_item, "Delete": self.client.delete_item, "Put": self.client.put_item}[kind]
+        write, values = op
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                call(**params)
-            except ClientError as exc:
-                if _code(exc) == "ConditionalCheckFailedException":
+                write.apply(key, values)
+            except PynamoDBException as exc:
+                code = exc.cause_response_code
+                if code == "ConditionalCheckFailedException":
                     return False
-                if _code(exc) != "TransactionConflictException" or attempt == CONFLICT_ATTEMPTS - 1:
-                    raise
+                if code != "TransactionConflictException" or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise _botocore_error(exc) from exc
                 self._sleep(0.05 * 2**attempt)  # another writer's transaction holds the key for a moment
             else:
                 return True
         raise AssertionError("unreachable")
 
-    def _transact(self, ops: dict[str, Op]) -> bool:
+    def _transact(self, ops: dict[str, Op], token: str | None) -> bool:
         """One transaction of ``ops``: True if applied, False if cancelled (nothing written)."""
+        items: dict[str, list[dict[str, Any]]] = {"update": [], "delete": [], "put": []}
+        for key, (write, values) in ops.items():
+            items[write.kind].append(write.request(key, values))
         try:
-            self.client.transact_write_items(TransactItems=[{kind: params} for kind, params in ops.values()])
-        except ClientError as exc:
-            if _code(exc) == "TransactionCanceledException":
+            self.model._get_connection().connection.transact_write_items(
+                condition_check_items=(), delete_items=items["delete"], put_items=items["put"],
+                update_items=items["update"], client_request_token=token,
+            )  # fmt: skip
+        except PynamoDBException as exc:
+            if exc.cause_response_code == "TransactionCanceledException":
                 return False
-            raise
+            raise _botocore_error(exc) from exc
         return True
 
     @staticmethod

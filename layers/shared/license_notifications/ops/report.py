@@ -9,21 +9,15 @@ docs/operations.md#report-did-they-get-it.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
+from license_notifications.adapters.ledger import LedgerItem, ledger_model
 from license_notifications.jobs import expiration_reminders, plan_expiration_emails
 
-BY_ENTERPRISE = "by-enterprise"
-BY_RUN = "by-run"
 COLUMNS = ("key", "state", "sent_at", "run_id", "dispatch_id", "enterprise_customer_uuid", "license_uuid", "admin_id")
-_SENT_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # how the ledger stores sent_at (pynamodb's UTCDateTimeAttribute)
-_deserialize = TypeDeserializer().deserialize
 # The records a license can have, in the order a learner gets them.
 LICENSE_RECORDS = (expiration_reminders, plan_expiration_emails)
 
@@ -32,7 +26,7 @@ LICENSE_RECORDS = (expiration_reminders, plan_expiration_emails)
 class ReportRow:
     key: str
     state: str | None
-    sent_at: str | None
+    sent_at: str | None  # as the ledger stores it: 2026-03-01T09:00:00.000000+0000
     run_id: str | None
     dispatch_id: str | None
     enterprise_customer_uuid: str | None
@@ -40,17 +34,15 @@ class ReportRow:
     admin_id: str | None
 
     @classmethod
-    def of(cls, item: dict[str, Any]) -> ReportRow:
-        record = {name: _deserialize(value) for name, value in item.items()}
-        key = str(record["pk"])
-        license_uuid, admin_id = _subject(key)
+    def of(cls, record: LedgerItem) -> ReportRow:
+        license_uuid, admin_id = _subject(record.pk)
         return cls(
-            key=key,
-            state=record.get("state"),
-            sent_at=record.get("sent_at"),
-            run_id=record.get("run_id") or record.get("claimed_by_run"),
-            dispatch_id=record.get("dispatch_id"),
-            enterprise_customer_uuid=record.get("enterprise_customer_uuid"),
+            key=record.pk,
+            state=record.state,
+            sent_at=sent_at_bound(record.sent_at) if record.sent_at else None,
+            run_id=record.run_id or record.claimed_by_run,
+            dispatch_id=record.dispatch_id,
+            enterprise_customer_uuid=record.enterprise_customer_uuid,
             license_uuid=license_uuid,
             admin_id=admin_id,
         )
@@ -69,44 +61,33 @@ def _subject(key: str) -> tuple[str | None, str | None]:
 
 
 def sent_at_bound(value: datetime) -> str:
-    """An instant as the ledger stores ``sent_at``: comparable as a string (same format, always UTC)."""
-    return value.astimezone(UTC).strftime(_SENT_AT_FORMAT)
+    """An instant as the ledger stores ``sent_at`` (the model's UTCDateTimeAttribute): sorts by time."""
+    return LedgerItem.sent_at.serialize(value)
 
 
 class LedgerReport:
-    def __init__(self, dynamodb: Any, table_name: str):
-        self._db = dynamodb
+    """Reads through the ledger's pynamodb model (``LedgerItem``) and its ``by-enterprise`` / ``by-run`` indexes."""
+
+    def __init__(self, table_name: str, *, host: str | None = None):
         self.table = table_name
+        self.model = ledger_model(table_name, host=host)
 
     def license(self, license_uuid: str) -> list[ReportRow]:
         """Each record of the license (its reminder, then its post-expiration email), those that exist."""
         rows = []
         for job in LICENSE_RECORDS:
-            item = self._db.get_item(TableName=self.table, Key={"pk": {"S": job.ledger_key(license_uuid)}})
-            if "Item" in item:
-                rows.append(ReportRow.of(item["Item"]))
+            with contextlib.suppress(self.model.DoesNotExist):
+                rows.append(ReportRow.of(self.model.get(job.ledger_key(license_uuid))))
         return rows
 
     def enterprise(self, enterprise_uuid: str, since: datetime | None, until: datetime | None) -> list[ReportRow]:
-        low = sent_at_bound(since) if since else "0"
-        high = sent_at_bound(until) if until else "9"
-        return list(
-            self._query(
-                BY_ENTERPRISE,
-                "enterprise_customer_uuid = :e AND sent_at BETWEEN :low AND :high",
-                {":e": {"S": enterprise_uuid}, ":low": {"S": low}, ":high": {"S": high}},
-            )
-        )
+        sent_at = self.model.sent_at
+        low, high = since or datetime.min.replace(tzinfo=UTC), until or datetime.max.replace(tzinfo=UTC)
+        records = self.model.by_enterprise.query(enterprise_uuid, sent_at.between(low, high))
+        return [ReportRow.of(record) for record in records]
 
     def run(self, run_id: str) -> list[ReportRow]:
-        return list(self._query(BY_RUN, "run_id = :r", {":r": {"S": run_id}}))
-
-    def _query(self, index: str, condition: str, values: dict[str, Any]) -> Iterator[ReportRow]:
-        pages = self._db.get_paginator("query").paginate(
-            TableName=self.table, IndexName=index, KeyConditionExpression=condition, ExpressionAttributeValues=values
-        )
-        for page in pages:
-            yield from (ReportRow.of(item) for item in page.get("Items", []))
+        return [ReportRow.of(record) for record in self.model.by_run.query(run_id)]
 
 
 def as_json(rows: list[ReportRow]) -> str:

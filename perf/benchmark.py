@@ -16,8 +16,9 @@ this one (see ``perf/fleet.py`` and ``perf/memory.py``).
    enterprises from one queue, each with its own Services, like concurrent Lambda workers):
    - the real ledger on DynamoDB Local (the template's table, ``AWS_ENDPOINT_URL_DYNAMODB``), at concurrency 20
      and 1. Just before and just after the concurrency-20 run the engine's time per request is measured on the
-     same engine, one request at a time (a 50-key claim transaction, a 50-key record transaction, a 100-key
-     consistent BatchGetItem; the mean of both); times the requests the run made, that is the floor DynamoDB
+     same engine, one request at a time, with the service's own ledger (a 50-key claim transaction, a 50-key
+     record transaction, a 100-key consistent BatchGetItem; the mean of both); times the requests the run made,
+     that is the floor DynamoDB
      Local sets on this machine (it serves one transaction at a time; DynamoDB in AWS does not). Goal: the run
      within 1.5x that floor;
    - a ledger double shared by the workers, with and without DynamoDB's per-request latency as

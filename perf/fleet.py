@@ -9,8 +9,8 @@ this one, request counting, and license-manager's own Braze request pattern repl
   queue, ``perf/giant.py``).
 * :class:`LedgerEngine`: AWS's DynamoDB Local (``devstack/dynamodb_local.py``, a java child process) holding the
   fleet's ledger tables, made from the template's; its CPU time, and :meth:`LedgerEngine.calibrate`: its time
-  per request for the ledger's three kinds (a 50-key claim transaction, a 50-key record transaction, a
-  100-key strongly consistent read), measured one request at a time, as the floor of a run on it.
+  per request for the ledger's three kinds (the service's ledger claiming 50 keys, recording 50 sends, reading
+  100 keys strongly consistent: one request each), measured one request at a time, as the floor of a run on it.
 * :class:`AwsRequestCounter`: every HTTP request botocore sends in this process (each attempt, retries
   included), by service and operation, through botocore's global history recorder. It sees every client,
   however it was built (pynamodb's, boto3's, a plain ``botocore.session`` one), so it counts the ledger the
@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -363,9 +363,9 @@ class Calibration:
     each request less this process's CPU time meanwhile (botocore's serialising and parsing), so what is left
     is the engine's (and the loopback's). Medians of ``rounds``."""
 
-    claim_seconds: float  # a TransactWriteItems of 50 conditional updates creating claims (the GSI keys set)
-    record_seconds: float  # a TransactWriteItems of 50 updates conditioned on the claim token (sent_at, run_id)
-    read_seconds: float  # a strongly consistent BatchGetItem of 100 keys
+    claim_seconds: float  # the ledger's claim of 50 new keys: one TransactWriteItems
+    record_seconds: float  # the ledger's record of those 50 sends: one TransactWriteItems (sent_at, run_id: indexed)
+    read_seconds: float  # the ledger's sent() of 100 keys: one strongly consistent BatchGetItem
     client_cpu_seconds: float  # median of this process's CPU per request (excluded above)
     rounds: int
 
@@ -438,60 +438,46 @@ class LedgerEngine:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def calibrate(self, rounds: int = CALIBRATION_ROUNDS) -> Calibration:
-        """The engine's time per request of each kind the fleet makes, on a table of its own (module docstring)."""
-        client = self._local.client()
-        table = self.table()
+        """The engine's time per request of each kind the fleet makes, on a table of its own (module docstring).
+
+        The requests are the service's own: its ledger's public calls, one at a time, each one request in the
+        steady state (``claim_many`` and ``mark_sent_many`` of 50 new keys, ``sent()`` of 100), so the items,
+        conditions and indexes are those of the run. This process's environment must send DynamoDB clients
+        here (``env``). A call that made more than one request (a retry) counts as that many."""
+        from license_notifications.adapters.ledger import Ledger
+
+        ledger, counter = Ledger(self.table()), AwsRequestCounter.install()
         times: dict[str, list[float]] = {"claim": [], "record": [], "read": []}
         cpu: list[float] = []
         keys: list[str] = []
 
-        def timed(kind: str, call: Any, measured: bool, **params: Any) -> None:
+        def timed(kind: str, measured: bool, call: Any, *args: Any, **kwargs: Any) -> Any:
+            before = counter.snapshot()
             wall, used = time.perf_counter(), time.process_time()
-            call(**params)
+            result = call(*args, **kwargs)
             wall, used = time.perf_counter() - wall, time.process_time() - used
+            made = counter.snapshot()
+            made.subtract(before)
+            requests = max(1, sum(AwsRequestCounter.service(made, "dynamodb").values()))
             if measured:
-                times[kind].append(max(0.0, wall - used))
-                cpu.append(used)
+                times[kind].append(max(0.0, wall - used) / requests)
+                cpu.append(used / requests)
+            return result
 
+        expires = NOW + timedelta(days=100)
         for i in range(CALIBRATION_WARM_UP + rounds):
             measured = i >= CALIBRATION_WARM_UP
-            batch = [f"calibration#{i:03d}-{j:03d}" for j in range(TRANSACTION_KEYS)]
+            batch = [f"expiration_reminder#calibration-{i:03d}-{j:03d}" for j in range(TRANSACTION_KEYS)]
             keys += batch
-            timed("claim", client.transact_write_items, measured, TransactItems=[
-                {"Update": {"TableName": table, "Key": {"pk": {"S": key}},
-                            "UpdateExpression": "SET #state = :claimed, #token = :token, #lease = :lease, "
-                            "#run = :run, #kind = :kind, #enterprise = :enterprise, #expires = :expires",
-                            "ConditionExpression": "attribute_not_exists(#pk) OR (#state = :claimed AND #lease < :now)",
-                            "ExpressionAttributeNames": {"#pk": "pk", "#state": "state", "#token": "claim_token",
-                                                         "#lease": "lease_until", "#run": "claimed_by_run",
-                                                         "#kind": "kind", "#enterprise": "enterprise_customer_uuid",
-                                                         "#expires": "expires_at"},
-                            "ExpressionAttributeValues": {":claimed": {"S": "claimed"}, ":token": {"S": f"t-{key}"},
-                                                          ":lease": {"N": "1900000000"}, ":now": {"N": "1800000000"},
-                                                          ":run": {"S": "calibration"}, ":kind": {"S": "calibration"},
-                                                          ":enterprise": {"S": f"enterprise-{i % 20}"},
-                                                          ":expires": {"N": "1900000000"}}}}
-                for key in batch
-            ])  # fmt: skip
-            timed("record", client.transact_write_items, measured, TransactItems=[
-                {"Update": {"TableName": table, "Key": {"pk": {"S": key}},
-                            "UpdateExpression": "SET #state = :sent, #sent_at = :at, #recorded = :at, #run = :run, "
-                            "#dispatch = :dispatch REMOVE #token, #lease, #claimed_by",
-                            "ConditionExpression": "#token = :token",
-                            "ExpressionAttributeNames": {"#state": "state", "#sent_at": "sent_at",
-                                                         "#recorded": "recorded_at", "#run": "run_id",
-                                                         "#dispatch": "dispatch_id", "#token": "claim_token",
-                                                         "#lease": "lease_until", "#claimed_by": "claimed_by_run"},
-                            "ExpressionAttributeValues": {":sent": {"S": "sent"}, ":token": {"S": f"t-{key}"},
-                                                          ":at": {"S": "2026-03-01T09:00:00.000000+0000"},
-                                                          ":run": {"S": "calibration"},
-                                                          ":dispatch": {"S": f"dispatch-{i}"}}}}
-                for key in batch
-            ])  # fmt: skip
+            requests = [{"key": key, "kind": "expiration_reminder", "run_id": "calibration", "expires_at": expires,
+                         "enterprise_customer_uuid": f"00000000-0000-4000-8000-{i % 20:012d}",
+                         "subject_uuid": key.rpartition("-")[2]} for key in batch]  # fmt: skip
+            claims = timed("claim", measured, ledger.claim_many, requests)
+            taken = [claim for claim in claims if claim is not None]
+            timed("record", measured, ledger.mark_sent_many, taken, as_of=NOW, run_id="calibration",
+                  dispatch_id=f"calibration-{i}")  # fmt: skip
             if len(keys) >= READ_KEYS:
-                timed("read", client.batch_get_item, measured, RequestItems={
-                    table: {"Keys": [{"pk": {"S": key}} for key in keys[-READ_KEYS:]], "ConsistentRead": True}
-                })  # fmt: skip
+                timed("read", measured, ledger.sent, keys[-READ_KEYS:])
         return Calibration(
             claim_seconds=statistics.median(times["claim"]),
             record_seconds=statistics.median(times["record"]),

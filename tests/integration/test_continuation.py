@@ -84,6 +84,39 @@ def test_a_large_enterprise_keeps_its_first_pages_and_hands_the_rest_on(upstream
     assert reminded(upstream) == Counter({lic.uuid: 1 for lic in licenses})
 
 
+def test_a_continuation_past_the_end_of_a_list_that_shrank_has_nothing_to_do(
+    upstream: Upstream, services: Services, caplog: pytest.LogCaptureFixture
+):
+    customer, _, licenses = big_enterprise(upstream, PAGE * (PAGES_PER_MESSAGE + 5) + 7)  # 10 pages
+    handed: list[WorkMessage] = []
+    job = services.expiration_reminders()
+    assert job.run_enterprise(customer.uuid, JobRun.from_message(message(customer.uuid), enqueue=handed.extend)).ok
+    assert [(m.first_page, m.last_page) for m in handed] == [(5, 8), (9, None)]
+    for lic in licenses[: 4 * PAGE]:  # revoked meanwhile (already reminded): the list is now 6 pages long
+        lic.status = "revoked"
+    tail = job.run_enterprise(customer.uuid, JobRun.from_message(handed[1], enqueue=handed.extend))
+    # license-manager answers page 9 with 404 "Invalid page.": the part has no pages any more, not a failure.
+    assert tail.ok
+    assert tail.error is None
+    assert not tail.failures
+    assert tail.sent == 0
+    assert "no page 9 of plan" in caplog.text
+    middle = job.run_enterprise(customer.uuid, JobRun.from_message(handed[0], enqueue=handed.extend))
+    assert middle.ok
+    assert middle.sent == PAGE + 7  # pages 5 and 6 of the shorter list, then its end
+    assert len(handed) == 2
+    # The licenses the shrinking moved onto pages read before are the next run's (nothing is recorded for them).
+    missed = [lic for lic in licenses[4 * PAGE :] if services.ledger.get(ledger_key(lic.uuid)) is None]
+    assert len(missed) == 4 * PAGE
+    rerun = job.run_enterprise(
+        customer.uuid,
+        JobRun.from_message(message(customer.uuid).model_copy(update={"run_id": "next"}), enqueue=handed.extend),
+    )
+    assert rerun.ok
+    assert rerun.sent == 4 * PAGE
+    assert reminded(upstream) == Counter({lic.uuid: 1 for lic in licenses})
+
+
 @pytest.mark.parametrize("checks", [6, 25])
 def test_a_tiny_timeout_still_ends_with_every_reminder_sent_once(upstream: Upstream, services: Services, checks):
     customer, _, licenses = big_enterprise(upstream, 7 * PAGE + 3)  # eight pages

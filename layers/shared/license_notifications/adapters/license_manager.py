@@ -7,17 +7,26 @@ without it, it raises MalformedResponseError.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
 from license_notifications.adapters._parsing import parse_as
 from license_notifications.adapters.http import HttpClient
-from license_notifications.errors import ConfigurationError, MalformedResponseError, PermissionDeniedError
+from license_notifications.errors import (
+    ConfigurationError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from license_notifications.models import CustomerAgreement, License, SubscriptionPlan
+
+logger = logging.getLogger(__name__)
 
 SERVICE = "license-manager"
 LICENSES_PAGE_SIZE = 500  # the API's maximum (contract 2.3)
+INVALID_PAGE = "Invalid page."  # DRF's 404 detail for a page past the list's end (contract 2.4)
 
 OnMalformed = Callable[[Any, MalformedResponseError], None]
 NOT_PERMITTED_HINT = (
@@ -79,16 +88,38 @@ class LicenseManagerClient:
         last_page: int | None = None,
     ) -> Iterator[LicensePage]:
         """A plan's licenses with the given statuses, one page (<= 500) at a time; never all in memory (2.3).
-        ``first_page`` / ``last_page`` (inclusive) read a range of the list's pages."""
+        ``first_page`` / ``last_page`` (inclusive) read a range of the list's pages.
+
+        The list is live: licenses revoked or expired while it is read (or between a message and its
+        continuation) shorten it, and license-manager answers a page past the new end with 404 "Invalid page."
+        (2.4). That ends the range with the pages it had (logged): the licenses the shortening moved onto
+        earlier pages hold no record, so the next scheduled run finds them due."""
         url = f"{self._api}/subscriptions/{plan_uuid}/licenses/"
         params: dict[str, Any] = {"status": ",".join(statuses), "page_size": LICENSES_PAGE_SIZE}
         if first_page > 1:
             params["page"] = first_page
-        for number, page in enumerate(self._pages(url, params), start=first_page):
+        pages, number = self._pages(url, params), first_page
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except NotFoundError as exc:
+                if number == 1 or INVALID_PAGE not in str(exc):
+                    raise
+                logger.warning(
+                    "license-manager has no page %d of plan %s's licenses any more (the list shrank while it was "
+                    "read): the range ends there; licenses moved onto earlier pages are due at the next run",
+                    number,
+                    plan_uuid,
+                    extra={"subscription_plan_uuid": str(plan_uuid), "page": number},
+                )
+                return
             num_pages = page.get("num_pages") if isinstance(page.get("num_pages"), int) else None
             yield LicensePage(list(_parse_each(License, page["results"], "license", on_malformed)), number, num_pages)
             if last_page is not None and number >= last_page:
                 return
+            number += 1
 
     def _plans(self, params: dict[str, str] | None, on_malformed: OnMalformed | None) -> Iterator[SubscriptionPlan]:
         for page in self._pages(f"{self._api}/subscriptions/", params):

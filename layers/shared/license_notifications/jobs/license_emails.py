@@ -217,7 +217,8 @@ class LicensePass:
             except OutOfTimeError:
                 if self.run.handoff is None:
                     raise
-                self.hand_on(part, page.number + 1, later)
+                at_end = page.num_pages is not None and page.number >= page.num_pages
+                self.hand_on(part, None if at_end else page.number + 1, later)
                 return False
             if part.last_page is not None and page.number >= part.last_page:
                 break  # the rest of the plan was handed on
@@ -275,8 +276,9 @@ class LicensePass:
             self.run.handoff(rest)  # type: ignore[misc]  # checked by the caller
         self.r.outcome.handed_on += len(rest)
         self.logger.warning(
-            "Out of time: handed the rest of enterprise %s on in %d message(s)",
+            "Out of time: handed the rest of enterprise %s on in %d message(s)%s",
             self.r.enterprise_uuid,
             len(rest),
+            "" if rest else " (its last page was read and sent: nothing is left)",
             extra={**self.r.where, "parts": [vars(p) for p in rest]},
         )

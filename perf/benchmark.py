@@ -460,9 +460,13 @@ def print_throughput(t: dict[str, Any]) -> None:
             state = "complete" if row["complete"] else f"INCOMPLETE: {len(row['failures'])} enterprise(s) failed"
             if row["skipped"]:
                 state += ", skipped " + ", ".join(f"{n} {reason}" for reason, n in row["skipped"].items())
+            if row["redelivered"]:
+                state += f", {len(row['redelivered'])} failed attempt(s) delivered again (as SQS would)"
             say(f"   {LABELS[name]} (round {i + 1}): {sent}, {state}; CPU over wall: {row['busy']}")
             for failure in row["failures"][:3]:
                 say(f"      failure: {failure[:150]}")
+            for attempt in row["redelivered"][:3]:
+                say(f"      delivered again after: {attempt[:150]}")
             for message, count in list(row["error_log"].items())[:3]:
                 say(f"      error log x{count}: {message}")
     for i, row in enumerate(runs["ddb_c20"]):

@@ -513,7 +513,8 @@ class FleetResult:
     stand_ins_cpu: float
     expected: int = 0  # licenses due over every enterprise (all of them: each plan expires within the window)
     skipped: dict[str, int] = field(default_factory=dict)  # e.g. claimed_elsewhere: a claim this run lost
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # enterprises that failed their last allowed attempt
+    redelivered: list[str] = field(default_factory=list)  # attempts that failed and went back to the queue
 
     @property
     def dynamodb_total(self) -> int:
@@ -533,19 +534,27 @@ def run_fleet(
 
     The ledger is the real one on a fresh table made from the template's on ``engine`` (this process's
     environment points DynamoDB clients at it: ``engine.env``), or ``ledger_factory()`` (a double, called for
-    each enterprise) when given."""
+    each enterprise) when given. An enterprise whose attempt fails as one the worker reports for redelivery
+    goes back to the queue at once, as SQS delivers the message again once its visibility timeout passed, up
+    to the work queue's ``maxReceiveCount`` (the template's) attempts; only the last one counts as failed."""
+    from devstack.aws import load_template
+
     from license_notifications.config import load_settings
     from license_notifications.jobs.enterprise_run import JobRun
     from license_notifications.services import Services
 
+    max_receive = int(load_template()["Resources"]["WorkQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
     counter = AwsRequestCounter.install()
-    work: queue.SimpleQueue[str] = queue.SimpleQueue()
+    work: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
     for enterprise in enterprises:
-        work.put(enterprise)
+        work.put((enterprise, 1))
     settings = load_settings(stand_ins.settings_env(engine.table() if engine is not None else "unused"))
     workers = [Services(settings) for _ in range(concurrency)]
     outcomes: list[Any] = []
     failures: list[str] = []
+    redelivered: list[str] = []
+    retried: set[int] = set()  # id() of the outcomes whose message went back to the queue
+    first_attempts: dict[str, Any] = {}  # due there: nothing was sent before it on the fresh table
     lock = threading.Lock()
     start = threading.Barrier(concurrency + 1)
     run = JobRun(run_id=run_id, as_of=NOW)
@@ -554,7 +563,7 @@ def run_fleet(
         start.wait()
         while True:
             try:
-                enterprise = work.get_nowait()
+                enterprise, receive = work.get_nowait()
             except queue.Empty:
                 return
             try:
@@ -568,6 +577,11 @@ def run_fleet(
                 continue
             with lock:
                 outcomes.append(outcome)
+                first_attempts.setdefault(enterprise, outcome)
+                if outcome.needs_redelivery and receive < max_receive:
+                    redelivered.append(f"{enterprise} (attempt {receive}): {outcome.error or 'failed recipients'}")
+                    retried.add(id(outcome))
+                    work.put((enterprise, receive + 1))
 
     threads = [threading.Thread(target=work_loop, args=(s,), name=f"bench-worker-{i}") for i, s in enumerate(workers)]
     for thread in threads:
@@ -588,7 +602,7 @@ def run_fleet(
     engine_cpu = engine.cpu() - engine_before if engine is not None and engine_before is not None else None
     braze = Counter(stand_ins_after["braze"])
     braze.subtract(stand_ins_before["braze"])
-    skipped = _tally(outcomes, failures)
+    skipped = _tally([o for o in outcomes if id(o) not in retried], failures)
     return FleetResult(
         concurrency=concurrency,
         enterprises=len(enterprises),
@@ -600,9 +614,10 @@ def run_fleet(
         worker_cpu=worker_cpu,
         engine_cpu=engine_cpu,
         stand_ins_cpu=stand_ins_after["cpu"] - stand_ins_before["cpu"],
-        expected=sum(outcome.due for outcome in outcomes),
+        expected=sum(outcome.due for outcome in first_attempts.values()),
         skipped={reason: n for reason, n in skipped.items() if n},
         failures=failures,
+        redelivered=redelivered,
     )
 
 

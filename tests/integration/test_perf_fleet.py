@@ -69,3 +69,42 @@ def test_the_calibration_measures_each_kind_of_request_and_the_floor_adds_them_u
     )
     fixed = Calibration(claim_seconds=0.04, record_seconds=0.06, read_seconds=0.01, client_cpu_seconds=0.002, rounds=1)
     assert fixed.floor(Counter({"TransactWriteItems": 10, "BatchGetItem": 4})) == pytest.approx(10 * 0.05 + 4 * 0.01)
+
+
+class FailingClaims:
+    """The ledger double, shared by the fleet, whose first ``times`` claims of ``enterprise`` fail (a read
+    timeout, as DynamoDB Local's queue of transactions gave one in a benchmark run)."""
+
+    def __init__(self, enterprise: str, times: int):
+        from fakes import InMemoryLedger
+
+        self.ledger, self.enterprise, self.left = InMemoryLedger(), enterprise, times
+
+    def claim_many(self, requests):
+        if self.left and any(r["enterprise_customer_uuid"] == self.enterprise for r in requests):
+            self.left -= 1
+            raise TimeoutError("Read timeout on endpoint URL")
+        return self.ledger.claim_many(requests)
+
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
+
+
+@pytest.mark.parametrize(("times", "failed"), [(2, 0), (99, 1)])
+def test_a_failed_attempt_is_delivered_again_up_to_the_queues_max_receive_count(
+    stand_ins: StandIns, times: int, failed: int
+):
+    enterprises = stand_ins.enterprises("fleet")
+    ledger = FailingClaims(enterprises[0], times)
+    stand_ins.set_latency(0.0)
+    stand_ins.recipients()  # reset the count
+    result = run_fleet(
+        stand_ins, enterprises, concurrency=2, run_id=f"redelivery-{times}", ledger_factory=lambda: ledger
+    )
+    max_receive = 5  # template.yaml's WorkQueue RedrivePolicy
+    assert len(result.redelivered) == min(times, max_receive - 1)
+    assert all(entry.startswith(enterprises[0]) for entry in result.redelivered)
+    assert len(result.failures) == failed
+    assert result.expected == ENTERPRISES * LICENSES
+    assert result.reminders == LICENSES * (ENTERPRISES - failed)
+    assert stand_ins.recipients()["duplicated"] == 0

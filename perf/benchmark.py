@@ -483,8 +483,10 @@ def print_throughput(t: dict[str, Any]) -> None:
             f"{f['reads']:,} x {c['read_seconds'] * 1e3:.1f} ms = {f['seconds']:.1f} s; wall {row['seconds']:.1f} s = "
             f"{f['x_floor']:.2f}x the floor")  # fmt: skip
     say(
-        "   (DynamoDB Local serves one transaction at a time, so a run on it cannot beat that floor; DynamoDB in "
-        "AWS serves a table's requests in parallel, as the ledger-double run with its latency per request models)"
+        "   (DynamoDB Local serves one transaction at a time, so a run on it cannot be much faster than that floor; "
+        "below 1x, concurrent requests overlapped the part of a request's time that is not the engine's own work; "
+        "DynamoDB in AWS serves a table's requests in parallel, as the ledger-double run with its latency per "
+        "request models)"
     )
     fl, la = t["floor"], t["latent"]
     say(f"   concurrency 20 on DynamoDB Local: {fl['x_floor']:.2f}x its floor   goal <= {GOAL_X_FLOOR:g}x   "

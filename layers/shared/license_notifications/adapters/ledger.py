@@ -46,27 +46,12 @@ with ``batch_get``:
 - a failed claim batch gives back every claim it may have taken (by token, so keys it did not get are
   untouched), also when DynamoDB committed a transaction whose reply was lost.
 
-Client CPU. pynamodb's ``TransactWrite`` serialises every item's actions and condition anew (expression
-objects, name and value placeholders): 0.2-0.3 ms per reminder more than the botocore ledger it replaced
-(about 0.2 ms with HTTP stubbed). The 50 claims or records of a batch are one write with different keys and
-tokens, so ``_Write`` has pynamodb serialise each write once per batch, with a marker in each per-key value,
-and gives each key a copy with its own key and values (a unit test checks every item against pynamodb's own
-serialisation of that key's write); the items go through pynamodb's
-``Connection.transact_write_items``, the call ``TransactWrite`` ends in. Measured with ``python -m
-perf.ledger_cost --reminders 1000 5000 --baseline 8dd86ee`` (the botocore ledger) and ``--baseline 8b614c8``
-(this ledger on ``TransactWrite``), 2 runs each, DynamoDB Local in another process, this project's shared
-2-core machine: 2.5 requests per 50 reminders (4.5 with a tenth of each batch held elsewhere) for all three;
-client CPU per reminder 0.223-0.354 ms here, 0.232-0.245 ms for the botocore ledger and 0.425-0.512 ms on
-``TransactWrite`` in the same runs (with a tenth held elsewhere: 0.366-0.410, 0.371-0.427, 0.698-0.740 ms).
-The same command at 8ff2e3d, when it ran on moto (5 runs): 0.245-0.338, 0.239-0.333 and 0.536-0.668 ms.
-
-Alternatives weighed: a lease per (run, enterprise, job) plus unconditional ``BatchWriteItem`` records would
-be as cheap in requests, but a racing run would skip or wait for a whole enterprise instead of only the keys
-it loses, a crashed worker would block the whole enterprise until its lease ran out, and recurring keys would
-need a read before an unconditional write. PartiQL ``BatchExecuteStatement`` takes 25 statements a request
-(4.5 requests per 50) and other IAM actions. Transactions need only ``UpdateItem`` / ``DeleteItem`` (and
-``PutItem`` for imports) permissions; DynamoDB bills a transactional write two write units per item instead of
-one, so the ledger's write units per reminder double (4 instead of 2) while its requests fall 40-fold.
+Client CPU: pynamodb's ``TransactWrite`` serialises every item's actions and condition anew. The 50 claims or
+records of a batch are one write with different keys and tokens, so ``_Write`` has pynamodb serialise each
+write once per batch (a marker in each per-key value) and gives each key a copy with its own key and values (a
+unit test checks every item against pynamodb's own serialisation of that key's write), sent through pynamodb's
+``Connection.transact_write_items``, the call ``TransactWrite`` ends in. Why, the figures, and the
+alternatives weighed (a lease per enterprise, PartiQL): docs/design.md, "The ledger's implementation and cost".
 
 Stored formats are pynamodb's and have not changed since the first ledger: ``sent_at`` and ``recorded_at`` as
 ``2026-03-01T09:00:00.000000+0000`` (sorts by time in the ``by-enterprise`` index), ``lease_until`` and

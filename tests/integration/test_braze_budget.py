@@ -84,6 +84,9 @@ def test_trigger_requests_reach_braze_no_faster_than_the_pace(upstream: Upstream
         braze.trigger_campaign("camp", [recipient])
     arrivals = [r.at for r in upstream.braze.requests if r.path.startswith("/campaigns/trigger/send")]
     assert len(arrivals) == 4
-    # the first request also opens the connection, so its arrival lags its start: judge from the second on
-    assert all(b - a >= 0.19 for a, b in itertools.pairwise(arrivals[1:]))
+    # The pacer spaces the requests' starts 0.2 s apart; an arrival lags its start by the transit, which a busy
+    # machine stretches by tens of milliseconds (the first request also opens the connection): each gap from
+    # the second on is judged with 50 ms of slack, the three intervals together with 100 ms. Unpaced, the gaps
+    # are a few milliseconds.
+    assert all(b - a >= 0.15 for a, b in itertools.pairwise(arrivals[1:]))
     assert arrivals[-1] - arrivals[0] >= 0.5

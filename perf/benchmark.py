@@ -17,7 +17,7 @@ this one (see ``perf/fleet.py`` and ``perf/memory.py``).
    - the real ledger on DynamoDB Local (the template's table, ``AWS_ENDPOINT_URL_DYNAMODB``), at concurrency 20
      and 1. Just before and just after the concurrency-20 run the engine's time per request is measured on the
      same engine, one request at a time, with the service's own ledger (a 50-key claim transaction, a 50-key
-     record transaction, a 100-key consistent BatchGetItem; the mean of both); times the requests the run made,
+     record transaction, a 100-key BatchGetItem of ``sent()``; the mean of both); times the requests the run made,
      that is the floor DynamoDB
      Local sets on this machine (it serves one transaction at a time; DynamoDB in AWS does not). Goal: the run
      within 1.5x that floor;
@@ -476,7 +476,7 @@ def print_throughput(t: dict[str, Any]) -> None:
             f"just after the run ({b['rounds']} of each, medians, before / after / mean): a 50-key claim transaction "
             f"{b['claim_seconds'] * 1e3:.1f} / {a['claim_seconds'] * 1e3:.1f} / {c['claim_seconds'] * 1e3:.1f} ms, a "
             f"50-key record transaction {b['record_seconds'] * 1e3:.1f} / {a['record_seconds'] * 1e3:.1f} / "
-            f"{c['record_seconds'] * 1e3:.1f} ms, a 100-key consistent read {b['read_seconds'] * 1e3:.1f} / "
+            f"{c['record_seconds'] * 1e3:.1f} ms, a 100-key read {b['read_seconds'] * 1e3:.1f} / "
             f"{a['read_seconds'] * 1e3:.1f} / {c['read_seconds'] * 1e3:.1f} ms (the client's own CPU, "
             f"{c['client_cpu_seconds'] * 1e3:.1f} ms a request, left out); the run made {f['transactions']:,} "
             f"transactions and {f['reads']:,} reads: {f['transactions']:,} x {f['transaction_seconds'] * 1e3:.1f} ms + "

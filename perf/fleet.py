@@ -10,7 +10,7 @@ this one, request counting, and license-manager's own Braze request pattern repl
 * :class:`LedgerEngine`: AWS's DynamoDB Local (``devstack/dynamodb_local.py``, a java child process) holding the
   fleet's ledger tables, made from the template's; its CPU time, and :meth:`LedgerEngine.calibrate`: its time
   per request for the ledger's three kinds (the service's ledger claiming 50 keys, recording 50 sends, reading
-  100 keys strongly consistent: one request each), measured one request at a time, as the floor of a run on it.
+  100 keys with ``sent()``: one request each), measured one request at a time, as the floor of a run on it.
 * :class:`AwsRequestCounter`: every HTTP request botocore sends in this process (each attempt, retries
   included), by service and operation, through botocore's global history recorder. It sees every client,
   however it was built (pynamodb's, boto3's, a plain ``botocore.session`` one), so it counts the ledger the
@@ -365,7 +365,7 @@ class Calibration:
 
     claim_seconds: float  # the ledger's claim of 50 new keys: one TransactWriteItems
     record_seconds: float  # the ledger's record of those 50 sends: one TransactWriteItems (sent_at, run_id: indexed)
-    read_seconds: float  # the ledger's sent() of 100 keys: one strongly consistent BatchGetItem
+    read_seconds: float  # the ledger's sent() of 100 keys: one BatchGetItem (eventually consistent, as the run's)
     client_cpu_seconds: float  # median of this process's CPU per request (excluded above)
     rounds: int
 

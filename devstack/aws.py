@@ -36,7 +36,8 @@ from typing import Any
 import boto3
 import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+
+from devstack.loopback import LoopbackServer
 
 __all__ = [
     "DEFAULT_REGION",
@@ -236,32 +237,22 @@ class MotoStack:
 
     def __init__(self, *, region: str = DEFAULT_REGION) -> None:
         self.region = region
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(
+            _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app)),
+            name="moto-server",
+            request_handler=_QuietRequestHandler,
+        )
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("MotoStack is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> MotoStack:
-        if self._server is None:
-            app = _SerialiseDynamoDB(DomainDispatcherApplication(create_backend_app))
-            # make_server binds before returning: the port is known and accepts connections (queued by the
-            # kernel) even before serve_forever runs.
-            self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietRequestHandler)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
-            self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
+        self._server.stop()
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and pynamodb, Powertools) at this server.

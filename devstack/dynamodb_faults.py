@@ -26,7 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
+
+from devstack.loopback import LoopbackServer
 
 __all__ = ["THROTTLED_BODY", "ThrottlingProxy"]
 
@@ -62,8 +64,7 @@ class ThrottlingProxy:
         self._rng = random.Random()  # fault injection, not cryptography
         self.throttled: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self, name="dynamodb-proxy", request_handler=_QuietHandler)
 
     # ------------------------------------------------------------------------------------------ faults
     def throttle(self, rate: float, *, operations: Iterable[str] | None = None, seed: int | None = None) -> None:
@@ -135,24 +136,14 @@ class ThrottlingProxy:
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("ThrottlingProxy is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> ThrottlingProxy:
-        if self._server is None:
-            self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=_QuietHandler)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb-proxy", daemon=True)
-            self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
+        self._server.stop()
         self._pool.close()
 
     def __enter__(self) -> ThrottlingProxy:

@@ -26,9 +26,11 @@ from urllib.parse import parse_qs, urlencode
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response
+
+from devstack.loopback import LoopbackServer
 
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -187,32 +189,25 @@ class StandIn:
         self._faults: list[_Fault] = []
         self._fired: Counter[str] = Counter()
         self._errors: list[BaseException] = []
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(
+            self, name=f"{type(self).__name__}-server", request_handler=_Handler, poll_interval=0.05, join_timeout=5
+        )
         self._stopping = threading.Event()
         self._map = Map(self.routes(), strict_slashes=False, merge_slashes=False)
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def start(self) -> Self:
         """Bind 127.0.0.1:0 and serve from a daemon thread. Returns self."""
-        if self._server is None:
+        if not self._server.running:
             self._stopping.clear()
-            self._server = make_server("127.0.0.1", 0, self, threaded=True, request_handler=_Handler)  # type: ignore[arg-type]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.05,), name=f"{type(self).__name__}-server", daemon=True
-            )
-            self._thread.start()
+            self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port (wakes any delayed request)."""
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
+        if self._server.running:
             self._stopping.set()
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -223,9 +218,7 @@ class StandIn:
     @property
     def url(self) -> str:
         """Base URL, e.g. "http://127.0.0.1:54321" (no trailing slash)."""
-        if self._server is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     # ----------------------------------------------------------------------------------------- the log
     @property
